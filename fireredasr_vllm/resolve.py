@@ -1,0 +1,75 @@
+"""Model specs -> a vLLM-loadable directory.
+
+A spec is ``tiny`` (the embedded random model), an official release directory (converted once into
+the cache), a converted directory, or a Hugging Face hub id (downloaded, then converted).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from fireredasr_vllm.convert import convert, is_converted_dir, is_official_dir
+from fireredasr_vllm.tiny import cache_root, tiny_model_dir
+
+EMBEDDED = ("tiny",)
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """The spec names nothing usable; the message says what was tried and how to fix it."""
+
+
+def _fingerprint(official_dir: Path) -> str:
+    digest = hashlib.sha256(str(official_dir.resolve()).encode())
+    for name in ("model.pth.tar", "asr_encoder.pth.tar", "cmvn.ark"):
+        stat = (official_dir / name).stat()
+        digest.update(f"{name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:12]
+
+
+def converted_cache_dir(official_dir: Path, dtype: str = "float32") -> Path:
+    return cache_root() / "converted" / f"{official_dir.resolve().name}-{dtype}-{_fingerprint(official_dir)}"
+
+
+def ensure_converted(official_dir: Path, dtype: str = "float32") -> Path:
+    """Convert ``official_dir`` into the cache unless already done."""
+    out = converted_cache_dir(official_dir, dtype)
+    if not (out / "config.json").exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        convert(official_dir, out, dtype=dtype, progress=True, checksums=False, force=out.exists())
+    return out
+
+
+def download(repo_id: str) -> Path:
+    """Download a hub repo, with a clear message when the hub is unreachable."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id))
+    except Exception as error:
+        raise ModelNotFoundError(
+            f"model '{repo_id}': not a local directory and the Hugging Face hub could not provide it "
+            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}). Download it "
+            f"elsewhere (huggingface-cli download {repo_id} --local-dir DIR) and pass --model DIR."
+        ) from None
+
+
+def resolve_model(spec: str | os.PathLike = "tiny", dtype: str = "float32") -> Path:
+    """Return a converted directory for ``spec``."""
+    spec = str(spec)
+    if spec == "tiny":
+        return ensure_converted(tiny_model_dir())
+    path = Path(spec).expanduser()
+    if path.exists():
+        if is_converted_dir(path):
+            return path
+        if is_official_dir(path):
+            return ensure_converted(path, dtype)
+        raise ModelNotFoundError(
+            f"{path}: neither an official FireRedASR-LLM release (model.pth.tar, asr_encoder.pth.tar, "
+            "cmvn.ark, Qwen2-7B-Instruct/) nor a converted directory (config.json with a 'fireredasr' "
+            "block); check the path, or run: python -m fireredasr_vllm.verify --model-dir " + str(path))
+    if spec.count("/") == 1 and not spec.startswith((".", "/", "~")):
+        return resolve_model(download(spec), dtype)
+    raise ModelNotFoundError(f"{spec}: no such directory; pass 'tiny', a model directory or a hub id")

