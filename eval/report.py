@@ -1,0 +1,81 @@
+"""Compare run folders: summary table, worst utterances, utterances where two runs differ.
+
+    python -m eval.report RUN_DIR [RUN_DIR ...] [--worst 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import pandas as pd
+
+from eval.records import Run, load_run
+
+SUMMARY_COLUMNS = ["cer", "n", "s", "d", "i", "ser", "utterances", "failed", "rtfx", "utts_per_s",
+                   "output_tokens_per_s", "latency_p50", "latency_p90", "latency_p99"]
+
+
+def compare_runs(runs: list[Run]) -> pd.DataFrame:
+    """One row per run: test set, model, decoding and the summary figures."""
+    records = []
+    for run in runs:
+        record = {"run": run.name, "test_set": run.manifest.get("test_set", {}).get("name"),
+                  "model": run.manifest.get("model"), "decoding": run.manifest.get("decoding", {}).get("label"),
+                  "metric": run.summary.get("metric")}
+        record |= {key: run.summary.get(key) for key in SUMMARY_COLUMNS}
+        records.append(record)
+    return pd.DataFrame(records)
+
+
+def worst_utterances(run: Run, n: int = 10) -> pd.DataFrame:
+    """Utterances with the most errors (ties: highest error rate first)."""
+    rows = run.rows[run.rows["error"].isna()].copy() if "error" in run.rows else run.rows.copy()
+    rows["rate"] = rows["errors"] / rows["n"].clip(lower=1)
+    return rows.sort_values(["errors", "rate"], ascending=False).head(n)[
+        ["id", "errors", "n", "rate", "reference", "hypothesis"]]
+
+
+def differing_utterances(run_a: Run, run_b: Run) -> pd.DataFrame:
+    """Utterances whose normalized hypotheses differ between two runs, with both error counts."""
+    columns = ["id", "reference", "ref_norm", "hypothesis", "hyp_norm", "errors"]
+    merged = run_a.rows[columns].merge(run_b.rows[["id", "hypothesis", "hyp_norm", "errors"]], on="id",
+                                       suffixes=("_a", "_b"))
+    merged = merged[merged["hyp_norm_a"] != merged["hyp_norm_b"]]
+    merged["delta_errors"] = merged["errors_b"] - merged["errors_a"]
+    return merged.sort_values("delta_errors").reset_index(drop=True)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m eval.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+")
+    parser.add_argument("--worst", type=int, default=10)
+    args = parser.parse_args(argv)
+    try:
+        runs = [load_run(path) for path in args.runs]
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    with pd.option_context("display.max_columns", None, "display.width", 200, "display.max_colwidth", 60):
+        print(compare_runs(runs).to_markdown(index=False) if _has_tabulate() else compare_runs(runs))
+        for run in runs:
+            print(f"\nworst utterances of {run.name}:")
+            print(worst_utterances(run, args.worst).to_string(index=False))
+        if len(runs) == 2:
+            diff = differing_utterances(*runs)
+            print(f"\n{len(diff)} utterances differ between {runs[0].name} and {runs[1].name}:")
+            print(diff[["id", "hypothesis_a", "hypothesis_b", "delta_errors"]].to_string(index=False))
+    return 0
+
+
+def _has_tabulate() -> bool:
+    try:
+        import tabulate  # noqa: F401
+
+        return True
+    except ImportError:
+        return False
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,316 @@
+"""Evaluate FireRedASR-LLM on a test set through the shared vLLM engine.
+
+    python -m eval.run aishell --model FireRedTeam/FireRedASR-LLM-L      # hub id, official dir, converted dir
+    python -m eval.run demo                                              # embedded model + bundled clips
+    python -m eval.run DIR_OR_FILE --limit 100 --decoding official --output-dir results/x
+
+Writes a run folder (eval/records.py): rows that survive a kill, utterances.parquet/csv, summary.json
+(CER/WER with N/S/D/I, RTFx, utts/s, tokens/s, latency percentiles) and manifest.json. Re-running into
+the same folder skips finished utterances.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from eval.datasets import DatasetUnavailable, load_test_set
+from eval.metrics import score_utterance
+from eval.normalize import NormalizerOptions, normalize
+from eval.records import Run, RunWriter, load_run
+from workbench.options import DecodingOptions, EngineOptions, Transcript, parse_decoding
+
+DEFAULT_RESULTS = Path("results")
+
+
+def percentiles(values, prefix: str) -> dict:
+    values = [v for v in values if v is not None]
+    if not values:
+        return {f"{prefix}_p{p}": None for p in (50, 90, 99)}
+    return {f"{prefix}_p{p}": float(np.percentile(values, p)) for p in (50, 90, 99)}
+
+
+@dataclass
+class Tally:
+    """Running corpus counts and speed for the progress bar and the summary."""
+
+    n: int = 0
+    s: int = 0
+    d: int = 0
+    i: int = 0
+    sentences: int = 0
+    sentence_errors: int = 0
+    failed: int = 0
+    audio_seconds: float = 0.0
+    output_tokens: int = 0
+    latencies: list = field(default_factory=list)
+    ttfts: list = field(default_factory=list)
+
+    def add(self, row: dict, timed: bool) -> None:
+        if row.get("error"):
+            self.failed += 1
+            return
+        self.n, self.s, self.d, self.i = (self.n + row["n"], self.s + row["s"], self.d + row["d"], self.i + row["i"])
+        self.sentences += 1
+        self.sentence_errors += int(row["errors"] > 0)
+        if timed:
+            self.audio_seconds += row["duration"] or 0.0
+            self.output_tokens += row["output_tokens"] or 0
+            self.latencies.append(row["latency_s"])
+            self.ttfts.append(row["ttft_s"])
+
+    @property
+    def error_rate(self) -> float:
+        return (self.s + self.d + self.i) / self.n if self.n else 0.0
+
+    def summary(self, metric: str, wall_seconds: float) -> dict:
+        timed = len(self.latencies)
+        return {
+            "metric": metric, "cer": self.error_rate, "n": self.n, "s": self.s, "d": self.d, "i": self.i,
+            "ser": self.sentence_errors / self.sentences if self.sentences else 0.0,
+            "utterances": self.sentences, "failed": self.failed, "timed_utterances": timed,
+            "audio_seconds": self.audio_seconds, "wall_seconds": wall_seconds,
+            "rtfx": self.audio_seconds / wall_seconds if wall_seconds else None,
+            "utts_per_s": timed / wall_seconds if wall_seconds else None,
+            "output_tokens_per_s": self.output_tokens / wall_seconds if wall_seconds else None,
+            **percentiles(self.latencies, "latency"), **percentiles(self.ttfts, "ttft"),
+        }
+
+
+def make_row(utterance, transcript: Transcript, normalizer: NormalizerOptions, metric: str) -> dict:
+    score = score_utterance(utterance.text, transcript.text, normalizer, metric=metric)
+    return {
+        "id": utterance.id, "duration": transcript.duration_s or utterance.duration,
+        "reference": utterance.text, "hypothesis": transcript.text,
+        "ref_norm": normalize(utterance.text, normalizer), "hyp_norm": normalize(transcript.text, normalizer),
+        "n": score.n, "s": score.s, "d": score.d, "i": score.i, "errors": score.errors,
+        "latency_s": transcript.latency_s, "ttft_s": transcript.ttft_s, "queue_s": transcript.queue_s,
+        "prompt_tokens": transcript.prompt_tokens, "output_tokens": transcript.output_tokens,
+        "finish_reason": transcript.finish_reason, "error": transcript.error,
+    }
+
+
+def git_revision() -> str | None:
+    try:
+        root = Path(__file__).resolve().parents[1]
+        return subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except Exception:
+        return None
+
+
+def model_checksum(model_dir: Path) -> str | None:
+    """sha256 of the converted weights as recorded by the converter (or of config.json)."""
+    record = model_dir / "conversion.json"
+    if record.exists():
+        sums = json.loads(record.read_text()).get("output_sha256") or {}
+        if sums:
+            import hashlib
+
+            return hashlib.sha256(json.dumps(sums, sort_keys=True).encode()).hexdigest()
+    from fireredasr_vllm.convert import sha256
+
+    return sha256(model_dir / "config.json")
+
+
+def default_output_dir(test_set: str, model: str, decoding: DecodingOptions) -> Path:
+    name = Path(test_set).name if os.path.exists(test_set) else test_set
+    return DEFAULT_RESULTS / f"{name}__{Path(model).name}__{decoding.label}"
+
+
+def manifest_for(test_set, engine, decoding: DecodingOptions, normalizer: NormalizerOptions, args: dict) -> dict:
+    info = engine.describe()
+    return {
+        "test_set": {"name": test_set.name, "source": test_set.source, "revision": test_set.revision,
+                     "language": test_set.language, "metric": test_set.metric, "size": test_set.size},
+        "model": info["model"], "model_dir": info["model_dir"], "model_sha256": model_checksum(engine.model_dir),
+        "architecture": info["architecture"], "engine": info["engine"], "decoding": decoding.to_dict(),
+        "normalizer": normalizer.to_dict(), "versions": info["versions"], "device": info["device"],
+        "git_revision": git_revision(), "created": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "arguments": args, "command": " ".join(sys.argv),
+    }
+
+
+def check_resume(out_dir: Path, manifest: dict) -> None:
+    """Refuse to mix results of a different model or decoding into an existing run folder."""
+    old_path = out_dir / "manifest.json"
+    if not old_path.exists():
+        return
+    old = json.loads(old_path.read_text())
+    for key in ("model_sha256", "decoding"):
+        if old.get(key) != manifest.get(key) and key in old:
+            raise SystemExit(f"error: {out_dir} holds a run with a different {key}; pick another --output-dir "
+                             "or delete the folder")
+
+
+def evaluate(test_set: str, *, engine=None, model: str = "tiny", decoding: DecodingOptions = DecodingOptions(),
+             engine_options: EngineOptions = EngineOptions(), output_dir: str | Path | None = None,
+             limit: int | None = None, shuffle_seed: int | None = None, max_duration: float | None = None,
+             normalizer: NormalizerOptions = NormalizerOptions(), long_audio: bool = False,
+             progress: bool = True, on_row=None, max_in_flight: int = 256) -> Run:
+    """Transcribe and score ``test_set``; returns the run (see module docstring)."""
+    from tqdm import tqdm
+
+    data = load_test_set(test_set, limit=limit, shuffle_seed=shuffle_seed, max_duration=max_duration)
+    own_engine = engine is None
+    if own_engine:
+        from workbench.engine import Engine
+
+        engine = Engine(model, engine_options)
+    out_dir = Path(output_dir) if output_dir else default_output_dir(test_set, engine.model_spec, decoding)
+    args = {"test_set": test_set, "limit": limit, "shuffle_seed": shuffle_seed, "max_duration": max_duration,
+            "long_audio": long_audio}
+    manifest = manifest_for(data, engine, decoding, normalizer, args)
+    check_resume(out_dir, manifest)
+    tally = Tally()
+    try:
+        with RunWriter(out_dir) as writer:
+            writer.write_manifest(manifest)
+            for row in writer.rows():
+                tally.add(row, timed=False)
+            done = writer.done_ids()
+            pending = [u for u in data.utterances if u.id not in done]
+            warm_up(engine, pending, decoding)
+            bar = tqdm(total=len(pending), disable=not progress, desc=f"{data.name}", unit="utt")
+            started = time.perf_counter()
+            in_flight: dict = {}
+
+            def collect(futures) -> None:
+                for future in futures:
+                    utterance = in_flight.pop(future)
+                    row = make_row(utterance, future.result(), normalizer, data.metric)
+                    writer.append(row)
+                    tally.add(row, timed=True)
+                    wall = time.perf_counter() - started
+                    bar.update(1)
+                    bar.set_postfix({data.metric.upper(): f"{100 * tally.error_rate:.2f}%",
+                                     "RTFx": f"{tally.audio_seconds / wall:.1f}" if wall else "-"})
+                    if on_row is not None:
+                        on_row(row, tally.summary(data.metric, wall))
+
+            for utterance in pending:
+                prepared = engine.prepare(utterance.audio, id=utterance.id)
+                in_flight[submit(engine, prepared, decoding, long_audio)] = utterance
+                if len(in_flight) >= max_in_flight:
+                    finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+                    collect(finished)
+            collect(list(in_flight))
+            wall = time.perf_counter() - started
+            bar.close()
+            writer.finalize(tally.summary(data.metric, wall))
+    finally:
+        if own_engine:
+            engine.close()
+    return load_run(out_dir)
+
+
+def submit(engine, prepared, decoding: DecodingOptions, long_audio: bool):
+    if long_audio and hasattr(engine, "submit_long"):
+        return engine.submit_long(prepared, decoding)
+    return engine.submit(prepared, decoding)
+
+
+def warm_up(engine, pending, decoding: DecodingOptions) -> None:
+    """One untimed request so that start-up costs stay out of the speed figures."""
+    for utterance in pending[:3]:
+        prepared = engine.prepare(utterance.audio, id=f"warmup-{utterance.id}")
+        if not prepared.error:
+            engine.submit(prepared, decoding).result()
+            return
+
+
+def format_summary(run: Run) -> str:
+    s = run.summary
+    metric = s.get("metric", "cer").upper()
+    lines = [
+        f"run: {run.path}",
+        f"test set: {run.manifest.get('test_set', {}).get('name')}   model: {run.manifest.get('model')}   "
+        f"decoding: {run.manifest.get('decoding', {}).get('label')}",
+        "",
+        f"| {metric} % | N | S | D | I | SER % | utts | failed | RTFx | utts/s | tok/s | p50 s | p90 s | p99 s |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| " + " | ".join(fmt(v) for v in (
+            100 * s["cer"], s["n"], s["s"], s["d"], s["i"], 100 * s["ser"], s["utterances"], s["failed"],
+            s["rtfx"], s["utts_per_s"], s["output_tokens_per_s"], s["latency_p50"], s["latency_p90"],
+            s["latency_p99"])) + " |",
+    ]
+    return "\n".join(lines)
+
+
+def fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.2f}" if abs(value) >= 0.1 or value == 0 else f"{value:.3f}"
+    return str(value)
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m eval.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("test_set", help="registry name (demo, aishell, wenetspeech-net, ...) or a local path")
+    parser.add_argument("--model", default=None, help="tiny | official dir | converted dir | hub id (default: tiny)")
+    parser.add_argument("--output-dir", default=None)
+    parser.add_argument("--decoding", default="greedy", help="greedy | official | beamN | tT[-pP][-rpR]")
+    parser.add_argument("--limit", type=int)
+    parser.add_argument("--shuffle-seed", type=int)
+    parser.add_argument("--max-duration", type=float, help="skip utterances longer than this (s)")
+    parser.add_argument("--long-audio", action="store_true", help="split audio longer than 30 s at pauses")
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--max-num-seqs", type=int)
+    parser.add_argument("--tensor-parallel-size", type=int, default=1)
+    parser.add_argument("--t2s", action="store_true", help="traditional -> simplified before scoring")
+    parser.add_argument("--tn", action="store_true", help="Arabic numbers -> Chinese numerals before scoring")
+    parser.add_argument("--nfkc", action="store_true", help="full-width -> half-width before scoring")
+    parser.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--bench", action="store_true",
+                        help="also run the official PyTorch implementation on the same clips and compare speed")
+    parser.add_argument("--quiet", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    model = args.model or "tiny"
+    if args.model is None and not args.quiet:
+        print("no --model given: using the embedded tiny model (random weights unless trained)", file=sys.stderr)
+    try:
+        decoding = parse_decoding(args.decoding)
+        run = evaluate(
+            args.test_set, model=model, decoding=decoding, output_dir=args.output_dir, limit=args.limit,
+            shuffle_seed=args.shuffle_seed, max_duration=args.max_duration, long_audio=args.long_audio,
+            engine_options=EngineOptions(dtype=args.dtype, max_num_seqs=args.max_num_seqs,
+                                         tensor_parallel_size=args.tensor_parallel_size),
+            normalizer=NormalizerOptions(t2s=args.t2s, tn=args.tn, nfkc=args.nfkc), progress=not args.quiet)
+    except (DatasetUnavailable, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.plots:
+        write_plots(run)
+    print(format_summary(run))
+    if args.bench:
+        from eval.bench import bench_against_official
+
+        print(bench_against_official(run, decoding))
+    return 0
+
+
+def write_plots(run: Run) -> None:
+    try:
+        from eval.plots import plot_run, save_figures
+    except ImportError:
+        return
+    save_figures(plot_run(run), run.path / "plots")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
