@@ -149,7 +149,7 @@ def check_resume(out_dir: Path, manifest: dict) -> None:
     old = json.loads(old_path.read_text())
     for key in ("model_sha256", "decoding"):
         if old.get(key) != manifest.get(key) and key in old:
-            raise SystemExit(f"error: {out_dir} holds a run with a different {key}; pick another --output-dir "
+            raise ValueError(f"{out_dir} holds a run with a different {key}; pick another --output-dir "
                              "or delete the folder")
 
 
@@ -162,12 +162,15 @@ def evaluate(test_set: str, *, engine=None, model: str = "tiny", decoding: Decod
     from tqdm import tqdm
 
     data = load_test_set(test_set, limit=limit, shuffle_seed=shuffle_seed, max_duration=max_duration)
+    out_dir = Path(output_dir) if output_dir else default_output_dir(
+        test_set, engine.model_spec if engine else model, decoding)
+    if is_complete(out_dir, data):
+        return load_run(out_dir)
     own_engine = engine is None
     if own_engine:
         from workbench.engine import Engine
 
         engine = Engine(model, engine_options)
-    out_dir = Path(output_dir) if output_dir else default_output_dir(test_set, engine.model_spec, decoding)
     args = {"test_set": test_set, "limit": limit, "shuffle_seed": shuffle_seed, "max_duration": max_duration,
             "long_audio": long_audio}
     manifest = manifest_for(data, engine, decoding, normalizer, args)
@@ -212,6 +215,16 @@ def evaluate(test_set: str, *, engine=None, model: str = "tiny", decoding: Decod
         if own_engine:
             engine.close()
     return load_run(out_dir)
+
+
+def is_complete(out_dir: Path, data) -> bool:
+    """A finished run of exactly these utterances: nothing to do (keeps its speed figures)."""
+    from eval.records import read_rows
+
+    if not (out_dir / "summary.json").exists():
+        return False
+    done = {row["id"] for row in read_rows(out_dir / "rows.jsonl")}
+    return {u.id for u in data.utterances} <= done
 
 
 def submit(engine, prepared, decoding: DecodingOptions, long_audio: bool):

@@ -119,14 +119,18 @@ class Engine:
         self.build_seconds = time.perf_counter() - started
         return llm
 
+    @staticmethod
+    async def _shutdown(llm) -> None:
+        llm.shutdown()  # on the engine loop, so its output handler stops cleanly
+
     def _call(self, coro, timeout: float | None = None):
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     def close(self) -> None:
         """Shut the engine down (also at interpreter exit)."""
         llm, self._llm = getattr(self, "_llm", None), None
-        if llm is not None:
-            llm.shutdown()
+        if llm is not None and self._loop.is_running():
+            self._call(self._shutdown(llm), timeout=60)
         if self._loop.is_running():
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=5)
