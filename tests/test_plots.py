@@ -1,0 +1,107 @@
+"""eval/plots.py on small tables: labelled axes, the data drawn, CJK text rendered, PNGs written."""
+
+import warnings
+
+import matplotlib.image
+import numpy as np
+import pandas as pd
+import pytest
+
+from eval import plots
+from eval.records import Run
+
+
+def sweep_table() -> pd.DataFrame:
+    rows = []
+    for system, decoding, batch, mode, concurrency in [
+            ("vllm", "greedy", 4, "offline", 6), ("vllm", "greedy", 4, "online", 1), ("vllm", "greedy", 16, "online", 4),
+            ("vllm", "beam3", 4, "online", 1), ("builtin", "greedy", 4, "online", 1),
+            ("official", "greedy", 1, "offline", 1), ("official", "greedy", 4, "offline", 4)]:
+        rows.append({"system": system, "decoding": decoding, "batch": batch, "mode": mode,
+                     "concurrency": concurrency, "metric": "cer", "cer": 0.1 * batch / 16,
+                     "utts_per_s": 2.0 * concurrency, "rtfx": 5.0 * batch, "latency_p50": 0.5 + 0.1 * concurrency,
+                     "ttft_p50": None if system == "official" else 0.1 * concurrency,
+                     "peak_rss_mb": 900.0 + batch, "peak_gpu_mb": None})
+    return pd.DataFrame(rows)
+
+
+def run_rows() -> pd.DataFrame:
+    return pd.DataFrame({
+        "id": ["a", "b", "c", "d", "e"], "duration": [1.0, 1.5, 3.0, 4.0, 12.0],
+        "reference": ["今天天气很好", "你好", "明天见", "谢谢", "再见"], "hypothesis": ["今天天气", "你好", "", "谢", "x"],
+        "n": [10, 10, 4, 6, 5], "s": [1, 0, 0, 1, 2], "d": [0, 0, 4, 1, 0], "i": [0, 3, 0, 0, 0],
+        "errors": [1, 3, 4, 2, 2], "latency_s": [0.2, 0.3, 0.5, 0.4, 1.2], "ttft_s": [0.05, 0.06, 0.1, 0.1, 0.2],
+        "error": [None, None, None, None, None]})
+
+
+def plotted_points(ax) -> int:
+    return sum(len(line.get_xdata()) for line in ax.lines) + len(ax.patches)
+
+
+def assert_labelled_with_data(fig):
+    ax = fig.axes[0]
+    assert ax.get_xlabel() and ax.get_ylabel() and ax.get_title()
+    assert plotted_points(ax) > 0
+
+
+def test_cjk_font_renders_chinese(tmp_path):
+    assert plots.use_cjk_font() in plots.CJK_FONTS  # fonts-noto-cjk is installed here
+    fig, ax = plots.new_figure()
+    ax.set_title("今天天气很好")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plots.save_figure(fig, tmp_path / "cjk.png")
+    assert not [w for w in caught if "missing from font" in str(w.message)]
+
+
+def test_sweep_figures_draw_every_configuration(tmp_path):
+    table = sweep_table()
+    figures = plots.plot_sweep(table)
+    for fig in figures.values():
+        assert_labelled_with_data(fig)
+    curve = figures["latency_vs_throughput"].axes[0]
+    assert sum(len(line.get_xdata()) for line in curve.lines) == len(table)
+    assert len(curve.texts) == len(table)  # every point labelled with batch/concurrency
+    assert {t.get_text() for t in curve.texts} >= {"b4/all", "b16/c4", "b4/c1", "b1"}
+    legend = [t.get_text() for t in curve.get_legend().get_texts()]
+    assert len(legend) == table.groupby(["system", "decoding"]).ngroups
+    # official rows have no TTFT: the TTFT figure leaves them out
+    ttft = figures["ttft_vs_throughput"].axes[0]
+    assert sum(len(line.get_xdata()) for line in ttft.lines) == table["ttft_p50"].notna().sum()
+    rtfx = figures["rtfx_vs_max_num_seqs"].axes[0]
+    official = [line for line in rtfx.lines if "official" in line.get_label()][0]
+    assert list(official.get_xdata()) == [1, 4] and list(official.get_ydata()) == [5.0, 20.0]
+    bars = figures["cer_by_decoding"].axes[0].patches
+    assert len([b for b in bars if not np.isnan(b.get_height())]) == table.groupby(["system", "decoding"]).ngroups
+
+    paths = plots.save_figures(figures, tmp_path / "plots")
+    assert [p.stem for p in paths] == list(figures)
+    for path in paths:
+        image = matplotlib.image.imread(path)
+        assert image.shape[0] > 100 and image.shape[1] > 100 and image.std() > 0
+
+
+def test_empty_sweep_still_gives_labelled_figures():
+    empty = sweep_table().iloc[:0]
+    for fig in plots.plot_sweep(empty).values():
+        ax = fig.axes[0]
+        assert ax.get_xlabel() and ax.get_ylabel()
+        assert any("no " in t.get_text() for t in ax.texts)
+
+
+def test_run_figures(tmp_path):
+    rows = run_rows()
+    figures = plots.plot_run(Run(path=tmp_path, manifest={}, summary={"metric": "cer"}, rows=rows))
+    for fig in figures.values():
+        assert_labelled_with_data(fig)
+    by_duration = figures["cer_by_duration"].axes[0]
+    heights = [bar.get_height() for bar in by_duration.patches]
+    # 0-2 s: (1+3)/(10+10); 2-5 s: (4+2)/(4+6); 10-20 s: 2/5
+    assert heights == pytest.approx([20.0, 60.0, 40.0])
+    worst = figures["errors_per_utterance"].axes[0]
+    labels = [t.get_text() for t in worst.get_yticklabels()]
+    assert labels[-1].startswith("c") and "明天见" in labels[-1]  # most errors on top
+    histogram = figures["latency_histogram"].axes[0]
+    assert sum(p.get_height() for p in histogram.patches) == 2 * len(rows)  # latency + TTFT histograms
+    for path in plots.save_figures(figures, tmp_path):
+        assert matplotlib.image.imread(path).std() > 0
