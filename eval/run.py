@@ -92,7 +92,8 @@ def make_row(utterance, transcript: Transcript, normalizer: NormalizerOptions, m
     return {
         "id": utterance.id, "duration": transcript.duration_s or utterance.duration,
         "reference": utterance.text, "hypothesis": transcript.text,
-        "ref_norm": normalize(utterance.text, normalizer), "hyp_norm": normalize(transcript.text, normalizer),
+        "ref_norm": normalize(utterance.text, normalizer, metric),
+        "hyp_norm": normalize(transcript.text, normalizer, metric),
         "n": score.n, "s": score.s, "d": score.d, "i": score.i, "errors": score.errors,
         "latency_s": transcript.latency_s, "ttft_s": transcript.ttft_s, "queue_s": transcript.queue_s,
         "prompt_tokens": transcript.prompt_tokens, "output_tokens": transcript.output_tokens,
