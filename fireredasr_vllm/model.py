@@ -159,6 +159,8 @@ class FireRedASRLLMForConditionalGeneration(FireRedASR2ForConditionalGeneration)
 
     supported_languages = {"zh": "Chinese", "en": "English"}
     default_language = "zh"
+    # No timestamp tokens: vLLM then answers verbose_json with a clear 400 (FireRedASR2 claims them).
+    supports_segment_timestamp = False
 
     @classmethod
     def validate_language(cls, language: str | None) -> str | None:
