@@ -20,6 +20,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -33,7 +34,7 @@ LORA_TARGETS = {
 LORA_RANK, LORA_ALPHA = 64, 16
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 INSTRUCTION = "请转写音频为文字"
-TINY_VERSION = "1"  # bump when the generator changes so caches rebuild
+TINY_VERSION = "2"  # bump when the generator changes so caches rebuild
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,11 @@ class TinySpec:
     num_attention_heads: int = 4
     num_key_value_heads: int = 2
     downsample_rate: int = 2
-    init_std: float = 0.3
+    init_std: float = 0.3  # encoder / adapter weights: std * sqrt(3 / fan_in)
+    llm_init_range: float = 0.3  # Qwen2 initializer_range; large enough for diverse greedy output
+    lora_b_std: float = 0.1  # lora_B ~ N(0, std) so the merged LoRA visibly changes the LLM
+    # lm_head row of <|im_end|> = eos_scale * mean row: some clips stop on EOS, at varied lengths
+    eos_scale: float = 50.0
     seed: int = 0
     tokenizer_vocab: int = 1000
     # A real-size Qwen2 tokenizer cannot be trained here; ``vocab_size`` > tokenizer size pads the
@@ -61,7 +66,8 @@ class TinySpec:
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     def digest(self) -> str:
-        payload = json.dumps({**asdict(self), "v": TINY_VERSION}, sort_keys=True)
+        corpus = hashlib.sha256("\n".join(tokenizer_corpus()).encode()).hexdigest()
+        payload = json.dumps({**asdict(self), "v": TINY_VERSION, "corpus": corpus}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
@@ -197,7 +203,7 @@ def save_qwen2(spec: TinySpec, llm_dir: Path, gen_seed: int) -> int:
         num_attention_heads=spec.num_attention_heads, num_key_value_heads=spec.num_key_value_heads,
         max_position_embeddings=32768, rope_theta=1000000.0, rms_norm_eps=1e-6,
         tie_word_embeddings=False, bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
-        initializer_range=spec.init_std / math.sqrt(spec.hidden_size) * 2, torch_dtype="float32",
+        initializer_range=spec.llm_init_range, torch_dtype="float32",
         architectures=["Qwen2ForCausalLM"],
     )
     torch.manual_seed(gen_seed)
@@ -207,6 +213,8 @@ def save_qwen2(spec: TinySpec, llm_dir: Path, gen_seed: int) -> int:
         for name, param in model.named_parameters():
             if param.ndim == 1:  # RMSNorm weights and q/k/v biases: make them non-trivial
                 param.add_(0.1 * torch.randn(param.shape, generator=gen))
+        head = model.lm_head.weight
+        head[ids["<|im_end|>"]] = spec.eos_scale * head.mean(0)
     model.save_pretrained(llm_dir, safe_serialization=True)
     return n_tok
 
@@ -252,7 +260,7 @@ def build_official_checkpoint(spec: TinySpec, out_dir: Path, cmvn_feats: np.ndar
         state[f"encoder_projector.{name}"] = random_tensor(name, shape, gen, spec.init_std)
     kv_dim = spec.hidden_size // spec.num_attention_heads * spec.num_key_value_heads
     for name, shape in lora_shapes(spec, kv_dim).items():
-        std = 1.0 / math.sqrt(shape[1]) if "lora_A" in name else spec.init_std / math.sqrt(LORA_RANK)
+        std = 1.0 / math.sqrt(shape[1]) if "lora_A" in name else spec.lora_b_std
         state[name] = std * torch.randn(shape, generator=gen)
     torch.save({"args": encoder_args(spec)}, out_dir / "asr_encoder.pth.tar")
     torch.save({"args": llm_args(spec), "model_state_dict": state}, out_dir / "model.pth.tar")
@@ -271,7 +279,10 @@ def tiny_model_dir(spec: TinySpec = TinySpec()) -> Path:
     if not (out / "model.pth.tar").exists():
         tmp = out.with_name(out.name + f".tmp{os.getpid()}")
         build_official_checkpoint(spec, tmp)
-        tmp.rename(out)
+        try:
+            tmp.rename(out)
+        except OSError:  # another process finished the same build first
+            shutil.rmtree(tmp)
     return out
 
 
