@@ -1,0 +1,50 @@
+"""Use case 4: many concurrent requests through ``Engine.transcribe_async`` (e.g. a web service).
+
+    python examples/transcribe_async.py [AUDIO ...] [--model tiny|DIR] [--concurrency 16]
+
+Each request is awaited on its own; vLLM batches whatever is in flight. ``concurrency`` caps the
+requests in flight, as a server's worker pool would.
+"""
+
+import argparse
+import asyncio
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+from workbench.engine import Engine
+
+DEMO_CLIPS = sorted((Path(__file__).resolve().parents[1] / "eval" / "demo" / "clips").glob("*.flac"))
+
+
+async def transcribe_all(engine: Engine, paths, concurrency: int):
+    """All ``paths`` at once, at most ``concurrency`` in flight; results in input order."""
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one(path):
+        async with slots:
+            return await engine.transcribe_async(path)
+
+    return await asyncio.gather(*(one(path) for path in paths))
+
+
+def main(engine: Engine | None = None, paths=DEMO_CLIPS, concurrency: int = 16, model: str = "tiny"):
+    """Run the concurrent requests; builds an engine on ``model`` only when none is passed."""
+    with Engine(model) if engine is None else nullcontext(engine) as engine:
+        started = time.perf_counter()
+        results = asyncio.run(transcribe_all(engine, paths, concurrency))
+        elapsed = time.perf_counter() - started
+        for result in results:
+            print(f"{result.id}: {result.text if result.ok else 'FAILED ' + result.error}")
+        print(f"{len(results)} requests in {elapsed:.2f} s ({len(results) / elapsed:.1f} requests/s, "
+              f"mean latency {sum(r.latency_s for r in results) / len(results):.2f} s)")
+        return results
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("paths", nargs="*", default=DEMO_CLIPS)
+    parser.add_argument("--model", default="tiny", help="'tiny', an official release dir or a converted dir")
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args()
+    main(paths=args.paths, concurrency=args.concurrency, model=args.model)

@@ -1,0 +1,142 @@
+"""workbench.transcribe: the official-style CLI, run in process on the shared engine."""
+
+import json
+import shutil
+
+import pytest
+import soundfile as sf
+
+from workbench.transcribe import build_parser, decoding_options, main
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def kaldi_lines(text: str) -> list[tuple[str, str]]:
+    """``uttid<TAB>text`` lines -> pairs; fails on any other shape."""
+    pairs = []
+    for line in text.splitlines():
+        uttid, sep, hyp = line.partition("\t")
+        assert sep and uttid and "\t" not in hyp, f"not an 'uttid<TAB>text' line: {line!r}"
+        pairs.append((uttid, hyp))
+    return pairs
+
+
+@pytest.fixture(scope="module")
+def clips(demo_clips):
+    return demo_clips[:3]
+
+
+@pytest.fixture(scope="module")
+def reference(engine, clips):
+    """Greedy transcripts of each clip, one engine.transcribe call each."""
+    return {clip.stem: engine.transcribe(clip) for clip in clips}
+
+
+def test_folder_gives_greedy_engine_transcripts(engine, clips, reference, tmp_path):
+    folder = tmp_path / "wavs"
+    (folder / "sub").mkdir(parents=True)
+    shutil.copy(clips[0], folder)
+    shutil.copy(clips[1], folder)
+    shutil.copy(clips[2], folder / "sub")
+    (folder / "notes.txt").write_text("not an audio suffix, skipped")
+    out = tmp_path / "hyp.txt"
+
+    assert main(["--model-dir", "tiny", str(folder), "--output", str(out)], engine=engine) == 0
+    assert kaldi_lines(out.read_text(encoding="utf-8")) == [
+        (clip.stem, one_line(reference[clip.stem].text)) for clip in clips]
+
+
+def test_wav_scp_with_paths_and_a_pipe(engine, clips, reference, tmp_path, capsys):
+    samples, rate = sf.read(clips[2], dtype="int16")
+    wav = tmp_path / "third.wav"
+    sf.write(wav, samples, rate, subtype="PCM_16")
+    scp = tmp_path / "wav.scp"
+    scp.write_text(f"spk1-a {clips[1]}\n\nspk1-b {clips[0]}\nspk2-c cat {wav} |\n")
+
+    assert main(["--model-dir", "tiny", "--wav_scp", str(scp)], engine=engine) == 0
+    assert kaldi_lines(capsys.readouterr().out) == [
+        ("spk1-a", one_line(reference[clips[1].stem].text)),
+        ("spk1-b", one_line(reference[clips[0].stem].text)),
+        ("spk2-c", one_line(reference[clips[2].stem].text))]
+
+
+def test_bad_files_are_reported_and_the_rest_transcribed(engine, clips, reference, tmp_path, capsys):
+    bad = tmp_path / "bad.wav"
+    bad.write_text("this is text, not audio")
+    missing = tmp_path / "missing.wav"
+    scp = tmp_path / "wav.scp"
+    scp.write_text(f"lonely-id\nok-{clips[2].stem} {clips[2]}\n")
+    jsonl = tmp_path / "run.jsonl"
+    argv = ["--model-dir", "tiny", "--jsonl", str(jsonl), "--wav_scp", str(scp),
+            "--wav_paths", str(clips[1]), str(bad), str(missing), str(clips[0])]
+
+    assert main(argv, engine=engine) == 1
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 3
+    assert any("bad" in e and "not audio" in e for e in errors)
+    assert any("missing" in e and "no such file" in e for e in errors)
+    assert any("wav.scp:1" in e and "expected '<uttid> <path>'" in e for e in errors)
+    # --wav_paths are sorted as the official CLI sorts them; failures leave no line
+    assert [uttid for uttid, _ in kaldi_lines(captured.out)] == [
+        clips[0].stem, clips[1].stem, f"ok-{clips[2].stem}"]
+    records = {r["id"]: r for r in map(json.loads, jsonl.read_text(encoding="utf-8").splitlines())}
+    assert {r["id"] for r in records.values() if r["error"]} == {"bad", "missing", "wav.scp:1"}
+
+
+def test_jsonl_has_tokens_and_timings(engine, clips, reference, tmp_path):
+    jsonl = tmp_path / "run.jsonl"
+    paths = [str(clip) for clip in clips]
+    assert main(["--model-dir", "tiny", "--output", str(tmp_path / "hyp"), "--jsonl", str(jsonl), *paths],
+                engine=engine) == 0
+    records = [json.loads(line) for line in jsonl.read_text(encoding="utf-8").splitlines()]
+    assert sorted(r["id"] for r in records) == sorted(reference)
+    for record in records:
+        expected = reference[record["id"]]
+        assert record["text"] == expected.text and record["token_ids"] == expected.token_ids
+        assert record["duration_s"] == pytest.approx(expected.duration_s)
+        assert 0 < record["ttft_s"] <= record["latency_s"]
+        assert record["output_tokens"] >= len(record["token_ids"]) > 0
+        assert record["prompt_tokens"] > 0 and record["finish_reason"] in ("stop", "length")
+        assert record["rtf"] == pytest.approx(record["latency_s"] / record["duration_s"], abs=1e-4)
+
+
+def test_official_decode_arguments_keep_their_meaning():
+    args = build_parser().parse_args([
+        "--model_dir", "m", "--beam_size", "3", "--repetition_penalty", "3.0", "--llm_length_penalty", "1.0",
+        "--decode_max_len", "0", "--decode_min_len", "2", "--temperature", "0.7", "--batch_size", "8"])
+    options = decoding_options(args)
+    assert (options.beam_size, options.repetition_penalty, options.penalty_scope) == (3, 3.0, "generated")
+    assert (options.length_penalty, options.max_tokens, options.min_tokens) == (1.0, None, 2)
+    assert options.temperature == 0.0  # the official CLI never samples: temperature alone changes nothing
+    sampled = decoding_options(build_parser().parse_args(
+        ["--model-dir", "m", "--do-sample", "--temperature", "0.7", "--decode-max-len", "40"]))
+    assert (sampled.mode, sampled.temperature, sampled.max_tokens) == ("sample", 0.7, 40)
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--dtype", "float16"], "use --dtype bfloat16"),
+    (["--asr_type", "aed"], "speech2text.py --asr_type aed"),
+    (["--do_sample", "--beam_size", "3"], "beam sampling"),
+    (["--wav_dir", "/no/such/folder"], "/no/such/folder: no such folder"),
+])
+def test_refused_before_any_decoding(extra, expected, clips, capsys):
+    assert main(["--model-dir", "tiny", str(clips[0]), *extra]) == 2
+    assert expected in capsys.readouterr().err
+
+
+def test_model_dir_problems_print_the_fix(clips, tmp_path, capsys):
+    assert main(["--model-dir", str(tmp_path / "nowhere"), str(clips[0])]) == 2
+    err = capsys.readouterr().err
+    assert "nowhere" in err and "fireredasr_vllm.verify --model-dir" in err and "fireredasr_vllm.convert" in err
+
+    release = tmp_path / "FireRedASR-LLM-L"  # the LLM-L download lacks Qwen2-7B-Instruct/
+    release.mkdir()
+    for name in ("model.pth.tar", "asr_encoder.pth.tar", "cmvn.ark"):
+        (release / name).write_bytes(b"\0")
+    assert main(["--model-dir", str(release), str(clips[0])]) == 2
+    err = capsys.readouterr().err
+    assert "Qwen2-7B-Instruct: missing" in err and "ln -s" in err
+
