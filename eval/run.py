@@ -294,6 +294,8 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.quiet:
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     model = args.model or "tiny"
     if args.model is None and not args.quiet:
         print("no --model given: using the embedded tiny model (random weights unless trained)", file=sys.stderr)
