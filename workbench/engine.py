@@ -142,12 +142,15 @@ class Engine:
         self.close()
 
     # ----------------------------------------------------------------- inputs
-    def prepare(self, item, *, id: str | None = None, sample_rate: int | None = None) -> PreparedAudio:
-        """Decode + validate one input without raising (errors go into ``PreparedAudio.error``)."""
+    def prepare(self, item, *, id: str | None = None, sample_rate: int | None = None,
+                long_audio: bool = False) -> PreparedAudio:
+        """Decode + validate one input without raising (errors go into ``PreparedAudio.error``).
+
+        ``long_audio``: accept inputs over the model's limit (split at pauses when decoded)."""
         name = id or default_id(item, 0)
         try:
             samples = audio_lib.load_audio(item, sample_rate, name=name)
-            audio_lib.check_duration(samples, max_seconds=self.max_audio_seconds,
+            audio_lib.check_duration(samples, max_seconds=None if long_audio else self.max_audio_seconds,
                                      downsample_rate=self.downsample_rate, name=name)
             return PreparedAudio(name, samples)
         except audio_lib.AudioError as error:
@@ -192,6 +195,10 @@ class Engine:
         if prepared.error:
             result.error = prepared.error
             return result
+        if prepared.duration_s > self.max_audio_seconds:  # only prepare(long_audio=True) lets these in
+            from workbench.long_audio import transcribe_long
+
+            return await transcribe_long(self, prepared, options)
         started = time.perf_counter()
         try:
             if options.beam_size > 1:
@@ -287,17 +294,20 @@ class Engine:
 
     # ----------------------------------------------------------------- public API
     def transcribe(self, audio, options: DecodingOptions = GREEDY, *, id: str | None = None,
-                   sample_rate: int | None = None) -> Transcript:
-        """Transcribe one input; raises ``AudioError`` when it cannot be transcribed."""
-        prepared = self.prepare(audio, id=id, sample_rate=sample_rate)
+                   sample_rate: int | None = None, long_audio: bool = False) -> Transcript:
+        """Transcribe one input; raises ``AudioError`` when it cannot be transcribed.
+
+        ``long_audio=True``: inputs over the model's limit are split at pauses (workbench.long_audio)."""
+        prepared = self.prepare(audio, id=id, sample_rate=sample_rate, long_audio=long_audio)
         if prepared.error:
             raise audio_lib.AudioError(prepared.error)
         return self._call(self._generate(prepared, options))
 
     async def transcribe_async(self, audio, options: DecodingOptions = GREEDY, *, id: str | None = None,
-                               sample_rate: int | None = None) -> Transcript:
+                               sample_rate: int | None = None, long_audio: bool = False) -> Transcript:
         """Awaitable from any event loop; errors come back in ``Transcript.error``."""
-        prepared = await asyncio.to_thread(self.prepare, audio, id=id, sample_rate=sample_rate)
+        prepared = await asyncio.to_thread(self.prepare, audio, id=id, sample_rate=sample_rate,
+                                           long_audio=long_audio)
         future = asyncio.run_coroutine_threadsafe(self._generate(prepared, options), self._loop)
         return await asyncio.wrap_future(future)
 
@@ -308,7 +318,7 @@ class Engine:
     def transcribe_many(self, items: Iterable, options: DecodingOptions = GREEDY, *,
                         ids: Sequence[str] | None = None,
                         on_result: Callable[[Transcript], None] | None = None,
-                        progress: bool = False) -> list[Transcript]:
+                        progress: bool = False, long_audio: bool = False) -> list[Transcript]:
         """Submit everything at once (vLLM batches continuously); results in input order.
 
         ``on_result`` is called as each utterance finishes (in completion order), so callers can
@@ -320,7 +330,8 @@ class Engine:
 
         items = list(items)
         ids = list(ids) if ids is not None else [default_id(x, i) for i, x in enumerate(items)]
-        futures = {self.submit(self.prepare(x, id=i), options): n for n, (x, i) in enumerate(zip(items, ids))}
+        futures = {self.submit(self.prepare(x, id=i, long_audio=long_audio), options): n
+                   for n, (x, i) in enumerate(zip(items, ids))}
         results: list[Transcript | None] = [None] * len(items)
         for future in tqdm(as_completed(futures), total=len(futures), disable=not progress, desc="transcribe"):
             transcript = future.result()
