@@ -140,7 +140,7 @@ def decoding_options(args) -> DecodingOptions:
 
 def engine_options(args) -> EngineOptions:
     if args.dtype == "float16":
-        raise CliError("--dtype float16 overflows in the Qwen2 LLM (empty or garbage transcripts); "
+        raise CliError("--dtype float16 breaks the Qwen2 LLM (empty or garbage transcripts); "
                        "use --dtype bfloat16 on GPU or float32 (the official precision)")
     return EngineOptions(dtype=args.dtype, max_model_len=args.max_model_len, max_num_seqs=args.max_num_seqs,
                          tensor_parallel_size=args.tensor_parallel_size,
@@ -152,7 +152,6 @@ def open_engine(args):
     verify = VERIFY.format(model_dir=args.model_dir)
     try:
         from fireredasr_vllm.convert import ConversionError
-        from fireredasr_vllm.resolve import ModelNotFoundError
         from workbench.engine import Engine
     except ImportError as error:
         raise CliError(f"cannot import the engine ({error}). Install vLLM with the project: "
@@ -160,7 +159,7 @@ def open_engine(args):
                        f"then check with: {verify}") from None
     try:
         return Engine(args.model_dir, engine_options(args))
-    except (ModelNotFoundError, ConversionError) as error:
+    except (FileNotFoundError, ConversionError) as error:  # ModelNotFoundError is a FileNotFoundError
         raise CliError(f"{error}\nfix: --model-dir takes 'tiny', an official release (model.pth.tar, "
                        "asr_encoder.pth.tar, cmvn.ark, Qwen2-7B-Instruct/) or a converted directory; "
                        f"convert once with: {CONVERT}; check a directory with: {verify}") from None
