@@ -3,9 +3,11 @@
 import json
 import shutil
 
+import numpy as np
 import pytest
 import soundfile as sf
 
+from fireredasr_vllm.audio import load_audio
 from workbench.transcribe import build_parser, decoding_options, main
 
 
@@ -101,6 +103,24 @@ def test_jsonl_has_tokens_and_timings(engine, clips, reference, tmp_path):
         assert record["output_tokens"] >= len(record["token_ids"]) > 0
         assert record["prompt_tokens"] > 0 and record["finish_reason"] in ("stop", "length")
         assert record["rtf"] == pytest.approx(record["latency_s"] / record["duration_s"], abs=1e-4)
+
+
+def test_input_over_30_s_needs_long_audio(engine, demo_clips, tmp_path, capsys):
+    pause = np.zeros(8000, dtype=np.float32)
+    samples = np.concatenate([x for clip in demo_clips[:8] for x in (load_audio(clip), pause)])
+    assert len(samples) > 30 * 16000
+    path = tmp_path / "meeting.flac"
+    sf.write(path, samples, 16000)
+
+    assert main(["--model-dir", "tiny", str(path)], engine=engine) == 1
+    assert "longer than the model's 30 s limit" in capsys.readouterr().err
+
+    jsonl = tmp_path / "run.jsonl"
+    assert main(["--model-dir", "tiny", "--long-audio", "--jsonl", str(jsonl), str(path)], engine=engine) == 0
+    assert [uttid for uttid, _ in kaldi_lines(capsys.readouterr().out)] == ["meeting"]
+    record = json.loads(jsonl.read_text(encoding="utf-8"))
+    assert record["duration_s"] == pytest.approx(len(samples) / 16000)
+    assert len(record["segments"]) >= 2
 
 
 def test_official_decode_arguments_keep_their_meaning():

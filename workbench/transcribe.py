@@ -261,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="accepted for compatibility; vLLM batches continuously (see --max-num-seqs)")
     decode.add_argument(*both("use_gpu"), type=int, default=None,
                         help="accepted for compatibility; vLLM uses the GPU when its CUDA build is installed")
+    io.add_argument("--long-audio", action="store_true",
+                    help="split inputs over the model's 30 s limit at pauses and stitch the pieces")
     engine = parser.add_argument_group("engine")
     engine.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
                         help="float32 = official; bfloat16 on GPU; float16 is refused (it breaks the LLM)")
@@ -333,7 +335,7 @@ def run(engine, utterances: list[Utterance], options: DecodingOptions, args) -> 
         todo = [utterances[n] for n in position.values()]
         decoded = engine.transcribe_many([u.source for u in todo], options, ids=[u.id for u in todo],
                                          on_result=lambda t: finished(position[t.id], t),
-                                         progress=err.isatty())
+                                         progress=err.isatty(), long_audio=args.long_audio)
         results = [t for _, t in failed] + decoded
     finally:
         for stream in (text_out, jsonl_out):
