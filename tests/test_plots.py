@@ -14,7 +14,8 @@ from eval.records import Run
 def sweep_table() -> pd.DataFrame:
     rows = []
     for system, decoding, batch, mode, concurrency in [
-            ("vllm", "greedy", 4, "offline", 6), ("vllm", "greedy", 4, "online", 1), ("vllm", "greedy", 16, "online", 4),
+            ("vllm", "greedy", 4, "offline", 6), ("vllm", "greedy", 4, "online", 1),
+            ("vllm", "greedy", 16, "online", 4),
             ("vllm", "beam3", 4, "online", 1), ("builtin", "greedy", 4, "online", 1),
             ("official", "greedy", 1, "offline", 1), ("official", "greedy", 4, "offline", 4)]:
         rows.append({"system": system, "decoding": decoding, "batch": batch, "mode": mode,
@@ -28,7 +29,8 @@ def sweep_table() -> pd.DataFrame:
 def run_rows() -> pd.DataFrame:
     return pd.DataFrame({
         "id": ["a", "b", "c", "d", "e"], "duration": [1.0, 1.5, 3.0, 4.0, 12.0],
-        "reference": ["今天天气很好", "你好", "明天见", "谢谢", "再见"], "hypothesis": ["今天天气", "你好", "", "谢", "x"],
+        "reference": ["今天天气很好", "你好", "明天见", "谢谢", "再见"],
+        "hypothesis": ["今天天气", "你好", "", "谢", "x"],
         "n": [10, 10, 4, 6, 5], "s": [1, 0, 0, 1, 2], "d": [0, 0, 4, 1, 0], "i": [0, 3, 0, 0, 0],
         "errors": [1, 3, 4, 2, 2], "latency_s": [0.2, 0.3, 0.5, 0.4, 1.2], "ttft_s": [0.05, 0.06, 0.1, 0.1, 0.2],
         "error": [None, None, None, None, None]})

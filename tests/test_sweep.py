@@ -1,0 +1,155 @@
+"""eval/sweep.py: configuration, planning, and real sweeps on the tiny model and the bundled clips."""
+
+import itertools
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pandas as pd
+import psutil
+import pytest
+
+from eval import plots, sweep
+from eval.metrics import score_corpus
+from workbench.options import EngineOptions
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_config_file_then_flags():
+    args = sweep.parse_args(["--config", str(REPO / "examples" / "sweep_demo.toml"), "--limit", "3",
+                             "--grid", "decoding=greedy,t0.7-p0.9", "--mode", "online"])
+    config = sweep.config_from_args(args)
+    assert (config.test_set, config.limit, config.modes) == ("demo", 3, ["online"])
+    assert config.grid == {"max_num_seqs": [1, 4, 16], "decoding": ["greedy", "t0.7-p0.9"]}
+    assert [o.max_num_seqs for o in config.engine_options()] == [1, 4, 16]
+    assert [d.label for d in config.decodings()] == ["greedy", "t0.7-p0.9"]
+
+
+def test_grid_values_and_errors():
+    grid = sweep.parse_grid(["max_num_seqs=default,8", "enable_prefix_caching=true,false", "dtype=bfloat16"])
+    config = sweep.SweepConfig(grid=grid)
+    assert [(o.max_num_seqs, o.enable_prefix_caching) for o in config.engine_options()] == [
+        (None, True), (None, False), (8, True), (8, False)]
+    assert {o.dtype for o in config.engine_options()} == {"bfloat16"}
+    with pytest.raises(ValueError, match="unknown grid key max_seqs"):
+        sweep.SweepConfig(grid={"max_seqs": [4]})
+    with pytest.raises(ValueError, match="unknown decoding 'beam'"):
+        sweep.SweepConfig(grid={"decoding": ["beam"]})
+    with pytest.raises(ValueError, match="unknown mode batch"):
+        sweep.SweepConfig(modes=["batch"])
+    with pytest.raises(ValueError, match="--grid 'decoding'"):
+        sweep.parse_grid(["decoding"])
+    assert sweep.main(["demo", "--baselines", "pytorch"]) == 2
+
+
+def test_plan_builds_each_engine_once():
+    config = sweep.SweepConfig(grid={"max_num_seqs": [None, 4], "decoding": ["greedy", "t0.7"]},
+                               concurrency=[1, 4], baselines=["builtin", "official"])
+    jobs = sweep.plan(config, num_utterances=6)
+    groups = [key for key, _ in itertools.groupby(jobs, key=lambda j: (j.system, j.engine))]
+    assert len(groups) == len(set(groups)) == 5  # 2 engines x (ours, built-in) + the official model
+    assert {j.engine.architecture for j in jobs if j.system == "builtin"} == {sweep.BUILTIN_ARCHITECTURE}
+    per_engine = 2 * (1 + 2)  # decodings x (offline + 2 concurrencies)
+    assert len([j for j in jobs if j.system == "vllm"]) == 2 * per_engine
+    official = [j for j in jobs if j.system == "official"]
+    assert {j.decoding.label for j in official} == {"greedy"}  # no sampling in the official decoder
+    assert sorted(j.concurrency for j in official) == [1, 4]  # batch 1 and the grid's max_num_seqs
+
+
+def test_poisson_arrivals():
+    times = sweep.arrival_times(4000, request_rate=5.0, seed=0)
+    assert times[0] == 0 and np.all(np.diff(times) >= 0)
+    assert np.mean(np.diff(times)) == pytest.approx(1 / 5.0, rel=0.1)
+    assert not sweep.arrival_times(3, None, 0).any()
+
+
+def assert_figure(fig):
+    ax = fig.axes[0]
+    assert ax.get_xlabel() and ax.get_ylabel()
+    assert sum(len(line.get_xdata()) for line in ax.lines) + len(ax.patches) > 0
+
+
+def test_tiny_sweep_on_the_shared_engine(engine, tmp_path, monkeypatch):
+    """2 decodings x (offline + 2 concurrencies), interrupted after two configurations, then resumed."""
+
+    def no_new_engine(*args, **kwargs):
+        raise AssertionError("the sweep built an engine although the shared one matches")
+
+    monkeypatch.setattr("workbench.engine.Engine", no_new_engine)
+    config = sweep.SweepConfig(test_set="demo", model="tiny", limit=6, grid={"decoding": ["greedy", "t0.7"]},
+                               concurrency=[1, 4], warmup=1, output_dir=str(tmp_path))
+    assert engine.options == EngineOptions()
+
+    summarize, calls = sweep.summarize, []
+
+    def interrupt_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return summarize(*args, **kwargs)
+
+    monkeypatch.setattr(sweep, "summarize", interrupt_third)
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run_sweep(config, engine=engine, progress=False)
+    assert len(pd.read_parquet(tmp_path / "sweep.parquet")) == 2  # finished configurations kept
+    assert (tmp_path / "report.md").exists()
+    with pytest.raises(FileExistsError, match="--resume"):
+        sweep.run_sweep(config, engine=engine, progress=False)
+    monkeypatch.setattr(sweep, "summarize", summarize)
+    table = sweep.run_sweep(config, engine=engine, resume=True, progress=False)
+
+    assert len(table) == 6 and not table.duplicated(sweep.KEY).any()
+    assert sorted(table["mode"] + table["concurrency"].astype(str)) == sorted(
+        ["offline6", "online1", "online4"] * 2)
+    assert (table["utterances"] == 6).all() and (table["failed"] == 0).all()
+    assert (table["rtfx"] > 0).all() and (table["output_tokens_per_s"] > 0).all()
+    assert (table["ttft_p50"] <= table["latency_p50"]).all() and (table["latency_p50"] <= table["latency_p99"]).all()
+    assert (table["batch"] == table["batch"].iloc[0]).all() and table["batch"].iloc[0] >= 4  # vLLM's default
+    # peak RSS covers the engine core process, not just this one
+    assert (table["peak_rss_mb"] > psutil.Process().memory_info().rss / 2**20).all()
+
+    on_disk = pd.read_parquet(tmp_path / "sweep.parquet")
+    assert len(on_disk) == len(pd.read_csv(tmp_path / "sweep.csv")) == 6
+    utterances = pd.read_parquet(tmp_path / "sweep_utterances.parquet")
+    assert len(utterances) == 6 * 6
+    for _, row in table.iterrows():  # CER in the table = CER of the hypotheses behind it
+        mine = utterances[(utterances[sweep.KEY[2:7]] == row[sweep.KEY[2:7]]).all(axis=1)]
+        assert len(mine) == 6
+        assert row["cer"] == pytest.approx(score_corpus(list(mine["reference"]), list(mine["hypothesis"])).cer)
+
+    report = (tmp_path / "report.md").read_text()
+    images = [line.split("(")[1].rstrip(")") for line in report.splitlines() if line.startswith("![")]
+    assert len(images) == len(plots.plot_sweep(table))
+    for image in images:
+        pixels = matplotlib.image.imread(tmp_path / image)
+        assert pixels.shape[0] > 100 and pixels.std() > 0
+    figures = plots.plot_sweep(table)
+    for fig in figures.values():
+        assert_figure(fig)
+    curves = figures["latency_vs_throughput"].axes[0]
+    assert sorted(line.get_label() for line in curves.lines) == ["greedy", "t0.7"]
+    assert sum(len(line.get_xdata()) for line in curves.lines) == 6
+
+
+def test_baselines_in_the_same_sweep(engine, tmp_path):
+    """Ours on the shared engine, vLLM's built-in FireRedASR2 (one engine start), the official code
+    (batch 1 only: its padded batches are slow on CPU; test_plan covers the batch sizes)."""
+    config = sweep.SweepConfig(test_set="demo", model="tiny", limit=2, grid={"decoding": ["greedy"]},
+                               modes=["online"], concurrency=[2], baselines=["builtin", "official"],
+                               official_batch_sizes=[1], warmup=1, output_dir=str(tmp_path))
+    table = sweep.run_sweep(config, engine=engine, progress=False)
+    assert sorted(table["system"]) == ["builtin", "official", "vllm"]
+    assert (table["utterances"] == 2).all() and (table["rtfx"] > 0).all()
+    built = table.set_index("system")["build_seconds"]
+    assert pd.isna(built["vllm"]) and built["builtin"] > 0  # the shared engine was reused
+    official = table[table["system"] == "official"]
+    assert list(official["batch"]) == [1] and official["ttft_p50"].isna().all()
+
+    ratios = sweep.speedups(table).set_index("decoding")
+    assert ratios.loc["greedy", "vllm / official"] == pytest.approx(
+        table[table.system == "vllm"]["rtfx"].max() / official["rtfx"].max())
+    report = (tmp_path / "report.md").read_text()
+    assert "speed-up over the official implementation" in report and "builtin / official" in report
+    rtfx = plots.rtfx_vs_max_num_seqs(table).axes[0]
+    assert len(rtfx.lines) == 3 and all(len(line.get_xdata()) for line in rtfx.lines)
