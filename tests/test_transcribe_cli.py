@@ -64,7 +64,7 @@ def test_wav_scp_with_paths_and_a_pipe(engine, clips, reference, tmp_path, capsy
         ("spk2-c", one_line(reference[clips[2].stem].text))]
 
 
-def test_bad_files_are_reported_and_the_rest_transcribed(engine, clips, reference, tmp_path, capsys):
+def test_bad_files_are_reported_and_the_rest_transcribed(engine, clips, tmp_path, capsys):
     bad = tmp_path / "bad.wav"
     bad.write_text("this is text, not audio")
     missing = tmp_path / "missing.wav"
