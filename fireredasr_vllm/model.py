@@ -169,6 +169,11 @@ class FireRedASRLLMForConditionalGeneration(FireRedASR2ForConditionalGeneration)
     @classmethod
     def get_generation_prompt(cls, stt_params: SpeechToTextParams) -> PromptType:
         opts = model_options(stt_params.model_config.hf_config)
+        # Checked here (a 400 naming the problem); the processor's error would dump the whole array.
+        if not np.all(np.isfinite(stt_params.audio)):
+            raise audio_lib.AudioError("audio: contains NaN or infinite samples")
+        audio_lib.check_duration(np.asarray(stt_params.audio), max_seconds=float(opts.get("max_audio_seconds", 30.0)),
+                                 downsample_rate=stt_params.model_config.hf_config.encoder_downsample_rate)
         prompt = build_prompt(opts.get("speech_token", DEFAULT_SPEECH_TOKEN))
         return cast(PromptType, {"prompt": prompt, "multi_modal_data": {
             "audio": (stt_params.audio, stt_params.stt_config.sample_rate)}})
