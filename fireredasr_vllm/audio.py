@@ -7,6 +7,7 @@ snip_edges) -> global CMVN from ``cmvn.ark``.
 
 from __future__ import annotations
 
+import codecs
 import io
 import math
 from pathlib import Path
@@ -69,7 +70,7 @@ def _decode_bytes(data: bytes, name: str) -> tuple[np.ndarray, int]:
 
 def _looks_like_text(data: bytes) -> bool:
     try:
-        data[:512].decode("utf-8")
+        codecs.getincrementaldecoder("utf-8")().decode(data[:512])  # a character cut at byte 512 is fine
         return True
     except UnicodeDecodeError:
         return False
