@@ -203,8 +203,8 @@ def evaluate(test_set: str, *, engine=None, model: str = "tiny", decoding: Decod
                         on_row(row, tally.summary(data.metric, wall))
 
             for utterance in pending:
-                prepared = engine.prepare(utterance.audio, id=utterance.id)
-                in_flight[submit(engine, prepared, decoding, long_audio)] = utterance
+                prepared = engine.prepare(utterance.audio, id=utterance.id, long_audio=long_audio)
+                in_flight[engine.submit(prepared, decoding)] = utterance
                 if len(in_flight) >= max_in_flight:
                     finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
                     collect(finished)
@@ -226,12 +226,6 @@ def is_complete(out_dir: Path, data) -> bool:
         return False
     done = {row["id"] for row in read_rows(out_dir / "rows.jsonl")}
     return {u.id for u in data.utterances} <= done
-
-
-def submit(engine, prepared, decoding: DecodingOptions, long_audio: bool):
-    if long_audio and hasattr(engine, "submit_long"):
-        return engine.submit_long(prepared, decoding)
-    return engine.submit(prepared, decoding)
 
 
 def warm_up(engine, pending, decoding: DecodingOptions) -> None:
