@@ -47,7 +47,7 @@ class DecodingControls:
 
 def decoding_controls(prefix: str) -> DecodingControls:
     """Render the controls (inside the current layout) and wire the preset picker."""
-    with gr.Accordion("Decoding", open=False):
+    with gr.Accordion("Decoding", open=False, elem_id=f"{prefix}-decoding"):
         preset = gr.Dropdown(list(PRESET_NAMES), value="greedy", label="preset", elem_id=f"{prefix}-preset",
                              info="fills the controls below; 'official' = beam 3, repetition penalty 3")
         with gr.Row():

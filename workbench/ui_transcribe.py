@@ -81,8 +81,10 @@ def build_transcribe_tab(engine, *, max_upload_mb: float, export_dir: Path, conc
     table = gr.Dataframe(headers=COLUMNS, label="results", wrap=True, interactive=False,
                          elem_id="transcribe-results")
     with gr.Row():
-        text = gr.Textbox(label="transcripts", lines=4, buttons=["copy"], interactive=False, scale=3)
-        downloads = gr.File(label="download (CSV, JSON)", file_count="multiple", interactive=False, scale=1)
+        text = gr.Textbox(label="transcripts", lines=4, buttons=["copy"], interactive=False, scale=3,
+                          elem_id="transcribe-text")
+        downloads = gr.File(label="download (CSV, JSON)", file_count="multiple", interactive=False, scale=1,
+                            elem_id="transcribe-downloads")
 
     async def transcribe(paths, recorded, long_mode, *values, progress=gr.Progress()):
         items = [Path(p) for p in paths or []] + ([Path(recorded)] if recorded else [])

@@ -1,0 +1,177 @@
+"""The Gradio workbench in a real headless Chromium, served in-process on the session's real engine."""
+
+import json
+import re
+import socket
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from eval.records import load_run
+from eval.report import differing_utterances
+from eval.run import evaluate
+from workbench.app import AppOptions, build_app, launch
+from workbench.options import parse_decoding
+
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+TIMEOUT_MS = 240_000  # a busy 2-core CI box
+MAX_UPLOAD_MB = 1
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def results_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("results")
+
+
+@pytest.fixture(scope="module")
+def server(engine, results_dir):
+    options = AppOptions(results_dir=results_dir, max_upload_mb=MAX_UPLOAD_MB)
+    app = build_app(engine, options)
+    _, url, _ = launch(app, options, server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
+                       quiet=True)
+    yield url
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(server)
+    page.locator("#transcribe-button").wait_for()
+    yield page
+    page.close()
+
+
+def words(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def select(page, elem_id: str, option: str) -> None:
+    page.locator(f"#{elem_id} input").click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def upload(page, paths) -> None:
+    page.locator("#transcribe-files input[type=file]").set_input_files([str(p) for p in paths])
+
+
+def transcribe(page, paths) -> None:
+    upload(page, paths)
+    page.locator("#transcribe-files").get_by_text(paths[-1].stem).first.wait_for()
+    page.locator("#transcribe-button").click()
+
+
+def result_row(page, name: str) -> dict:
+    row = page.locator("#transcribe-results [role=row]", has_text=name).first
+    row.wait_for()
+    header = [words(h) for h in page.locator("#transcribe-results [role=columnheader]").all_inner_texts()]
+    return dict(zip(header, (words(c) for c in row.locator("[role=gridcell]").all_inner_texts())))
+
+
+def test_upload_clip_shows_transcript(page, engine, demo_clips, tmp_path):
+    expected = words(engine.transcribe(demo_clips[0]).text)  # greedy is deterministic: the page must agree
+    transcribe(page, demo_clips[:1])
+    row = result_row(page, demo_clips[0].name)
+    page.locator("#transcribe-downloads").get_by_text(".json").first.wait_for()
+    page.screenshot(path=tmp_path / "transcribe.png", full_page=True)
+    assert row["transcript"] == expected and row["error"] == ""
+    assert float(row["duration_s"]) == pytest.approx(sf.info(demo_clips[0]).duration, abs=0.01)
+    assert int(row["tokens"]) > 0
+    assert expected in words(page.locator("#transcribe-text textarea").input_value())
+    assert page.locator("#transcribe-downloads").get_by_text(".csv").count() == 1
+
+
+def test_bad_inputs_show_errors_and_the_next_clip_works(page, engine, demo_clips, tmp_path):
+    too_large = tmp_path / "too_large.wav"
+    too_large.write_bytes(np.random.default_rng(0).bytes(MAX_UPLOAD_MB * 1024 * 1024 + 1))
+    upload(page, [too_large])
+    page.get_by_text("exceed the maximum allowed size").first.wait_for()
+
+    page.reload()
+    corrupt, empty, text, too_long = (tmp_path / n for n in ("corrupt.wav", "empty.flac", "notes.txt", "long.wav"))
+    corrupt.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" + bytes(range(256)) * 4)
+    empty.write_bytes(b"")
+    text.write_text("not audio at all\n")
+    sf.write(too_long, np.zeros(31 * 8000, dtype=np.int16), 8000)
+    transcribe(page, [corrupt, empty, text, too_long])
+    expected = {corrupt: "cannot decode as audio", empty: "the file is empty", text: "text, not audio",
+                too_long: "longer than the model's 30 s limit"}
+    for path, message in expected.items():
+        assert message in result_row(page, path.name)["error"]
+    page.locator(".toast-body", has_text="corrupt.wav: cannot decode as audio").first.wait_for()
+    page.screenshot(path=tmp_path / "bad_inputs.png", full_page=True)
+
+    transcribe(page, demo_clips[1:2])
+    row = result_row(page, demo_clips[1].name)
+    assert row["error"] == "" and row["transcript"] == words(engine.transcribe(demo_clips[1]).text)
+
+
+def test_evaluate_demo_writes_run_and_shows_cer(page, results_dir, tmp_path):
+    page.get_by_role("tab", name="Evaluate").click()
+    page.locator("#evaluate-limit input").fill("3")
+    page.locator("#evaluate-button").click()
+    page.locator("#evaluate-summary").get_by_text("CER").first.wait_for()
+    page.locator("#evaluate-plots img").first.wait_for()
+    page.screenshot(path=tmp_path / "evaluate.png", full_page=True)
+
+    run_dir = results_dir / "demo__tiny__greedy"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["utterances"] + summary["failed"] == 3
+    shown = page.locator("#evaluate-summary").inner_text()
+    assert f"CER {100 * summary['cer']:.2f} %" in shown
+    assert f"N {summary['n']} S {summary['s']} D {summary['d']} I {summary['i']}" in words(shown)
+    assert page.locator("#evaluate-folder input, #evaluate-folder textarea").first.input_value() == str(run_dir)
+    # every counted edit is highlighted once, in its own colour class
+    utterances = page.locator("#evaluate-utterances")
+    assert utterances.locator("tbody tr").count() == 3
+    for op, key in (("sub", "s"), ("del", "d"), ("ins", "i")):
+        assert utterances.locator(f"span.{op}").count() == summary[key]
+
+
+def test_runs_tab_lists_and_compares_two_runs(page, engine, results_dir, tmp_path):
+    run_a = evaluate("demo", engine=engine, limit=3, output_dir=results_dir / "demo__tiny__greedy", progress=False)
+    run_b = evaluate("demo", engine=engine, limit=3, decoding=parse_decoding("t0.7"),
+                     output_dir=results_dir / "demo__tiny__t0.7", progress=False)
+    page.get_by_role("tab", name="Runs").click()
+    table = page.locator("#runs-table")
+    for run in (run_a, run_b):
+        table.get_by_role("gridcell", name=run.name, exact=True).wait_for()
+
+    select(page, "runs-a", run_a.name)
+    page.locator("#runs-summary").get_by_text(f"CER {100 * run_a.summary['cer']:.2f} %").wait_for()
+    assert page.locator("#runs-details tbody tr").count() == len(run_a.rows)
+
+    select(page, "runs-b", run_b.name)
+    page.locator("#runs-compare").click()
+    diff = differing_utterances(load_run(run_a.path), load_run(run_b.path))
+    message = f"{len(diff)} utterances differ" if len(diff) else "agree on every shared utterance"
+    page.locator("#runs-details").get_by_text(message).wait_for()
+    page.locator("#runs-deltas").get_by_role("gridcell", name="B − A", exact=True).wait_for()
+    page.screenshot(path=tmp_path / "compare.png", full_page=True)
+    assert page.locator("#runs-details tbody tr").count() == len(diff)
+
+
+def test_about_tab_shows_model(page, engine):
+    page.get_by_role("tab", name="About").click()
+    about = page.locator("#about-model")
+    about.get_by_text(str(engine.model_dir)).wait_for()
+    assert f"Model: {engine.model_spec}" in about.inner_text()

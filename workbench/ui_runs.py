@@ -1,0 +1,161 @@
+"""Runs tab: the run and sweep folders under the results directory; open one, compare two."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from eval.plots import plot_sweep, save_figures
+from eval.records import MANIFEST, SUMMARY, Run, list_runs, load_run
+from eval.report import compare_runs, differing_utterances
+from eval.run import format_summary, write_plots
+from eval.sweep import markdown_table, results_table
+from workbench.ui_alignment import differences_html, utterances_html
+
+SWEEP_TABLE = "sweep.parquet"
+OVERVIEW_COLUMNS = ["run", "test_set", "model", "decoding", "cer %", "n", "s", "d", "i", "ser %", "utterances",
+                    "failed", "rtfx", "latency_p50"]
+
+
+def is_sweep(path: Path) -> bool:
+    return (path / SWEEP_TABLE).exists()
+
+
+def result_folders(results_dir: Path) -> list[Path]:
+    """Run folders (as ``eval.records.list_runs``) and sweep folders, newest first."""
+    sweeps = {p.parent for p in results_dir.rglob(SWEEP_TABLE)} if results_dir.exists() else set()
+    runs = set(list_runs(results_dir)) - sweeps
+    return sorted(runs | sweeps, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def plot_files(path: Path, redraw: bool = False) -> list[str]:
+    """``path/plots/*.png``, drawn (as ``eval.run`` / ``eval.sweep`` draw them) when missing or asked."""
+    plots_dir = path / "plots"
+    if redraw or not any(plots_dir.glob("*.png")):
+        if is_sweep(path):
+            save_figures(plot_sweep(pd.read_parquet(path / SWEEP_TABLE)), plots_dir)
+        else:
+            write_plots(load_run(path))
+    return [str(p) for p in sorted(plots_dir.glob("*.png"))]
+
+
+def gallery(path: Path) -> gr.Gallery:
+    return gr.Gallery(plot_files(path), visible=True)
+
+
+def headline(run: Run) -> str:
+    s = run.summary
+    if not s:
+        return f"### {run.name}: unfinished (no summary.json yet; {len(run.rows)} utterances recorded)"
+    metric = str(s.get("metric", "cer")).upper()
+    rtfx = f"{s['rtfx']:.2f}" if s.get("rtfx") else "-"
+    return (f"### {metric} {100 * s['cer']:.2f} %  ·  N {s['n']}  S {s['s']}  D {s['d']}  I {s['i']}  ·  "
+            f"RTFx {rtfx}  ·  {s['utterances']} utterances, {s['failed']} failed\n\n"
+            + format_summary(run).replace("\n", "  \n", 2))
+
+
+def run_header(path: Path) -> Run:
+    """A run's manifest and summary without its rows (for the overview table)."""
+    def read(name: str) -> dict:
+        file = path / name
+        return json.loads(file.read_text(encoding="utf-8")) if file.exists() else {}
+
+    return Run(path=path, manifest=read(MANIFEST), summary=read(SUMMARY), rows=pd.DataFrame())
+
+
+def in_percent(table: pd.DataFrame) -> pd.DataFrame:
+    """``compare_runs`` output with the error rates as percentages."""
+    rates = table[["cer", "ser"]].astype(float)
+    return table.assign(cer=100 * rates["cer"], ser=100 * rates["ser"]).rename(
+        columns={"cer": "cer %", "ser": "ser %"})
+
+
+def overview(results_dir: Path, folders: list[Path]) -> pd.DataFrame:
+    runs = [run_header(p) for p in folders if not is_sweep(p)]
+    if not runs:
+        return pd.DataFrame(columns=OVERVIEW_COLUMNS)
+    table = in_percent(compare_runs(runs))
+    table["run"] = [str(r.path.relative_to(results_dir)) for r in runs]
+    return table[OVERVIEW_COLUMNS].round(3)
+
+
+def deltas(run_a: Run, run_b: Run) -> pd.DataFrame:
+    """Both summaries and B − A for every numeric figure."""
+    table = in_percent(compare_runs([run_a, run_b]))
+    numeric = table.select_dtypes("number").columns
+    delta = {column: table[column].iloc[1] - table[column].iloc[0] for column in numeric}
+    return pd.concat([table, pd.DataFrame([{"run": "B − A", **delta}])], ignore_index=True).round(3)
+
+
+def sweep_summary(path: Path) -> str:
+    table = pd.read_parquet(path / SWEEP_TABLE)
+    return f"### sweep {path.name}: {len(table)} configurations\n\n" + markdown_table(results_table(table))
+
+
+def build_runs_tab(tab: gr.Tab, *, results_dir: Path) -> None:
+    """Render inside ``tab``; the listing refreshes whenever the tab is opened."""
+    gr.Markdown(f"Run folders under `{results_dir}` (written here and by `python -m eval.run`, "
+                "`python -m eval.sweep`).")
+    table = gr.Dataframe(label="runs", interactive=False, wrap=True, elem_id="runs-table")
+    with gr.Row():
+        run_a = gr.Dropdown([], label="run A (open)", elem_id="runs-a", scale=3)
+        run_b = gr.Dropdown([], label="run B (compare with A)", elem_id="runs-b", scale=3)
+        refresh = gr.Button("Refresh", elem_id="runs-refresh", scale=1)
+        compare = gr.Button("Compare A and B", variant="primary", elem_id="runs-compare", scale=1)
+    summary = gr.Markdown(elem_id="runs-summary")
+    comparison = gr.Dataframe(label="summary: A, B and B − A", interactive=False, visible=False,
+                              elem_id="runs-deltas")
+    plots = gr.Gallery(label="plots", columns=3, height="auto", object_fit="contain", elem_id="runs-plots")
+    details = gr.HTML(elem_id="runs-details")
+    with gr.Accordion("manifest", open=False):
+        manifest = gr.JSON()
+
+    def folder(choice: str | None) -> Path:
+        path = (results_dir / choice) if choice else None
+        if path is None or path not in result_folders(results_dir):
+            raise gr.Error(f"{choice!r} is not a run folder under {results_dir}: press Refresh")
+        return path
+
+    def listing():
+        folders = result_folders(results_dir)
+        names = [str(p.relative_to(results_dir)) for p in folders]
+        return (overview(results_dir, folders), gr.Dropdown(choices=names), gr.Dropdown(choices=names))
+
+    def open_run(choice):
+        if not choice:
+            return "", gr.Dataframe(visible=False), gr.Gallery([], visible=False), "", {}
+        path = folder(choice)
+        if is_sweep(path):
+            sweep_manifest = path / "sweep.json"
+            info = json.loads(sweep_manifest.read_text(encoding="utf-8")) if sweep_manifest.exists() else {}
+            return sweep_summary(path), gr.Dataframe(visible=False), gallery(path), "", info
+        run = load_run(path)
+        metric = str(run.summary.get("metric") or run.manifest.get("test_set", {}).get("metric") or "cer")
+        return (headline(run), gr.Dataframe(visible=False), gallery(path),
+                utterances_html(run.rows, run.manifest, metric), run.manifest)
+
+    def compare_two(choice_a, choice_b):
+        if not choice_a or not choice_b:
+            raise gr.Error("Pick two runs: A and B.")
+        path_a, path_b = folder(choice_a), folder(choice_b)
+        if is_sweep(path_a) or is_sweep(path_b):
+            raise gr.Error("Sweeps are compared inside their own report: pick two run folders.")
+        run_a, run_b = load_run(path_a), load_run(path_b)
+        set_a, set_b = (r.manifest.get("test_set", {}).get("name") for r in (run_a, run_b))
+        if set_a != set_b:
+            gr.Warning(f"different test sets ({set_a} vs {set_b}): only shared utterance ids are compared")
+        metric = str(run_a.summary.get("metric") or "cer")
+        diff = differing_utterances(run_a, run_b)
+        html = differences_html(diff, run_a.manifest, metric, (choice_a, choice_b))
+        return (f"### {choice_a}  vs  {choice_b}", gr.Dataframe(deltas(run_a, run_b), visible=True),
+                gr.Gallery([], visible=False), html,
+                {"A": run_a.manifest, "B": run_b.manifest})
+
+    outputs = [summary, comparison, plots, details, manifest]
+    for trigger in (tab.select, refresh.click):
+        trigger(listing, None, [table, run_a, run_b])
+    run_a.change(open_run, run_a, outputs)
+    compare.click(compare_two, [run_a, run_b], outputs)
