@@ -8,30 +8,33 @@ from pathlib import Path
 
 from workbench.app import AppOptions, build_app, launch
 from workbench.options import EngineOptions
+from workbench.transcribe import CliError, open_engine
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m workbench", description=__doc__.split(":")[1].strip())
-    parser.add_argument("--model", default="tiny", help="tiny | official dir | converted dir | hub id")
+    parser.add_argument("--model", "--model-dir", dest="model_dir", metavar="MODEL", default="tiny",
+                        help="tiny | official release dir | converted dir | hub id (default: tiny)")
     parser.add_argument("--results-dir", default="results", help="run folders read and written (as eval.run)")
     parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve the network")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--max-upload-mb", type=float, default=200.0, help="largest accepted upload (MiB)")
     parser.add_argument("--concurrency", type=int, default=16, help="transcriptions in flight at once")
     parser.add_argument("--dtype", default="float32")
-    parser.add_argument("--max-model-len", type=int, default=1024)
+    parser.add_argument("--max-model-len", type=int, default=EngineOptions.max_model_len)
     parser.add_argument("--max-num-seqs", type=int)
     parser.add_argument("--tensor-parallel-size", type=int, default=1)
+    parser.add_argument("--gpu-memory-utilization", type=float, default=EngineOptions.gpu_memory_utilization)
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from workbench.engine import Engine
-
-    engine = Engine(args.model, EngineOptions(dtype=args.dtype, max_model_len=args.max_model_len,
-                                              max_num_seqs=args.max_num_seqs,
-                                              tensor_parallel_size=args.tensor_parallel_size))
+    try:
+        engine = open_engine(args)
+    except CliError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     options = AppOptions(results_dir=Path(args.results_dir), max_upload_mb=args.max_upload_mb,
                          concurrency=args.concurrency)
     try:
