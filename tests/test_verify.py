@@ -1,0 +1,106 @@
+"""fireredasr_vllm.verify: good directories pass, broken copies fail with what is wrong and the fix."""
+
+import json
+import shutil
+
+import pytest
+
+from fireredasr_vllm.verify import check_engine, main, verify
+
+
+def by_name(checks) -> dict:
+    return {c.name: c for c in checks}
+
+
+@pytest.fixture
+def official_copy(tiny_official_dir, tmp_path):
+    return shutil.copytree(tiny_official_dir, tmp_path / "official")
+
+
+@pytest.fixture
+def converted_copy(tiny_converted_dir, tmp_path):
+    return shutil.copytree(tiny_converted_dir, tmp_path / "converted")
+
+
+@pytest.mark.parametrize("layout", ["official", "converted"])
+def test_good_tiny_dirs_pass(layout, tiny_official_dir, tiny_converted_dir, capsys):
+    model_dir = tiny_official_dir if layout == "official" else tiny_converted_dir
+    assert main(["--model-dir", str(model_dir), "--no-engine"]) == 0
+    out = capsys.readouterr().out
+    assert "FAIL" not in out and f"{layout} layout" in out
+    names = [c.name for c in verify(model_dir, engine=False)]
+    assert names == ["packages", "files", "shapes", "cmvn", "speech token", "tokenizer/config"]
+
+
+def test_engine_check_transcribes_a_clip(engine):
+    check = check_engine(engine)
+    assert check.ok, check
+    assert "tokens" in check.detail
+
+
+def test_missing_cmvn_fails_with_fix(official_copy, capsys):
+    (official_copy / "cmvn.ark").unlink()
+    assert main(["--model-dir", str(official_copy), "--no-engine"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  files" in out and "cmvn.ark: missing" in out and "fix:" in out
+
+
+def test_bad_cmvn_stats_fail(official_copy):
+    import kaldiio
+    import numpy as np
+
+    kaldiio.save_mat(str(official_copy / "cmvn.ark"), np.zeros((2, 81)))
+    cmvn = by_name(verify(official_copy, engine=False))["cmvn"]
+    assert not cmvn.ok and "frame count is 0.0" in cmvn.detail and "2x81" in cmvn.fix
+
+
+def test_truncated_checkpoint_fails(official_copy):
+    path = official_copy / "model.pth.tar"
+    path.write_bytes(path.read_bytes()[:1000])
+    shapes = by_name(verify(official_copy, engine=False))["shapes"]
+    assert not shapes.ok and "model.pth.tar" in shapes.detail and "download" in shapes.fix
+
+
+def test_wrong_speech_token_id_fails(converted_copy):
+    config = json.loads((converted_copy / "config.json").read_text())
+    config["fireredasr"]["speech_token_id"] += 1
+    (converted_copy / "config.json").write_text(json.dumps(config))
+    check = by_name(verify(converted_copy, engine=False))["speech token"]
+    assert not check.ok and "the tokenizer gives <|AUDIO|>" in check.detail and "convert again" in check.fix
+
+
+def test_speech_token_missing_from_tokenizer_fails(converted_copy):
+    config = json.loads((converted_copy / "config.json").read_text())
+    config["fireredasr"]["speech_token"] = "<|NOT_A_TOKEN|>"
+    (converted_copy / "config.json").write_text(json.dumps(config))
+    check = by_name(verify(converted_copy, engine=False))["speech token"]
+    assert not check.ok and "<|NOT_A_TOKEN|> is not in the tokenizer" in check.detail
+
+
+def test_eos_mismatch_fails(converted_copy):
+    config = json.loads((converted_copy / "config.json").read_text())
+    config["eos_token_id"] = config["pad_token_id"]
+    (converted_copy / "config.json").write_text(json.dumps(config))
+    check = by_name(verify(converted_copy, engine=False))["tokenizer/config"]
+    assert not check.ok and "eos_token_id" in check.detail and "would not stop" in check.detail
+
+
+def test_encoder_conf_mismatch_fails(converted_copy):
+    config = json.loads((converted_copy / "config.json").read_text())
+    config["audio_encoder_conf"]["d_model"] *= 2
+    (converted_copy / "config.json").write_text(json.dumps(config))
+    check = by_name(verify(converted_copy, engine=False))["shapes"]
+    assert not check.ok and "encoder vs its conf" in check.detail and "matching" in check.fix
+
+
+def test_corrupt_config_fails_and_stops(converted_copy, capsys):
+    (converted_copy / "config.json").write_text("{not json")
+    assert main(["--model-dir", str(converted_copy)]) == 1
+    out = capsys.readouterr().out
+    assert "config.json: not valid JSON" in out and "--force" in out
+    assert "PASS  shapes" not in out and "FAIL  shapes" not in out  # nothing else is attempted
+
+
+def test_not_a_model_dir(tmp_path):
+    check = by_name(verify(tmp_path, engine=False))["files"]
+    assert not check.ok and "neither an official release" in check.detail and "convert" in check.fix
