@@ -81,3 +81,49 @@ def multimodal_items_as_list(value) -> list:
     if isinstance(value, (list, tuple)):
         return list(value)
     return list(value.unbind(0))
+
+
+def multimodal_ints(value) -> list[int]:
+    """Per-item integer kwargs (lengths, counts) as Python ints, read in one transfer: vLLM 0.26 moves
+    them to the GPU (``batched("audio")``), 0.32 keeps them on the CPU (``keep_on_cpu=True``)."""
+    if value is None:
+        return []
+    if hasattr(value, "tolist"):
+        return [int(v) for v in value.reshape(-1).tolist()]
+    return [int(v) for v in value]
+
+
+def frontend_processor_mixin() -> type:
+    """Glue between vLLM's multimodal processor and a plain feature-extractor callable.
+
+    Put it before ``FireRedASR2MultiModalProcessor`` in the bases. ``info.get_hf_processor()`` returns
+    a callable ``(audio=[...]) -> BatchFeature`` of features and counts; it neither tokenizes nor
+    expands placeholders (vLLM applies the ``PromptReplacement``).
+
+    * vLLM >= 0.27 (``_get_hf_mm_inputs`` exists): the processor gets dummy text plus the audio;
+      FireRedASR2's override (which adds ``sampling_rate`` for its HF feature extractor) is skipped.
+    * vLLM 0.26: ``_call_hf_processor(prompt, mm_data, mm_kwargs, tok_kwargs)`` must also return the
+      prompt's ``input_ids``, and must say that it applied no prompt update.
+    """
+    from vllm.multimodal.processing import BaseMultiModalProcessor
+
+    if hasattr(BaseMultiModalProcessor, "_get_hf_mm_inputs"):
+        class FrontendProcessorMixin:
+            def _get_hf_mm_inputs(self, mm_items, hf_kwargs):
+                return BaseMultiModalProcessor._get_hf_mm_inputs(self, mm_items, hf_kwargs)
+
+        return FrontendProcessorMixin
+
+    class FrontendProcessorMixin026:
+        def _call_hf_processor(self, prompt, mm_data, mm_kwargs, tok_kwargs):
+            from transformers import BatchFeature
+
+            audio = mm_data.get("audios", mm_data.get("audio"))
+            outputs = BatchFeature() if audio is None else self.info.get_hf_processor()(audio=audio)
+            outputs["input_ids"] = [self.info.get_tokenizer().encode(prompt, add_special_tokens=False)]
+            return outputs
+
+        def _hf_processor_applies_updates(self, *args, **kwargs) -> bool:
+            return False
+
+    return FrontendProcessorMixin026

@@ -33,7 +33,7 @@ from vllm.multimodal import MULTIMODAL_REGISTRY
 from vllm.multimodal.parse import MultiModalDataParser
 
 from fireredasr_vllm import audio as audio_lib
-from fireredasr_vllm.compat import multimodal_items_as_list
+from fireredasr_vllm.compat import frontend_processor_mixin, multimodal_items_as_list, multimodal_ints
 
 from fireredasr_vllm import ARCHITECTURE
 DEFAULT_SPEECH_TOKEN = "<|AUDIO|>"
@@ -132,10 +132,7 @@ class FireRedASRLLMDummyInputsBuilder(FireRedASR2DummyInputsBuilder):
                                                 overrides=mm_options.get("audio"))}
 
 
-class FireRedASRLLMMultiModalProcessor(FireRedASR2MultiModalProcessor):
-    def _get_hf_mm_inputs(self, mm_items, hf_kwargs):
-        return super(FireRedASR2MultiModalProcessor, self)._get_hf_mm_inputs(mm_items, hf_kwargs)
-
+class FireRedASRLLMMultiModalProcessor(frontend_processor_mixin(), FireRedASR2MultiModalProcessor):
     def _get_prompt_updates(self, mm_items, hf_processor_mm_kwargs, out_mm_kwargs):
         from vllm.multimodal.processing import PromptReplacement, PromptUpdateDetails
 
@@ -191,8 +188,8 @@ class FireRedASRLLMForConditionalGeneration(FireRedASR2ForConditionalGeneration)
 
     def embed_multimodal(self, **kwargs: object):
         feats = multimodal_items_as_list(kwargs.get("input_features"))
-        lengths = [int(x) for x in multimodal_items_as_list(kwargs.get("speech_lengths"))]
-        tokens = [int(x) for x in multimodal_items_as_list(kwargs.get("fake_token_lengths"))]
+        lengths = multimodal_ints(kwargs.get("speech_lengths"))
+        tokens = multimodal_ints(kwargs.get("fake_token_lengths"))
         outputs: list[torch.Tensor | None] = [None] * len(feats)
         for group in length_buckets(lengths):
             batch = pad_sequence([feats[i][: lengths[i]] for i in group], batch_first=True)

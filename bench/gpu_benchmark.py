@@ -1,0 +1,723 @@
+"""Throughput, latency, memory and front-end cost at real FireRedASR-LLM-L shapes, three systems.
+
+    ours      this project's vLLM model (FireRedASRLLMForConditionalGeneration) through the engine facade
+    builtin   vLLM's built-in FireRedASR2ForConditionalGeneration, same weights, same facade
+    official  the official PyTorch code (pip ``fireredasr``), batch 1 and its static batching
+
+Weights are random bf16 at the real shapes (Conformer 16 x 1280, 20 heads; adapter 2560 -> 3584;
+Qwen2-7B): vLLM gets ``load_format="dummy"`` on a config.json written by our converter's
+``build_config``; the official model is built by its own ``from_args`` with the LLM initialised
+randomly instead of read from disk. Every clip decodes exactly ``--tokens`` tokens (``ignore_eos``,
+``min_tokens``), so all systems do the same work. ``--size tiny`` runs the same code on the tiny
+dimensions (CPU tests).
+
+    python -m bench.gpu_benchmark run --system ours --out ours.json        # one system per process
+    python -m bench.gpu_benchmark run --system ours --tp 2 --out tp2.json  # tensor parallel
+    python -m bench.gpu_benchmark run --system ours --dp 2 --out dp2.json  # one engine per GPU, sharded
+    python -m bench.gpu_benchmark report bench/results/gpu_*.json --plots bench/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SYSTEMS = {"ours": "this project (vLLM plugin)", "builtin": "vLLM built-in FireRedASR2",
+           "official": "official PyTorch (fireredasr)"}
+BUILTIN_ARCHITECTURE = "FireRedASR2ForConditionalGeneration"
+# Qwen2-7B-Instruct's config.json (the LLM of FireRedASR-LLM-L).
+QWEN2_7B = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_size": 3584,
+            "intermediate_size": 18944, "num_hidden_layers": 28, "num_attention_heads": 28,
+            "num_key_value_heads": 4, "vocab_size": 152064, "max_position_embeddings": 32768,
+            "rope_theta": 1000000.0, "rms_norm_eps": 1e-6, "hidden_act": "silu", "sliding_window": 131072,
+            "max_window_layers": 28, "use_sliding_window": False, "tie_word_embeddings": False,
+            "torch_dtype": "bfloat16", "bos_token_id": 151643, "eos_token_id": 151645,
+            "attention_dropout": 0.0, "initializer_range": 0.02, "use_cache": True}
+CAPTURE_SIZES = [1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 160, 192, 224, 256]
+
+
+def model_spec(size: str):
+    """TinySpec of the real FireRedASR-LLM-L encoder/LLM dims, or of the embedded tiny model."""
+    from fireredasr_vllm.tiny import TinySpec
+
+    if size == "real":
+        return TinySpec(d_model=1280, n_head=20, n_layers_enc=16, hidden_size=3584, intermediate_size=18944,
+                        num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4,
+                        vocab_size=152064)
+    return TinySpec(vocab_size=152064)
+
+
+def llm_config(spec) -> dict:
+    """config.json of the Qwen2 LLM for ``spec`` (Qwen2-7B's for the real size)."""
+    return QWEN2_7B | {"hidden_size": spec.hidden_size, "intermediate_size": spec.intermediate_size,
+                       "num_hidden_layers": spec.num_hidden_layers, "num_key_value_heads": spec.num_key_value_heads,
+                       "num_attention_heads": spec.num_attention_heads, "vocab_size": spec.vocab_size}
+
+
+# ------------------------------------------------------------------------------------------ model dirs
+def build_model_dirs(size: str, work: Path) -> tuple[Path, Path]:
+    """(vLLM dir for load_format=dummy, official-layout dir without weights) at ``size`` dims.
+
+    Tokenizer and CMVN come from the embedded tiny model; the config from ``convert.build_config``.
+    """
+    import torch
+
+    from fireredasr_vllm.convert import build_config, read_cmvn
+    from fireredasr_vllm.model import DEFAULT_SPEECH_TOKEN
+    from fireredasr_vllm.resolve import resolve_model
+    from fireredasr_vllm.tiny import encoder_args, llm_args, tiny_model_dir
+
+    spec = model_spec(size)
+    tiny_official, tiny_converted = tiny_model_dir(), resolve_model("tiny")
+    official = work / f"official-{size}"
+    llm_dir = official / "Qwen2-7B-Instruct"
+    shutil.rmtree(official, ignore_errors=True)
+    shutil.copytree(tiny_official / "Qwen2-7B-Instruct", llm_dir,
+                    ignore=shutil.ignore_patterns("*.safetensors", "*.bin", "model.safetensors.index.json"))
+    (llm_dir / "config.json").write_text(json.dumps(llm_config(spec), indent=2))
+    shutil.copy(tiny_official / "cmvn.ark", official / "cmvn.ark")
+    torch.save({"args": encoder_args(spec)}, official / "asr_encoder.pth.tar")
+    torch.save({"args": llm_args(spec), "model_state_dict": {}}, official / "model.pth.tar")
+
+    converted = work / f"vllm-{size}"
+    shutil.rmtree(converted, ignore_errors=True)
+    shutil.copytree(tiny_converted, converted, ignore=shutil.ignore_patterns(
+        "*.safetensors", "model.safetensors.index.json", "conversion.json"))
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(converted))
+    ids = {t: tokenizer.convert_tokens_to_ids(t)
+           for t in ("<|endoftext|>", "<|im_start|>", "<|im_end|>", DEFAULT_SPEECH_TOKEN)}
+    ids["__len__"] = len(tokenizer)
+    means, istd = read_cmvn(official / "cmvn.ark")
+    config = build_config(llm_dir, encoder_args(spec), llm_args(spec), means, istd, ids, "bfloat16")
+    (converted / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False))
+    return converted, official
+
+
+# ------------------------------------------------------------------------------------------ workload
+@dataclass
+class Workload:
+    clips: list[np.ndarray]
+
+    @property
+    def durations(self) -> np.ndarray:
+        return np.array([len(c) / 16000 for c in self.clips])
+
+    def summary(self) -> dict:
+        d = self.durations
+        return {"clips": len(d), "audio_s": round(float(d.sum()), 1), "mean_s": round(float(d.mean()), 2),
+                "min_s": round(float(d.min()), 2), "max_s": round(float(d.max()), 2)} if len(d) else {"clips": 0}
+
+    def take(self, n: int) -> "Workload":
+        return Workload(self.clips[:n])
+
+    def shard(self, index: int, count: int) -> "Workload":
+        return Workload(self.clips[index::count])
+
+
+def speech_stream() -> np.ndarray:
+    """The bundled demo clips end to end (float32, 16 kHz): real speech-like fbank input."""
+    import soundfile as sf
+
+    clips = sorted((REPO / "eval" / "demo" / "clips").glob("*.flac"))
+    return np.concatenate([sf.read(c, dtype="float32")[0] for c in clips])
+
+
+def make_workload(durations: np.ndarray, seed: int) -> Workload:
+    """Windows of the demo speech stream (tiled as needed) with the given durations."""
+    stream = speech_stream()
+    rng = np.random.default_rng(seed)
+    longest = int(durations.max() * 16000) + 1
+    stream = np.tile(stream, longest // len(stream) + 2)
+    clips = []
+    for seconds in durations:
+        n = int(seconds * 16000)
+        start = int(rng.integers(0, len(stream) - n))
+        clips.append(np.ascontiguousarray(stream[start:start + n]))
+    return Workload(clips)
+
+
+def aishell_like(n: int, seed: int = 0) -> Workload:
+    """AISHELL-1-test-like durations: log-normal, mean about 5 s, clipped to 2-10 s."""
+    rng = np.random.default_rng(seed)
+    return make_workload(np.clip(rng.lognormal(np.log(4.6), 0.38, n), 2.0, 10.0), seed + 1)
+
+
+def long_clips(n: int, seed: int = 100) -> Workload:
+    """Clips of 25-30 s, near the model's 30 s limit."""
+    return make_workload(np.random.default_rng(seed).uniform(25.0, 30.0, n), seed + 1)
+
+
+# ------------------------------------------------------------------------------------------ metrics
+def percentiles(values, points=(50, 90, 99)) -> dict:
+    if not len(values):
+        return {}
+    return {f"p{p}_ms": round(float(np.percentile(values, p)) * 1000, 1) for p in points}
+
+
+def throughput(workload: Workload, wall_s: float, output_tokens: int, ok: int, **extra) -> dict:
+    audio = float(workload.durations.sum())
+    return {"clips": len(workload.clips), "ok": ok, "wall_s": round(wall_s, 3),
+            "clips_per_s": round(len(workload.clips) / wall_s, 2), "rtfx": round(audio / wall_s, 1),
+            "output_tok_per_s": round(output_tokens / wall_s, 1), **extra}
+
+
+@dataclass
+class Plan:
+    """What to measure (counts of clips); the defaults are the GPU run."""
+
+    clips: int = 2000
+    long_clips: int = 200
+    tokens: int = 16
+    concurrency: tuple[int, ...] = (16, 64, 256)
+    latency: tuple[tuple[int, int], ...] = ((1, 100), (16, 320))  # (concurrency, clips)
+    long_concurrency: int = 64
+    frontend_clips: int = 200
+    official_batches: tuple[tuple[int, int], ...] = ((1, 64), (16, 512))  # (batch, clips)
+    official_long: int = 16
+    warmup: int = 64
+    seed: int = 0
+
+
+# ------------------------------------------------------------------------------------------ vLLM systems
+class MemoryProbe:
+    """Mixed into vLLM's worker (``worker_extension_cls``); called through ``collective_rpc``."""
+
+    def memory_stats(self) -> dict:
+        import torch
+
+        runner = getattr(self, "model_runner", None)
+        stats = {"weights_bytes": getattr(runner, "model_memory_usage", None),
+                 "peak_activation_bytes": getattr(self, "peak_activation_memory", None),
+                 "kv_cache_bytes": getattr(self, "available_kv_cache_memory_bytes", None)}
+        if torch.cuda.is_available():
+            stats |= {"max_allocated_bytes": torch.cuda.max_memory_allocated(),
+                      "reserved_bytes": torch.cuda.memory_reserved()}
+        return {k: (int(v) if v is not None else None) for k, v in stats.items()}
+
+
+def engine_options(system: str, *, tp: int = 1, dtype: str = "bfloat16", max_num_seqs: int = 256,
+                   dummy: bool = True):
+    """Identical engine settings for both vLLM systems; caches that would reuse work across passes off."""
+    from workbench.options import EngineOptions
+
+    extra = [("mm_processor_cache_gb", 0), ("worker_extension_cls", "bench.gpu_benchmark.MemoryProbe")]
+    if dummy:
+        extra.append(("load_format", "dummy"))
+    if not is_cpu():
+        extra.append(("compilation_config", {"cudagraph_capture_sizes": CAPTURE_SIZES}))
+    return EngineOptions(dtype=dtype, max_model_len=1024, max_num_seqs=max_num_seqs, max_num_batched_tokens=8192,
+                         tensor_parallel_size=tp, gpu_memory_utilization=0.85, enable_prefix_caching=False,
+                         kv_cache_gb=2, architecture=BUILTIN_ARCHITECTURE if system == "builtin" else None,
+                         extra=tuple(extra))
+
+
+def is_cpu() -> bool:
+    import torch
+
+    return not torch.cuda.is_available()
+
+
+def decoding(tokens: int):
+    from workbench.options import DecodingOptions
+
+    return DecodingOptions(max_tokens=tokens, min_tokens=tokens, ignore_eos=True, name=f"fixed{tokens}")
+
+
+def run_concurrent(engine, workload: Workload, options, concurrency: int) -> tuple[list, float, float]:
+    """Send every clip through ``engine.transcribe_async`` with at most ``concurrency`` in flight.
+
+    Returns (results as (transcript, client latency s)), wall seconds, CPU seconds of this process).
+    """
+    async def one(semaphore, index, clip):
+        async with semaphore:
+            started = time.perf_counter()
+            transcript = await engine.transcribe_async(clip, options, id=f"clip{index:05d}")
+            return transcript, time.perf_counter() - started
+
+    async def main():
+        semaphore = asyncio.Semaphore(concurrency)
+        return await asyncio.gather(*(one(semaphore, i, c) for i, c in enumerate(workload.clips)))
+
+    cpu, wall = time.process_time(), time.perf_counter()
+    results = asyncio.run(main())
+    return results, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def offline_pass(engine, workload: Workload, options, concurrency: int) -> dict:
+    """Throughput with ``concurrency`` requests in flight, and the latency each request saw."""
+    results, wall, cpu = run_concurrent(engine, workload, options, concurrency)
+    ok = [t for t, _ in results if t.ok]
+    errors = sorted({t.error for t, _ in results if not t.ok})[:3]
+    return throughput(workload, wall, sum(t.output_tokens for t in ok), len(ok), concurrency=concurrency,
+                      output_tokens_per_clip=sorted({t.output_tokens for t in ok}),
+                      prompt_tokens_mean=round(float(np.mean([t.prompt_tokens for t in ok])), 1) if ok else None,
+                      api_cpu_ms_per_clip=round(1000 * cpu / len(results), 2), errors=errors,
+                      latency=percentiles([seconds for t, seconds in results if t.ok]))
+
+
+def latency_pass(engine, workload: Workload, options, concurrency: int) -> dict:
+    results, wall, _ = run_concurrent(engine, workload, options, concurrency)
+    latency = [seconds for t, seconds in results if t.ok]
+    ttft = [t.ttft_s for t, _ in results if t.ok]
+    return {"concurrency": concurrency, "clips": len(results), "ok": len(latency), **percentiles(latency),
+            "mean_ms": round(1000 * float(np.mean(latency)), 1) if latency else None,
+            "ttft_p50_ms": round(1000 * float(np.median(ttft)), 1) if ttft else None,
+            "clips_per_s": round(len(results) / wall, 2)}
+
+
+def frontend_cost(system: str, model_dir: Path, workload: Workload) -> dict:
+    """CPU ms per clip of the feature extraction alone (one thread), as each system's processor runs it."""
+    config = json.loads((model_dir / "config.json").read_text())["fireredasr"]
+    if system == "builtin":
+        from vllm.transformers_utils.processors.fireredasr2 import FireRedASR2FeatureExtractor
+
+        extractor = FireRedASR2FeatureExtractor(**json.loads((model_dir / "preprocessor_config.json").read_text()))
+
+        def extract(clip):
+            return extractor([clip], sampling_rate=16000)
+    else:
+        from fireredasr_vllm.model import FireRedFrontend
+
+        frontend = FireRedFrontend(config["cmvn_means"], config["cmvn_istd"])
+
+        def extract(clip):
+            return frontend(audio=clip)
+    extract(workload.clips[0])
+    started = time.thread_time()
+    for clip in workload.clips:
+        extract(clip)
+    return {"clips": len(workload.clips),
+            "features_cpu_ms_per_clip": round(1000 * (time.thread_time() - started) / len(workload.clips), 2)}
+
+
+def engine_memory(engine) -> dict:
+    try:
+        stats = engine._call(engine._llm.collective_rpc("memory_stats"))
+    except Exception as error:  # an engine without the probe still gets its throughput reported
+        return {"error": f"{type(error).__name__}: {error}"}
+    gib = {k: (round(v / 2**30, 2) if v is not None else None) for k, v in stats[0].items()}
+    return {k.replace("_bytes", "_gib"): v for k, v in gib.items()} | {"workers": len(stats)}
+
+
+def measure_vllm(engine, system: str, model_dir: Path, plan: Plan) -> dict:
+    """Every measurement of one vLLM system on a built engine."""
+    options = decoding(plan.tokens)
+    short, long = aishell_like(plan.clips, plan.seed), long_clips(plan.long_clips, plan.seed + 100)
+    offline_pass(engine, aishell_like(plan.warmup, plan.seed + 7), options, max(plan.concurrency))
+    record = {"workload": short.summary(), "long_workload": long.summary(), "tokens_per_clip": plan.tokens,
+              "offline": [], "latency": []}
+    for concurrency in plan.concurrency:
+        record["offline"].append(offline_pass(engine, short, options, concurrency))
+        log(system, "offline", record["offline"][-1])
+    for concurrency, count in plan.latency:
+        record["latency"].append(latency_pass(engine, short.take(count), options, concurrency))
+        log(system, "latency", record["latency"][-1])
+    if long.clips:
+        record["long"] = offline_pass(engine, long, options, plan.long_concurrency)
+        log(system, "long", record["long"])
+    record["frontend"] = frontend_cost(system, model_dir, short.take(plan.frontend_clips))
+    record["memory"] = engine_memory(engine)
+    return record
+
+
+def run_vllm_system(system: str, model_dir: Path, plan: Plan, *, tp: int, dummy: bool = True) -> dict:
+    from workbench.engine import Engine
+
+    with Engine(model_dir, engine_options(system, tp=tp, dummy=dummy)) as engine:
+        record = {"engine": engine.describe(), "engine_build_s": round(engine.build_seconds, 1)}
+        return record | measure_vllm(engine, system, model_dir, plan)
+
+
+# ------------------------------------------------------------------------------------------ data parallel
+def run_data_parallel(args, plan: Plan) -> dict:
+    """One engine per GPU (CUDA_VISIBLE_DEVICES), each on its shard of the clips, started together."""
+    sync = Path(args.work) / "dp-sync"
+    shutil.rmtree(sync, ignore_errors=True)
+    sync.mkdir(parents=True)
+    children = []
+    for rank in range(args.dp):
+        out = sync / f"shard{rank}.json"
+        command = [sys.executable, "-m", "bench.gpu_benchmark", "shard", "--system", args.system,
+                   "--size", args.size, "--work", args.work, "--rank", str(rank), "--world", str(args.dp),
+                   "--sync", str(sync), "--clips", str(plan.clips), "--tokens", str(plan.tokens),
+                   "--concurrency", str(max(plan.concurrency)), "--out", str(out)]
+        env = os.environ | ({} if is_cpu() else {"CUDA_VISIBLE_DEVICES": str(rank)})
+        children.append((subprocess.Popen(command, env=env, cwd=REPO), out))
+    failed = [rank for rank, (child, _) in enumerate(children) if child.wait() != 0]
+    if failed:
+        raise RuntimeError(f"data-parallel ranks {failed} failed (see their output above)")
+    shards = [json.loads(out.read_text()) for _, out in children]
+    started, finished = min(s["started"] for s in shards), max(s["finished"] for s in shards)
+    short = aishell_like(plan.clips, plan.seed)
+    tokens = sum(s["output_tokens"] for s in shards)
+    offline = throughput(short, finished - started, tokens, sum(s["ok"] for s in shards),
+                         concurrency=max(plan.concurrency), per_rank_wall_s=[s["wall_s"] for s in shards])
+    return {"workload": short.summary(), "tokens_per_clip": plan.tokens, "offline": [offline],
+            "engine": shards[0]["engine"], "engine_build_s": max(s["engine_build_s"] for s in shards)}
+
+
+def run_shard(args) -> None:
+    """A data-parallel rank: build the engine, wait for every rank, run its shard, write the timing."""
+    from workbench.engine import Engine
+
+    model_dir = Path(args.work) / f"vllm-{args.size}"
+    shard = aishell_like(args.clips, 0).shard(args.rank, args.world)
+    options = decoding(args.tokens)
+    with Engine(model_dir, engine_options(args.system)) as engine:
+        offline_pass(engine, aishell_like(32, 7), options, args.concurrency)
+        sync = Path(args.sync)
+        (sync / f"ready{args.rank}").touch()
+        while len(list(sync.glob("ready*"))) < args.world:
+            time.sleep(0.01)
+        started = time.time()
+        results, wall, _ = run_concurrent(engine, shard, options, args.concurrency)
+        record = {"started": started, "finished": time.time(), "wall_s": wall,
+                  "ok": sum(t.ok for t, _ in results), "output_tokens": sum(t.output_tokens for t, _ in results),
+                  "engine": engine.describe(), "engine_build_s": engine.build_seconds}
+    Path(args.out).write_text(json.dumps(record))
+
+
+# ------------------------------------------------------------------------------------------ official
+class RandomInitLLM:
+    """Stands in for ``AutoModelForCausalLM`` in the official loader: same config, random weights."""
+
+    def __init__(self, dtype):
+        self.dtype = dtype
+
+    def from_pretrained(self, path, attn_implementation="eager", torch_dtype=None, **kwargs):
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        return AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path), dtype=self.dtype,
+                                                attn_implementation=attn_implementation)
+
+
+@contextlib.contextmanager
+def random_llm_weights(dtype):
+    """While loading: the official ``from_args`` builds its Qwen2 with random weights (none on disk)."""
+    from fireredasr.models import fireredasr_llm
+
+    original = fireredasr_llm.AutoModelForCausalLM
+    fireredasr_llm.AutoModelForCausalLM = RandomInitLLM(dtype)
+    try:
+        yield
+    finally:
+        fireredasr_llm.AutoModelForCausalLM = original
+
+
+def load_official(official_dir: Path, device: str, dtype: str = "bfloat16"):
+    """``eval.official.OfficialModel`` (the official classes) built on ``device``, all in ``dtype``."""
+    import torch
+
+    from eval.official import OfficialModel
+
+    started = time.perf_counter()
+    with random_llm_weights(getattr(torch, dtype)), torch.device(device):
+        official = OfficialModel.load(official_dir, dtype=dtype, device=device)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return official, time.perf_counter() - started
+
+
+def official_batches(official, workload: Workload, batch: int, tokens: int) -> dict:
+    """Static batches of ``batch`` clips sorted by length (the official README's advice)."""
+    order = np.argsort(workload.durations)
+    groups = [[workload.clips[i] for i in order[s:s + batch]] for s in range(0, len(order), batch)]
+    official.transcribe(groups[0][:1], max_new_tokens=tokens, ignore_eos=True)  # warm-up
+    latencies, lengths = [], []
+    wall = time.perf_counter()
+    for group in groups:
+        results = official.transcribe(group, batch_size=len(group), max_new_tokens=tokens, ignore_eos=True)
+        latencies.append(results[0]["latency_s"])
+        lengths += [len(r["token_ids"]) for r in results]
+    wall = time.perf_counter() - wall
+    return throughput(workload, wall, sum(lengths), len(lengths), batch=batch,
+                      output_tokens_per_clip=sorted(set(lengths)), batch_latency=percentiles(latencies))
+
+
+def run_official(official_dir: Path, plan: Plan) -> dict:
+    import torch
+
+    device = "cpu" if is_cpu() else "cuda"
+    dtype = "float32" if device == "cpu" else "bfloat16"  # CPU (tests): float32, bf16 is slow there
+    official, build_s = load_official(official_dir, device, dtype)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    short = aishell_like(max(n for _, n in plan.official_batches), plan.seed)
+    record = {"engine": {"device": device_name(), "dtype": dtype, "attn_implementation": "eager"},
+              "engine_build_s": round(build_s, 1), "tokens_per_clip": plan.tokens, "workload": short.summary(),
+              "offline": [], "latency": []}
+    for batch, count in plan.official_batches:
+        result = official_batches(official, short.take(count), batch, plan.tokens)
+        record["offline"].append(result)
+        if batch == 1:
+            record["latency"].append({"concurrency": 1, "clips": count, **result["batch_latency"]})
+        log("official", "batch", result)
+    if plan.official_long:
+        long = long_clips(plan.official_long, plan.seed + 100)
+        record["long_workload"] = long.summary()
+        record["long"] = official_batches(official, long, 1, plan.tokens)
+        log("official", "long", record["long"])
+    frontend = short.take(plan.frontend_clips)
+    started = time.thread_time()
+    for clip in frontend.clips:
+        official.features(clip)
+    record["frontend"] = {"clips": len(frontend.clips), "features_cpu_ms_per_clip": round(
+        1000 * (time.thread_time() - started) / len(frontend.clips), 2)}
+    if device == "cuda":
+        weights = sum(p.numel() * p.element_size() for p in official.model.parameters())
+        record["memory"] = {"weights_gib": round(weights / 2**30, 2),
+                            "max_allocated_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
+    return record
+
+
+# ------------------------------------------------------------------------------------------ run / report
+def device_name() -> str:
+    from workbench.engine import device_name as name
+
+    return name()
+
+
+def log(system: str, what: str, result: dict) -> None:
+    keep = {k: v for k, v in result.items() if not isinstance(v, (list, dict)) or k == "errors"}
+    print(f"[{system}] {what}: {json.dumps(keep)}", flush=True)
+
+
+def run(args) -> dict:
+    plan = plan_from_args(args)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    model_dir, official_dir = build_model_dirs(args.size, work)
+    started = time.perf_counter()
+    if args.system == "official":
+        record = run_official(official_dir, plan)
+    elif args.dp > 1:
+        record = run_data_parallel(args, plan)
+    else:
+        record = run_vllm_system(args.system, model_dir, plan, tp=args.tp)
+    gpus = 0 if is_cpu() else max(args.tp, args.dp)
+    return {"system": args.system, "label": SYSTEMS[args.system], "size": args.size, "device": device_name(),
+            "gpus": gpus, "tp": args.tp, "dp": args.dp, "plan": asdict(plan),
+            "seconds": round(time.perf_counter() - started, 1), **record}
+
+
+def plan_from_args(args) -> Plan:
+    plan = Plan()
+    if args.size == "tiny":
+        plan = Plan(clips=24, long_clips=4, concurrency=(4, 16), latency=((1, 6), (4, 12)), long_concurrency=4,
+                    frontend_clips=8, official_batches=((1, 4), (4, 8)), official_long=2, warmup=4)
+    overrides = {"clips": args.clips, "long_clips": args.long_clips, "tokens": args.tokens}
+    if args.concurrency:
+        overrides["concurrency"] = tuple(int(c) for c in args.concurrency.split(","))
+    if args.latency is not None:
+        overrides["latency"] = tuple(tuple(int(x) for x in pair.split(":")) for pair in args.latency.split(",") if pair)
+    return replace(plan, **{k: v for k, v in overrides.items() if v is not None})
+
+
+# ------------------------------------------------------------------------------------------ report
+def load_records(paths) -> list[dict]:
+    return [json.loads(Path(p).read_text()) for p in paths]
+
+
+def best_offline(record: dict) -> dict:
+    return max(record["offline"], key=lambda r: r["rtfx"])
+
+
+def summary_table(records: list[dict]) -> str:
+    """Markdown: one row per system and setting."""
+    rows = ["| system | GPUs | setting | clips | clips/s | RTFx | output tok/s | latency p50 / p90 / p99 ms |",
+            "|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        mode = f"TP={r['tp']}" if r["tp"] > 1 else f"DP={r['dp']}" if r["dp"] > 1 else ""
+        gpus = f"{r['gpus']} {mode}".strip()
+        for o in r["offline"]:
+            setting = f"batch {o['batch']}" if "batch" in o else f"max {o['concurrency']} in flight"
+            rows.append(f"| {r['label']} | {gpus} | {setting} | {o['clips']} | {o['clips_per_s']} | {o['rtfx']} | "
+                        f"{o['output_tok_per_s']} | {latency_cell(o.get('latency') or o.get('batch_latency'))} |")
+        for lat in r.get("latency", []) if r["system"] != "official" else []:
+            rows.append(f"| {r['label']} | {gpus} | latency, {lat['concurrency']} in flight | {lat['clips']} | "
+                        f"{lat['clips_per_s']} | | | {latency_cell(lat)} |")
+        if "long" in r:
+            o = r["long"]
+            setting = f"25-30 s clips, {o.get('concurrency') or o.get('batch')} {'in flight' if 'concurrency' in o else 'batch'}"
+            rows.append(f"| {r['label']} | {gpus} | {setting} | {o['clips']} | {o['clips_per_s']} | {o['rtfx']} | "
+                        f"{o['output_tok_per_s']} | {latency_cell(o.get('latency') or o.get('batch_latency'))} |")
+    return "\n".join(rows)
+
+
+def latency_cell(latency: dict | None) -> str:
+    return f"{latency['p50_ms']} / {latency['p90_ms']} / {latency['p99_ms']}" if latency else ""
+
+
+def resource_table(records: list[dict]) -> str:
+    rows = ["| system | GPUs | build s | front end CPU ms/clip | API-process CPU ms/clip | weights GiB | "
+            "peak activation GiB | KV cache GiB | max allocated GiB |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        mem = r.get("memory", {})
+        api = best_offline(r).get("api_cpu_ms_per_clip", "")
+        rows.append(f"| {r['label']} | {r['gpus']} | {r.get('engine_build_s', '')} | "
+                    f"{r.get('frontend', {}).get('features_cpu_ms_per_clip', '')} | {api} | "
+                    f"{mem.get('weights_gib', '')} | {mem.get('peak_activation_gib', '')} | "
+                    f"{mem.get('kv_cache_gib', '')} | {mem.get('max_allocated_gib', '')} |")
+    return "\n".join(rows)
+
+
+def ratios(records: list[dict]) -> dict:
+    """Best RTFx of ours over built-in and over official (single-GPU records)."""
+    best = {r["system"]: best_offline(r)["rtfx"] for r in records if r["gpus"] <= 1}
+    out = {}
+    if "ours" in best and "builtin" in best:
+        out["ours_over_builtin"] = round(best["ours"] / best["builtin"], 2)
+    if "ours" in best and "official" in best:
+        out["ours_over_official"] = round(best["ours"] / best["official"], 2)
+    if "builtin" in best and "official" in best:
+        out["builtin_over_official"] = round(best["builtin"] / best["official"], 2)
+    return out
+
+
+def scaling(records: list[dict]) -> list[dict]:
+    """RTFx at N GPUs / (N x RTFx at 1 GPU), against the 1-GPU run of the same machine (same device)."""
+    rows = []
+    for r in records:
+        if r["gpus"] < 2:
+            continue
+        base = [b for b in records if b["gpus"] == 1 and b["system"] == r["system"]
+                and b["device"] == r["device"] and b.get("machine") == r.get("machine")]
+        if not base:
+            continue
+        cap = best_offline(r)["concurrency"]
+        one = next((o for o in base[0]["offline"] if o.get("concurrency") == cap), best_offline(base[0]))
+        rtfx = best_offline(r)["rtfx"]
+        rows.append({"mode": "TP" if r["tp"] > 1 else "DP", "gpus": r["gpus"], "rtfx": rtfx,
+                     "rtfx_1gpu": one["rtfx"], "efficiency": round(rtfx / (r["gpus"] * one["rtfx"]), 2)})
+    return rows
+
+
+def plot(records: list[dict], folder: Path, prefix: str = "gpu") -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    single = [r for r in records if r["gpus"] <= 1]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r in single:
+        points = [(o.get("concurrency") or o.get("batch"), o["rtfx"]) for o in r["offline"]]
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=r["label"])
+    ax.set(xscale="log", xlabel="requests in flight (vLLM) / batch size (official)", ylabel="RTFx (audio s / wall s)",
+           title=f"Throughput, {single[0]['device'] if single else ''}")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    written.append(folder / f"{prefix}_throughput.png")
+    fig.tight_layout()
+    fig.savefig(written[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    labels, values = [], []
+    for r in single:
+        for lat in r.get("latency", []):
+            labels.append(f"{r['system']}\n{lat['concurrency']} in flight")
+            values.append([lat.get("p50_ms", 0), lat.get("p90_ms", 0), lat.get("p99_ms", 0)])
+    x = np.arange(len(labels))
+    for i, name in enumerate(("p50", "p90", "p99")):
+        ax.bar(x + (i - 1) * 0.27, [v[i] for v in values], 0.27, label=name)
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set(ylabel="latency per clip, ms", title="Latency (short clips, 16 output tokens)")
+    ax.legend()
+    written.append(folder / f"{prefix}_latency.png")
+    fig.tight_layout()
+    fig.savefig(written[-1], dpi=110)
+    plt.close(fig)
+
+    rows = scaling(records)
+    if rows:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        names = ["1 GPU"] + [f"{r['mode']}={r['gpus']}" for r in rows]
+        ax.bar(names, [rows[0]["rtfx_1gpu"]] + [r["rtfx"] for r in rows], color="tab:blue")
+        for i, r in enumerate(rows, 1):
+            ax.text(i, r["rtfx"], f"eff. {r['efficiency']:.2f}", ha="center", va="bottom")
+        ax.set(ylabel="RTFx", title="Multi-GPU scaling (this project's model)")
+        written.append(folder / f"{prefix}_scaling.png")
+        fig.tight_layout()
+        fig.savefig(written[-1], dpi=110)
+        plt.close(fig)
+    return written
+
+
+def report(paths, plots: Path | None) -> str:
+    records = load_records(paths)
+    text = ["## Throughput and latency", summary_table(records), "", "## Resources", resource_table(records), "",
+            "## Ratios (best RTFx)", json.dumps(ratios(records)), ""]
+    rows = scaling(records)
+    if rows:
+        text += ["## Multi-GPU scaling", "| mode | GPUs | RTFx | RTFx 1 GPU | efficiency |", "|---|---|---|---|---|"]
+        text += [f"| {r['mode']} | {r['gpus']} | {r['rtfx']} | {r['rtfx_1gpu']} | {r['efficiency']} |" for r in rows]
+    if plots:
+        text += ["", "Plots: " + ", ".join(str(p) for p in plot(records, plots))]
+    return "\n".join(text)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="measure one system")
+    r.add_argument("--system", choices=sorted(SYSTEMS), required=True)
+    r.add_argument("--size", choices=["real", "tiny"], default="real")
+    r.add_argument("--tp", type=int, default=1, help="tensor-parallel GPUs (vLLM systems)")
+    r.add_argument("--dp", type=int, default=1, help="data-parallel engines, one per GPU (vLLM systems)")
+    r.add_argument("--clips", type=int, help="short clips (default 2000; tiny: 24)")
+    r.add_argument("--long-clips", type=int, help="25-30 s clips (default 200; tiny: 4)")
+    r.add_argument("--tokens", type=int, help="output tokens per clip (default 16)")
+    r.add_argument("--concurrency", help="offline passes, requests in flight, e.g. 16,64,256")
+    r.add_argument("--latency", help="latency passes as in_flight:clips pairs, e.g. 1:100,16:320 ('' for none)")
+    r.add_argument("--machine", default="", help="a name for the machine, to match multi-GPU runs to their baseline")
+    r.add_argument("--work", default="/tmp/gpu_benchmark", help="scratch folder (model dirs, wav files)")
+    r.add_argument("--out", required=True, help="JSON file to write")
+    s = sub.add_parser("shard", help="(internal) one data-parallel rank")
+    for name in ("--system", "--size", "--work", "--sync", "--out"):
+        s.add_argument(name, required=True)
+    for name in ("--rank", "--world", "--clips", "--tokens", "--concurrency"):
+        s.add_argument(name, type=int, required=True)
+    p = sub.add_parser("report", help="tables and plots from run JSON files")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--plots", type=Path, help="folder for the PNG plots")
+    p.add_argument("--out", type=Path, help="write the markdown here too")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.command == "shard":
+        run_shard(args)
+        return 0
+    if args.command == "report":
+        text = report(args.files, args.plots)
+        if args.out:
+            args.out.write_text(text + "\n")
+        print(text)
+        return 0
+    record = run(args) | {"machine": args.machine}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(record, indent=2))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

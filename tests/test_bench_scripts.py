@@ -1,0 +1,147 @@
+"""The GPU benchmark's code, run on the CPU at tiny size (no timing asserts), and the GPU-host scripts."""
+
+import hashlib
+import io
+import json
+import lzma
+import os
+import subprocess
+import sys
+import tarfile
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench import gpu_benchmark as bench
+
+REPO = Path(__file__).resolve().parents[1]
+TOKENS = 4
+PLAN = bench.Plan(clips=10, long_clips=2, tokens=TOKENS, concurrency=(4,), latency=((1, 3), (3, 6)),
+                  long_concurrency=2, frontend_clips=3, official_batches=((1, 2), (2, 4)), official_long=1,
+                  warmup=2)
+
+
+@pytest.fixture(scope="module")
+def dirs(tmp_path_factory):
+    return bench.build_model_dirs("tiny", tmp_path_factory.mktemp("bench"))
+
+
+@pytest.fixture(scope="module")
+def ours_record(engine):
+    """Every vLLM measurement, on the session engine (tiny model, this project's architecture)."""
+    record = bench.measure_vllm(engine, "ours", engine.model_dir, PLAN)
+    return {"system": "ours", "label": bench.SYSTEMS["ours"], "gpus": 0, "tp": 1, "dp": 1, "device": "cpu"} | record
+
+
+@pytest.fixture(scope="module")
+def official_record(dirs):
+    _, official_dir = dirs
+    record = bench.run_official(official_dir, PLAN)
+    return {"system": "official", "label": bench.SYSTEMS["official"], "gpus": 0, "tp": 1, "dp": 1,
+            "device": "cpu"} | record
+
+
+def test_workload_has_aishell_like_durations():
+    durations = bench.aishell_like(2000).durations
+    assert 4.5 < durations.mean() < 5.5 and durations.min() >= 2.0 and durations.max() <= 10.0
+    long = bench.long_clips(20).durations
+    assert long.min() >= 25.0 and long.max() <= 30.0
+    shards = [bench.aishell_like(10).shard(i, 3).clips for i in range(3)]
+    assert sum(len(s) for s in shards) == 10
+    assert np.array_equal(shards[1][0], bench.aishell_like(10).clips[1])
+
+
+def test_real_size_dirs_carry_configs_and_tokenizer_only(tmp_path):
+    vllm_dir, official_dir = bench.build_model_dirs("real", tmp_path)
+    config = json.loads((vllm_dir / "config.json").read_text())
+    assert config["architectures"] == ["FireRedASRLLMForConditionalGeneration"]
+    assert (config["hidden_size"], config["num_hidden_layers"], config["vocab_size"]) == (3584, 28, 152064)
+    assert config["audio_encoder_conf"]["d_model"] == 1280 and config["audio_encoder_conf"]["n_layers_enc"] == 16
+    assert config["audio_encoder_conf"]["n_head"] == 20 and config["torch_dtype"] == "bfloat16"
+    assert (vllm_dir / "preprocessor_config.json").exists() and (vllm_dir / "tokenizer_config.json").exists()
+    assert not list(vllm_dir.glob("*.safetensors")) and not list(official_dir.rglob("*.safetensors"))
+    llm = json.loads((official_dir / "Qwen2-7B-Instruct" / "config.json").read_text())
+    assert (llm["hidden_size"], llm["intermediate_size"], llm["num_key_value_heads"]) == (3584, 18944, 4)
+
+
+def test_vllm_measurements_decode_exactly_the_fixed_tokens(ours_record):
+    offline = ours_record["offline"][0]
+    assert offline["ok"] == offline["clips"] == PLAN.clips and offline["output_tokens_per_clip"] == [TOKENS]
+    audio = ours_record["workload"]["audio_s"]
+    assert offline["rtfx"] == pytest.approx(audio / offline["wall_s"], rel=0.02)
+    assert offline["output_tok_per_s"] == pytest.approx(PLAN.clips * TOKENS / offline["wall_s"], rel=0.02)
+    assert offline["prompt_tokens_mean"] > 10 and offline["api_cpu_ms_per_clip"] > 0
+    for latency, (in_flight, clips) in zip(ours_record["latency"], PLAN.latency):
+        assert (latency["concurrency"], latency["ok"]) == (in_flight, clips)
+        assert 0 < latency["p50_ms"] <= latency["p90_ms"] <= latency["p99_ms"]
+    assert ours_record["long"]["ok"] == PLAN.long_clips and ours_record["long_workload"]["min_s"] >= 25
+    assert ours_record["frontend"]["features_cpu_ms_per_clip"] > 0
+    # the session engine was built without the benchmark's worker extension
+    assert "memory_stats" in ours_record["memory"]["error"]
+
+
+def test_official_static_batches_decode_exactly_the_fixed_tokens(official_record):
+    assert [o["batch"] for o in official_record["offline"]] == [1, 2]
+    for offline, (_, clips) in zip(official_record["offline"], PLAN.official_batches):
+        assert offline["ok"] == offline["clips"] == clips and offline["output_tokens_per_clip"] == [TOKENS]
+    assert official_record["latency"][0]["p50_ms"] > 0 and official_record["long"]["ok"] == 1
+    assert official_record["frontend"]["features_cpu_ms_per_clip"] > 0
+
+
+def test_report_writes_tables_and_plots(ours_record, official_record, tmp_path):
+    files = []
+    for record in (ours_record, official_record):
+        files.append(tmp_path / f"{record['system']}.json")
+        files[-1].write_text(json.dumps(record))
+    text = bench.report(files, tmp_path / "plots")
+    assert bench.SYSTEMS["ours"] in text and bench.SYSTEMS["official"] in text
+    best = {r["system"]: max(o["rtfx"] for o in r["offline"]) for r in (ours_record, official_record)}
+    assert json.loads(text.split("## Ratios (best RTFx)\n")[1].splitlines()[0]) == {
+        "ours_over_official": round(best["ours"] / best["official"], 2)}
+    for name in ("gpu_throughput.png", "gpu_latency.png"):
+        assert (tmp_path / "plots" / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_scaling_efficiency_compares_with_the_same_machine(ours_record):
+    one = replace_offline(ours_record, rtfx=100.0, gpus=1, machine="m")
+    tp2 = replace_offline(ours_record, rtfx=150.0, gpus=2, tp=2, machine="m")
+    other_machine = replace_offline(ours_record, rtfx=10.0, gpus=1, machine="n")
+    [row] = bench.scaling([one, other_machine, tp2])
+    assert row == {"mode": "TP", "gpus": 2, "rtfx": 150.0, "rtfx_1gpu": 100.0, "efficiency": 0.75}
+
+
+def replace_offline(record, *, rtfx, **fields):
+    offline = [dict(o, rtfx=rtfx) for o in record["offline"]]
+    return record | fields | {"offline": offline, "device": "GPU"}
+
+
+def test_gpu_run_verifies_unpacks_and_registers_entry_points(tmp_path):
+    """tools/gpu_run.sh on parts laid out as tools/gpu_bundle.sh writes them."""
+    payload = io.BytesIO()
+    with tarfile.open(fileobj=payload, mode="w") as tar:
+        module = b"VALUE = 42\n"
+        info = tarfile.TarInfo("bundled_module.py")
+        info.size = len(module)
+        tar.addfile(info, io.BytesIO(module))
+    blob = lzma.compress(payload.getvalue())
+    half = len(blob) // 2
+    sums = []
+    for i, chunk in enumerate((blob[:half], blob[half:])):
+        (tmp_path / f"p{i}").mkdir()
+        (tmp_path / f"p{i}" / f"payload.part.0{i}").write_bytes(chunk)
+        sums.append(f"{hashlib.sha256(chunk).hexdigest()}  payload.part.0{i}")
+    for i in range(2):
+        (tmp_path / f"p{i}" / "payload.sha256").write_text("\n".join(sums) + "\n")
+    env = os.environ | {"GPU_RUN_PARTS": str(tmp_path / "parts"), "GPU_RUN_SITE": str(tmp_path / "site")}
+    script = str(REPO / "tools" / "gpu_run.sh")
+    check = ("import bundled_module, importlib.metadata as md; print(bundled_module.VALUE, [e.value for d in "
+             f"md.distributions(path=[{str(tmp_path / 'site')!r}]) for e in d.entry_points])")
+    first = subprocess.run(["bash", script, "--stage", str(tmp_path / "p0"), "--", sys.executable, "-c", check],
+                           env=env, capture_output=True, text=True)
+    assert first.returncode != 0 and "payload.part.01" in first.stdout + first.stderr  # a part is missing
+    done = subprocess.run(["bash", script, "--stage", str(tmp_path / "p1"), "--", sys.executable, "-c", check],
+                          env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "42 ['fireredasr_vllm:register']" in done.stdout
