@@ -13,6 +13,7 @@ from eval.report import differing_utterances
 from eval.run import evaluate
 from workbench.app import AppOptions, build_app, launch
 from workbench.options import parse_decoding
+from workbench.ui_evaluate import set_choices
 
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
@@ -127,6 +128,14 @@ def test_bad_inputs_show_errors_and_the_next_clip_works(page, engine, demo_clips
 
 def test_evaluate_demo_writes_run_and_shows_cer(page, results_dir, tmp_path):
     page.get_by_role("tab", name="Evaluate").click()
+    test_set = page.locator("#evaluate-set input")
+    test_set.fill(str(tmp_path / "no_such_set"))
+    test_set.press("Enter")
+    page.locator("#evaluate-button").click()
+    page.locator(".toast-body", has_text="unknown test set").first.wait_for()
+    assert not list(results_dir.iterdir())
+
+    select(page, "evaluate-set", dict((name, label) for label, name in set_choices())["demo"])
     page.locator("#evaluate-limit input").fill("3")
     page.locator("#evaluate-button").click()
     page.locator("#evaluate-summary").get_by_text("CER").first.wait_for()
@@ -170,8 +179,18 @@ def test_runs_tab_lists_and_compares_two_runs(page, engine, results_dir, tmp_pat
     assert page.locator("#runs-details tbody tr").count() == len(diff)
 
 
-def test_about_tab_shows_model(page, engine):
+def test_about_tab_shows_model_and_verifier(page, engine):
+    from fireredasr_vllm.verify import verify
+
     page.get_by_role("tab", name="About").click()
     about = page.locator("#about-model")
     about.get_by_text(str(engine.model_dir)).wait_for()
     assert f"Model: {engine.model_spec}" in about.inner_text()
+
+    page.locator("#about-verify").click()
+    checks = page.locator("#about-checks")
+    checks.get_by_role("gridcell", name="engine", exact=True).wait_for()
+    expected = {c.name: c.ok for c in verify(engine.model_dir, engine=False)} | {"engine": True}
+    for name, ok in expected.items():
+        row = checks.locator("[role=row]", has=page.get_by_role("gridcell", name=name, exact=True))
+        assert ("✓" if ok else "✗") in row.inner_text()

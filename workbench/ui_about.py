@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata as md
 
 import gradio as gr
+import pandas as pd
 
 
 def engine_facts(engine) -> dict:
@@ -20,11 +21,14 @@ def headline(facts: dict) -> str:
             f"**Engine start:** {facts['engine_build_seconds']} s")
 
 
-def run_verifier(engine) -> object:
-    """``fireredasr_vllm.verify.verify`` on the engine's model directory (static checks, no second engine)."""
-    from fireredasr_vllm.verify import verify
+def run_verifier(engine) -> pd.DataFrame:
+    """``fireredasr_vllm.verify`` static checks of the engine's model directory, then a bundled clip
+    through the running engine (no second engine)."""
+    from fireredasr_vllm.verify import check_engine, verify
 
-    return verify(engine.model_dir, engine=False)
+    checks = verify(engine.model_dir, engine=False) + [check_engine(engine)]
+    return pd.DataFrame([{"check": c.name, "ok": "✓" if c.ok else "✗", "detail": c.detail, "fix": c.fix}
+                         for c in checks])
 
 
 def build_about_tab(engine) -> None:
@@ -32,7 +36,7 @@ def build_about_tab(engine) -> None:
     gr.Markdown(headline(facts), elem_id="about-model")
     gr.JSON(facts, label="engine.describe()", open=True)
     button = gr.Button("Run the model verifier", elem_id="about-verify")
-    checks = gr.JSON(label="verifier checks")
+    checks = gr.Dataframe(label="verifier checks", interactive=False, wrap=True, elem_id="about-checks")
 
     def verify():
         try:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from eval.datasets import DatasetUnavailable, list_test_sets
+from eval.datasets import DatasetUnavailable, list_test_sets, load_test_set
 from eval.normalize import NormalizerOptions
 from eval.run import default_output_dir, evaluate
 from workbench.ui_alignment import utterances_html
@@ -21,8 +21,13 @@ def run_folder(results_dir: Path, test_set: str, model: str, decoding, name: str
     return results_dir / name
 
 
+def set_choices() -> list[tuple[str, str]]:
+    """(label, name) of the registered test sets for the picker."""
+    return [(f"{name} — {description}", name) for name, description in list_test_sets()]
+
+
 def build_evaluate_tab(engine, *, results_dir: Path) -> None:
-    sets = [(f"{name} — {description}", name) for name, description in list_test_sets()]
+    sets = set_choices()
     with gr.Row():
         test_set = gr.Dropdown(sets, value="demo", allow_custom_value=True, scale=3, elem_id="evaluate-set",
                                label="test set (or type a local path: parquet, folder, manifest, Kaldi dir)")
@@ -48,8 +53,8 @@ def build_evaluate_tab(engine, *, results_dir: Path) -> None:
             raise gr.Error("Pick a test set or type the path of a local one.")
         decoding = decoding_options(*values)
         out_dir = run_folder(results_dir, name, engine.model_spec, decoding, folder_name or "")
-        total = int(count) if count else None
-        finished = 0
+        most = int(count) if count else None
+        finished, total = 0, most
 
         def on_row(row: dict, running: dict) -> None:
             nonlocal finished
@@ -59,7 +64,8 @@ def build_evaluate_tab(engine, *, results_dir: Path) -> None:
 
         progress(0, desc=f"loading {name}")
         try:
-            result = evaluate(name, engine=engine, decoding=decoding, output_dir=out_dir, limit=total,
+            total = most or load_test_set(name).size  # the progress bar's length (a second load hits the cache)
+            result = evaluate(name, engine=engine, decoding=decoding, output_dir=out_dir, limit=most,
                               normalizer=NormalizerOptions(t2s=to_simplified, tn=numerals, nfkc=half_width),
                               long_audio=bool(long_mode), progress=False, on_row=on_row,
                               max_in_flight=int(in_flight))
@@ -74,4 +80,4 @@ def build_evaluate_tab(engine, *, results_dir: Path) -> None:
                 utterances_html(result.rows, result.manifest, metric))
 
     button.click(run, [test_set, limit, run_name, max_in_flight, long_audio, t2s, tn, nfkc, *controls.inputs],
-                 [summary, folder, plots, utterances], concurrency_limit=1)
+                 [summary, folder, plots, utterances], concurrency_limit=1, show_progress_on=[folder])
