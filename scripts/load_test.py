@@ -1,0 +1,169 @@
+"""Load test (loopback only): N concurrent transcriptions through the OpenAI server and the facade.
+
+    python scripts/load_test.py --model tiny --requests 200
+
+1. starts ``fireredasr-serve`` on a free 127.0.0.1 port, sends N concurrent
+   ``POST /v1/audio/transcriptions`` of the bundled clips (AsyncOpenAI), stops it;
+2. builds the engine facade and sends the same N clips with ``transcribe_async`` (asyncio.gather).
+Both bound the output like the facade does (one token per speech frame). Errors must be 0.
+Writes ``bench/results/load_test.csv`` and ``.md``: errors, p50/p99 latency, throughput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from fireredasr_vllm.audio import SAMPLE_RATE, load_audio, num_speech_tokens  # noqa: E402
+from fireredasr_vllm.serve import SERVED_MODEL_NAME  # noqa: E402
+
+CLIPS = sorted((REPO / "eval" / "demo" / "clips").glob("*.flac"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(model: str, port: int, log: Path, timeout_s: float) -> subprocess.Popen:
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fireredasr_vllm.serve", "--model", model, "--host", "127.0.0.1",
+             "--port", str(port)], stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                return process
+        except OSError:
+            time.sleep(1)
+    stop_server(process)
+    raise SystemExit(f"server did not become healthy; see {log}")
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+async def timed(coro) -> tuple[float, str | None]:
+    started = time.perf_counter()
+    try:
+        error = await coro
+    except Exception as exc:  # a failed request is counted, not fatal
+        error = f"{type(exc).__name__}: {exc}"
+    return time.perf_counter() - started, error
+
+
+async def server_requests(port: int, clips: list[Path]) -> tuple[list[tuple[float, str | None]], float]:
+    import openai
+
+    client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0,
+                                timeout=3600)
+    limits = {path: num_speech_tokens(len(load_audio(path))) for path in set(clips)}
+    data = {path: path.read_bytes() for path in set(clips)}
+
+    async def one(path: Path) -> str | None:
+        result = await client.audio.transcriptions.create(
+            model=SERVED_MODEL_NAME, file=(path.name, data[path]),
+            extra_body={"max_completion_tokens": limits[path]})
+        return None if result.text else "empty text"
+
+    await one(clips[0])  # warm-up
+    started = time.perf_counter()
+    outcomes = await asyncio.gather(*[timed(one(path)) for path in clips])
+    return outcomes, time.perf_counter() - started
+
+
+async def facade_requests(engine, clips: list[Path]) -> tuple[list[tuple[float, str | None]], float]:
+    audio = {path: load_audio(path) for path in set(clips)}
+
+    async def one(path: Path) -> str | None:
+        result = await engine.transcribe_async(audio[path], id=path.stem)
+        return result.error or (None if result.text else "empty text")
+
+    await one(clips[0])  # warm-up
+    started = time.perf_counter()
+    outcomes = await asyncio.gather(*[timed(one(path)) for path in clips])
+    return outcomes, time.perf_counter() - started
+
+
+def summarize(path: str, outcomes, wall_s: float, audio_s: float) -> dict:
+    latencies = np.array([latency for latency, _ in outcomes])
+    errors = [error for _, error in outcomes if error]
+    return {"path": path, "requests": len(outcomes), "errors": len(errors),
+            "p50_s": round(float(np.percentile(latencies, 50)), 2),
+            "p99_s": round(float(np.percentile(latencies, 99)), 2),
+            "wall_s": round(wall_s, 2), "requests_per_s": round(len(outcomes) / wall_s, 2),
+            "audio_s_per_s": round(audio_s / wall_s, 1), "first_error": errors[0] if errors else ""}
+
+
+def markdown(table: pd.DataFrame, header: str) -> str:
+    columns = list(table.columns)
+    lines = [header, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="tiny")
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "load_test")
+    parser.add_argument("--start-timeout", type=float, default=900)
+    args = parser.parse_args()
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+
+    clips = [CLIPS[i % len(CLIPS)] for i in range(args.requests)]
+    audio_s = sum(len(load_audio(path)) for path in clips) / SAMPLE_RATE
+    port = free_port()
+    log = Path(tempfile.mkdtemp(prefix="load_test-")) / "server.log"
+    server = start_server(args.model, port, log, args.start_timeout)
+    try:
+        rows = [summarize("OpenAI server (HTTP, AsyncOpenAI)", *asyncio.run(server_requests(port, clips)), audio_s)]
+    finally:
+        stop_server(server)
+
+    from workbench.engine import Engine
+
+    with Engine(args.model) as engine:
+        rows.append(summarize("engine facade (transcribe_async)", *asyncio.run(facade_requests(engine, clips)),
+                              audio_s))
+        device = engine.describe()["device"]
+
+    table = pd.DataFrame(rows)
+    table.to_csv(args.output.with_suffix(".csv"), index=False)
+    ratio = table["requests_per_s"].iloc[1] / table["requests_per_s"].iloc[0]
+    header = (f"# Load test: {args.requests} concurrent requests, model `{args.model}`, {device}\n\n"
+              f"{audio_s:.0f} s of bundled clips; output bounded to one token per speech frame. "
+              f"Command: `python scripts/load_test.py --model {args.model} --requests {args.requests}`. "
+              f"Load average at the end: {os.getloadavg()[0]:.1f}; absolute CPU times are indicative only. "
+              f"Facade / server throughput: {ratio:.2f}x.")
+    args.output.with_suffix(".md").write_text(markdown(table.drop(columns="first_error"), header))
+    print(table.to_string(index=False))
+    if table["errors"].sum():
+        raise SystemExit("errors: " + "; ".join(table["first_error"][table["errors"] > 0]))
+
+
+if __name__ == "__main__":
+    main()
