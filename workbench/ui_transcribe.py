@@ -16,6 +16,7 @@ from workbench.options import DecodingOptions, Transcript
 from workbench.ui_decoding import decoding_controls, decoding_options
 
 COLUMNS = ["file", "transcript", "duration_s", "latency_s", "rtf", "tokens", "error"]
+COLUMN_WIDTHS = ["14%", "40%", "9%", "9%", "7%", "7%", "14%"]
 EXPORT_MAX_AGE_S = 3600.0
 MB = 1 << 20  # Gradio's unit for max_file_size
 
@@ -79,7 +80,7 @@ def build_transcribe_tab(engine, *, max_upload_mb: float, export_dir: Path, conc
     controls = decoding_controls("transcribe")
     button = gr.Button("Transcribe", variant="primary", elem_id="transcribe-button")
     table = gr.Dataframe(headers=COLUMNS, label="results", wrap=True, interactive=False,
-                         elem_id="transcribe-results")
+                         column_widths=COLUMN_WIDTHS, elem_id="transcribe-results")
     with gr.Row():
         text = gr.Textbox(label="transcripts", lines=4, buttons=["copy"], interactive=False, scale=3,
                           elem_id="transcribe-text")
