@@ -60,6 +60,14 @@ def default_id(item, index: int) -> str:
     return f"utt{index:05d}"
 
 
+def penalize_logprobs(top: list[tuple[int, float]], history: Sequence[int], penalty: float):
+    """transformers' repetition penalty as beam search applies it: on log-probs of seen tokens."""
+    if penalty == 1.0 or not history:
+        return top
+    seen = set(history)
+    return [(tok, (lp * penalty if lp < 0 else lp / penalty) if tok in seen else lp) for tok, lp in top]
+
+
 class Engine:
     """Build once; share between eval, the UI, notebooks and the server helpers."""
 
@@ -100,6 +108,7 @@ class Engine:
             tensor_parallel_size=o.tensor_parallel_size, enforce_eager=cpu if o.enforce_eager is None else o.enforce_eager,
             limit_mm_per_prompt={"audio": 1}, logits_processors=[PROCESSOR_FQCN],
             logprobs_mode="processed_logprobs", disable_log_stats=False,
+            max_logprobs=-1,  # beam search with the official penalty needs top (2N + seen tokens)
         )
         if not cpu:
             kwargs["gpu_memory_utilization"] = o.gpu_memory_utilization
@@ -232,51 +241,50 @@ class Engine:
         return tokens, finish
 
     async def _beam_search(self, samples, options: DecodingOptions, result: Transcript, started: float):
-        """HF-style beam search (the official decoder) over one-token vLLM steps.
+        """Beam search as the official decoder runs it (transformers ``generate(num_beams=N)``), over
+        one-token vLLM steps.
 
-        Scores are sum(logprob) / generated_length ** length_penalty; a finished hypothesis counts
-        its ``<|im_end|>``. Logprobs come after the logits processors (official repetition penalty).
-        Each step re-sends the audio: vLLM's processor and encoder caches make that free.
+        Each step, as transformers does: keep the 2N best continuations of all beams by summed log-prob
+        (the official repetition penalty acts on the log-probs: a seen token's is multiplied by it); an
+        ``<|im_end|>`` among the best N finishes a hypothesis scored sum / length ** length_penalty (the
+        length counts the ``<|im_end|>``); the best N others run on; at ``max_tokens`` the best N all
+        finish. Search stops once N hypotheses are finished and the best running beam, scored at its
+        current length, cannot beat the worst of them (``early_stopping=False``). Each step re-sends the
+        audio: vLLM's processor and encoder caches make that cheap.
         """
         width, max_tokens = options.beam_size, self.max_tokens_for(samples, options)
+        keep = 2 * width
+        penalty = options.repetition_penalty if options.penalty_scope != "vllm" else 1.0
+        step_options = replace(options, beam_size=1, temperature=0.0, max_tokens=1, min_tokens=0,
+                               repetition_penalty=options.repetition_penalty if penalty == 1.0 else 1.0)
+        eos = None if options.ignore_eos else self.eos_token_id
         beams: list[tuple[list[int], float]] = [([], 0.0)]
         finished: list[tuple[float, list[int]]] = []
-        step_options = replace(options, beam_size=1, temperature=0.0, max_tokens=1, min_tokens=0)
-
-        def score(tokens, logprob):
-            return logprob / (max(1, len(tokens)) ** options.length_penalty)
-
         for step in range(max_tokens):
-            outputs = await asyncio.gather(*[
-                self._one_step(samples, step_options, tokens, 2 * width) for tokens, _ in beams])
+            outputs = await asyncio.gather(*[  # a penalised token may come from below the raw top `keep`
+                self._one_step(samples, step_options, tokens, keep + (len(set(tokens)) if penalty != 1.0 else 0))
+                for tokens, _ in beams])
             if step == 0:
                 result.ttft_s = time.perf_counter() - started
                 result.prompt_tokens = outputs[0][1]
             candidates = sorted(((cum + lp, tokens + [tok]) for (tokens, cum), (top, _) in zip(beams, outputs)
-                                 for tok, lp in top), key=lambda c: -c[0])
+                                 for tok, lp in penalize_logprobs(top, tokens, penalty)), key=lambda c: -c[0])
+            last = step + 1 == max_tokens
             beams = []
-            for cum, tokens in candidates:
-                if tokens[-1] == self.eos_token_id and not options.ignore_eos:
-                    if len(beams) < width:  # HF: only hypotheses among the top `width` may finish
-                        finished.append((score(tokens, cum), tokens))
-                else:
+            for rank, (cum, tokens) in enumerate(candidates[:keep]):
+                if last or tokens[-1] == eos:
+                    if rank < width:
+                        finished.append((cum / len(tokens) ** options.length_penalty, tokens))
+                elif len(beams) < width:
                     beams.append((tokens, cum))
-                if len(beams) == width:
-                    break
             finished = sorted(finished, key=lambda f: -f[0])[:width]
-            if len(finished) == width:
-                best_running = max(cum for _, cum in beams) / (max_tokens ** options.length_penalty) \
-                    if options.length_penalty > 0 else max(score(t, c) for t, c in beams)
-                if finished[-1][0] >= best_running:
-                    break
-            if not beams:
+            if not beams or (len(finished) == width
+                             and finished[-1][0] >= beams[0][1] / (step + 1) ** options.length_penalty):
                 break
-        finish = "stop"
-        if not finished:
-            finished = [(score(t, c), t) for t, c in beams]
-            finish = "length"
-        best = max(finished, key=lambda f: f[0])[1]
-        return best, finish
+        if not finished:  # degenerate: no continuation ever ranked among the best `width`
+            finished = [(cum / len(tokens) ** options.length_penalty, tokens) for tokens, cum in beams]
+        best = finished[0][1]
+        return best, "stop" if eos is not None and best[-1] == eos else "length"
 
     async def _one_step(self, samples, options, history, num_logprobs: int):
         params = self.sampling_params(samples, options, history=history, logprobs=num_logprobs,
