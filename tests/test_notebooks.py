@@ -150,7 +150,7 @@ def test_evaluate(run_notebook, results_dir):
 
 def test_latency_throughput(run_notebook):
     notebook = run_notebook("03_latency_throughput")
-    assert len(outputs(notebook, "image/png")) == 2  # latency vs throughput, RTFx vs max_num_seqs
+    assert len(outputs(notebook, "image/png")) == 2  # latency vs throughput (one engine), RTFx vs max_num_seqs
     assert any("utts/s" in table and "p50 latency (s)" in table for table in outputs(notebook, "text/html"))
 
 
