@@ -59,11 +59,11 @@ def test_resume_after_kill_loses_and_duplicates_nothing(engine, tmp_path):
     env = dict(os.environ, VLLM_LOGGING_LEVEL="WARNING")
     proc = subprocess.Popen([sys.executable, "-m", "eval.run", "demo", "--model", "tiny", "--limit", "30",
                              "--output-dir", str(out), "--quiet", "--no-plots"], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 600
     while time.time() < deadline and len(read_rows(out / "rows.jsonl")) < 3 and proc.poll() is None:
         time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)  # the run and its engine processes, as a crash would
     proc.wait()
     before = read_rows(out / "rows.jsonl")
     assert before, "the killed run wrote no row"
