@@ -12,7 +12,7 @@ need_apt=()
 command -v espeak-ng >/dev/null || need_apt+=(espeak-ng)
 command -v sox >/dev/null || need_apt+=(sox)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
-fc-list 2>/dev/null | grep -qi "CJK" || need_apt+=(fonts-noto-cjk)
+fc-list 2>/dev/null | grep -i "CJK" >/dev/null || need_apt+=(fonts-noto-cjk)  # no -q: SIGPIPE + pipefail
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   echo "setup: installing Debian packages: ${need_apt[*]}"
