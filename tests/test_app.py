@@ -194,3 +194,17 @@ def test_about_tab_shows_model_and_verifier(page, engine):
     for name, ok in expected.items():
         row = checks.locator("[role=row]", has=page.get_by_role("gridcell", name=name, exact=True))
         assert ("✓" if ok else "✗") in row.inner_text()
+
+
+def test_runs_tab_opens_a_sweep_with_its_plots(page, engine, results_dir):
+    from eval.sweep import SweepConfig, run_sweep
+
+    sweep_dir = results_dir / "sweep-demo"
+    table = run_sweep(SweepConfig(test_set="demo", limit=2, grid={"decoding": ["greedy"]}, modes=["online"],
+                                  concurrency=[1, 2], warmup=1, output_dir=str(sweep_dir)),
+                      engine=engine, progress=False)
+    page.get_by_role("tab", name="Runs").click()
+    select(page, "runs-a", sweep_dir.name)
+    page.locator("#runs-summary").get_by_text(f"{len(table)} configurations").wait_for()
+    page.locator("#runs-plots img").first.wait_for()
+    assert page.locator("#runs-plots img").count() == len(list((sweep_dir / "plots").glob("*.png"))) > 0
