@@ -60,5 +60,5 @@ def launch(app: gr.Blocks, options: AppOptions = AppOptions(), **kwargs):
     """``app.launch`` with the upload limit applied and the results folder servable (plots);
     ``kwargs`` go to Gradio (server_port, ...)."""
     options.results_dir.mkdir(parents=True, exist_ok=True)
-    return app.launch(max_file_size=int(options.max_upload_mb * MB), allowed_paths=[str(options.results_dir.resolve())],
-                      **kwargs)
+    return app.launch(max_file_size=int(options.max_upload_mb * MB),
+                      allowed_paths=[str(options.results_dir.resolve())], **kwargs)
