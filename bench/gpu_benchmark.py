@@ -138,6 +138,8 @@ def speech_stream() -> np.ndarray:
 
 def make_workload(durations: np.ndarray, seed: int) -> Workload:
     """Windows of the demo speech stream (tiled as needed) with the given durations."""
+    if not len(durations):
+        return Workload([])
     stream = speech_stream()
     rng = np.random.default_rng(seed)
     longest = int(durations.max() * 16000) + 1
@@ -367,7 +369,7 @@ def run_data_parallel(args, plan: Plan) -> dict:
     offline = throughput(short, finished - started, tokens, sum(s["ok"] for s in shards),
                          concurrency=max(plan.concurrency), per_rank_wall_s=[s["wall_s"] for s in shards])
     return {"workload": short.summary(), "tokens_per_clip": plan.tokens, "offline": [offline],
-            "engine": shards[0]["engine"], "engine_build_s": max(s["engine_build_s"] for s in shards)}
+            "engine": shards[0]["engine"], "engine_build_s": round(max(s["engine_build_s"] for s in shards), 1)}
 
 
 def run_shard(args) -> None:
@@ -532,17 +534,31 @@ def load_records(paths) -> list[dict]:
     return [json.loads(Path(p).read_text()) for p in paths]
 
 
+def gpus_cell(record: dict) -> str:
+    mode = f"TP={record['tp']}" if record["tp"] > 1 else f"DP={record['dp']}" if record["dp"] > 1 else ""
+    return f"{record['gpus']} {mode}".strip()
+
+
+def single_gpu_runs(records: list[dict]) -> list[dict]:
+    """One-GPU runs of the machine that ran the most systems (the side-by-side comparison)."""
+    single = [r for r in records if r["gpus"] <= 1]
+    if not single:
+        return []
+    machines = [r.get("machine") for r in single]
+    main = max(set(machines), key=machines.count)
+    return [r for r in single if r.get("machine") == main]
+
+
 def best_offline(record: dict) -> dict:
     return max(record["offline"], key=lambda r: r["rtfx"])
 
 
 def summary_table(records: list[dict]) -> str:
     """Markdown: one row per system and setting."""
-    rows = ["| system | GPUs | setting | clips | clips/s | RTFx | output tok/s | latency p50 / p90 / p99 ms |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = ["| system | machine | GPUs | setting | clips | clips/s | RTFx | output tok/s | latency p50 / p90 / p99 ms |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for r in records:
-        mode = f"TP={r['tp']}" if r["tp"] > 1 else f"DP={r['dp']}" if r["dp"] > 1 else ""
-        gpus = f"{r['gpus']} {mode}".strip()
+        gpus = f"{r.get('machine', '')} | {gpus_cell(r)}"
         for o in r["offline"]:
             setting = f"batch {o['batch']}" if "batch" in o else f"max {o['concurrency']} in flight"
             rows.append(f"| {r['label']} | {gpus} | {setting} | {o['clips']} | {o['clips_per_s']} | {o['rtfx']} | "
@@ -552,7 +568,8 @@ def summary_table(records: list[dict]) -> str:
                         f"{lat['clips_per_s']} | | | {latency_cell(lat)} |")
         if "long" in r:
             o = r["long"]
-            setting = f"25-30 s clips, {o.get('concurrency') or o.get('batch')} {'in flight' if 'concurrency' in o else 'batch'}"
+            setting = (f"25-30 s clips, {o['concurrency']} in flight" if "concurrency" in o
+                       else f"25-30 s clips, batch {o['batch']}")
             rows.append(f"| {r['label']} | {gpus} | {setting} | {o['clips']} | {o['clips_per_s']} | {o['rtfx']} | "
                         f"{o['output_tok_per_s']} | {latency_cell(o.get('latency') or o.get('batch_latency'))} |")
     return "\n".join(rows)
@@ -563,12 +580,12 @@ def latency_cell(latency: dict | None) -> str:
 
 
 def resource_table(records: list[dict]) -> str:
-    rows = ["| system | GPUs | build s | front end CPU ms/clip | API-process CPU ms/clip | weights GiB | "
-            "peak activation GiB | KV cache GiB | max allocated GiB |", "|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| system | machine | GPUs | build s | front end CPU ms/clip | API-process CPU ms/clip | weights GiB | "
+            "peak activation GiB | KV cache GiB | max allocated GiB |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in records:
-        mem = r.get("memory", {})
+        mem = r.get("memory") or {}
         api = best_offline(r).get("api_cpu_ms_per_clip", "")
-        rows.append(f"| {r['label']} | {r['gpus']} | {r.get('engine_build_s', '')} | "
+        rows.append(f"| {r['label']} | {r.get('machine', '')} | {gpus_cell(r)} | {round(r.get('engine_build_s', 0), 1)} | "
                     f"{r.get('frontend', {}).get('features_cpu_ms_per_clip', '')} | {api} | "
                     f"{mem.get('weights_gib', '')} | {mem.get('peak_activation_gib', '')} | "
                     f"{mem.get('kv_cache_gib', '')} | {mem.get('max_allocated_gib', '')} |")
@@ -577,7 +594,7 @@ def resource_table(records: list[dict]) -> str:
 
 def ratios(records: list[dict]) -> dict:
     """Best RTFx of ours over built-in and over official (single-GPU records)."""
-    best = {r["system"]: best_offline(r)["rtfx"] for r in records if r["gpus"] <= 1}
+    best = {r["system"]: best_offline(r)["rtfx"] for r in single_gpu_runs(records)}
     out = {}
     if "ours" in best and "builtin" in best:
         out["ours_over_builtin"] = round(best["ours"] / best["builtin"], 2)
@@ -614,7 +631,7 @@ def plot(records: list[dict], folder: Path, prefix: str = "gpu") -> list[Path]:
 
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    single = [r for r in records if r["gpus"] <= 1]
+    single = single_gpu_runs(records)
     fig, ax = plt.subplots(figsize=(7, 4))
     for r in single:
         points = [(o.get("concurrency") or o.get("batch"), o["rtfx"]) for o in r["offline"]]

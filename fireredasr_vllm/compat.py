@@ -103,7 +103,8 @@ def frontend_processor_mixin() -> type:
     * vLLM >= 0.27 (``_get_hf_mm_inputs`` exists): the processor gets dummy text plus the audio;
       FireRedASR2's override (which adds ``sampling_rate`` for its HF feature extractor) is skipped.
     * vLLM 0.26: ``_call_hf_processor(prompt, mm_data, mm_kwargs, tok_kwargs)`` must also return the
-      prompt's ``input_ids``, and must say that it applied no prompt update.
+      prompt's ``input_ids``, and must say that it applied no prompt update. The features still go
+      through ``ctx.call_hf_processor``, which casts them to the model dtype (bf16 engines need it).
     """
     from vllm.multimodal.processing import BaseMultiModalProcessor
 
@@ -119,7 +120,9 @@ def frontend_processor_mixin() -> type:
             from transformers import BatchFeature
 
             audio = mm_data.get("audios", mm_data.get("audio"))
-            outputs = BatchFeature() if audio is None else self.info.get_hf_processor()(audio=audio)
+            # through the context: it casts the features to the model dtype
+            outputs = BatchFeature() if audio is None else self.info.ctx.call_hf_processor(
+                self.info.get_hf_processor(), {"audio": audio})
             outputs["input_ids"] = [self.info.get_tokenizer().encode(prompt, add_special_tokens=False)]
             return outputs
 
