@@ -78,14 +78,20 @@ def point_label(row) -> str:
 
 def latency_vs_throughput(table: pd.DataFrame, latency: str = "latency_p50",
                           throughput: str = "utts_per_s") -> Figure:
-    """One curve per decoding config (and system); each point a batch/concurrency setting."""
+    """One colour per decoding config (and line style per system); each line joins the concurrency
+    points of one engine setting and load mode, each point labelled batch/concurrency."""
     fig, ax = new_figure()
     data = table.dropna(subset=[latency, throughput])
     colors = decoding_colors(table)
-    for (system, decoding), group in data.groupby(["system", "decoding"], sort=False):
+    keys = [k for k in ("system", "decoding", "batch", "mode") if k in data]
+    labelled = set()
+    for key, group in data.groupby(keys, sort=False, dropna=False):
+        system, decoding = key[0], key[1]
         group = group.sort_values(throughput)
+        label = series_label(system, decoding) if (system, decoding) not in labelled else None
+        labelled.add((system, decoding))
         ax.plot(group[throughput], group[latency], SYSTEM_STYLES.get(system, "-"), marker="o",
-                color=colors[decoding], label=series_label(system, decoding))
+                color=colors[decoding], label=label)
         for _, row in group.iterrows():
             ax.annotate(point_label(row), (row[throughput], row[latency]), textcoords="offset points",
                         xytext=(4, 4), fontsize=7)
