@@ -62,6 +62,17 @@ def empty_note(ax, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="gray")
 
 
+def finish(fig: Figure, ax: Axes, title: str, empty: bool, note: str) -> Figure:
+    """Title, grid, and a legend - or a note saying why the axes are empty."""
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if empty:
+        empty_note(ax, note)
+    else:
+        ax.legend(fontsize=8)
+    return fig
+
+
 # ----------------------------------------------------------------------------------- sweep tables
 def series_label(system: str, decoding: str) -> str:
     return f"{decoding}" if system == "vllm" else f"{decoding} [{SYSTEM_NAMES.get(system, system)}]"
@@ -99,13 +110,7 @@ def latency_vs_throughput(table: pd.DataFrame, latency: str = "latency_p50",
     log_if_wide(ax, "y", data[latency])
     ax.set_xlabel(throughput.replace("_per_s", "/s").replace("_", " "))
     ax.set_ylabel(f"{latency.replace('_', ' ')} (s)")
-    ax.set_title("Latency vs throughput")
-    ax.grid(alpha=0.3)
-    if data.empty:
-        empty_note(ax, "no timed configurations")
-    else:
-        ax.legend(fontsize=8)
-    return fig
+    return finish(fig, ax, "Latency vs throughput", data.empty, "no timed configurations")
 
 
 def rtfx_vs_max_num_seqs(table: pd.DataFrame) -> Figure:
@@ -121,13 +126,7 @@ def rtfx_vs_max_num_seqs(table: pd.DataFrame) -> Figure:
     log_if_wide(ax, "y", data["rtfx"])
     ax.set_xlabel("max_num_seqs (official: batch size)")
     ax.set_ylabel("RTFx (audio s / wall s)")
-    ax.set_title("RTFx vs max_num_seqs")
-    ax.grid(alpha=0.3)
-    if data.empty:
-        empty_note(ax, "no configurations with a known max_num_seqs")
-    else:
-        ax.legend(fontsize=8)
-    return fig
+    return finish(fig, ax, "RTFx vs max_num_seqs", data.empty, "no configurations with a known max_num_seqs")
 
 
 def cer_by_decoding(table: pd.DataFrame) -> Figure:
@@ -144,12 +143,7 @@ def cer_by_decoding(table: pd.DataFrame) -> Figure:
     ax.set_xticks(x + width * (len(pivot.columns) - 1) / 2, pivot.index)
     ax.set_xlabel("decoding")
     ax.set_ylabel(f"{metric} (%)")
-    ax.set_title(f"{metric} per decoding config")
-    if data.empty:
-        empty_note(ax, "no scored configurations")
-    else:
-        ax.legend(fontsize=8)
-    return fig
+    return finish(fig, ax, f"{metric} per decoding config", data.empty, "no scored configurations")
 
 
 def peak_memory(table: pd.DataFrame) -> Figure:
@@ -220,12 +214,7 @@ def errors_per_utterance(rows: pd.DataFrame, top: int = 30) -> Figure:
     ax.set_yticks(y, labels, fontsize=7)
     ax.set_xlabel("errors")
     ax.set_ylabel("utterance")
-    ax.set_title(f"Errors per utterance (top {len(rows)})")
-    if rows.empty:
-        empty_note(ax, "no finished utterances")
-    else:
-        ax.legend(fontsize=8)
-    return fig
+    return finish(fig, ax, f"Errors per utterance (top {len(rows)})", rows.empty, "no finished utterances")
 
 
 def cer_by_duration(rows: pd.DataFrame, edges=DURATION_EDGES, metric: str = "CER") -> Figure:
