@@ -111,7 +111,11 @@ def run_notebook(kernel_dir, results_dir):
             assert manager.kernel_spec.argv[0] == sys.executable
             client = NotebookClient(notebook, km=manager, timeout=CELL_TIMEOUT_S,
                                     resources={"metadata": {"path": str(NOTEBOOKS)}})
-            client.execute(env={**os.environ, "WORKBENCH_RESULTS": str(results_dir)})
+            try:
+                client.execute(env={**os.environ, "WORKBENCH_RESULTS": str(results_dir)})
+            finally:  # a km we pass in is not shut down by nbclient: stop the kernel (and its engine)
+                if manager.has_kernel:
+                    manager.shutdown_kernel(now=True)
             executed[name] = notebook
         return executed[name]
 
