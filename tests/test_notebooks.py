@@ -115,7 +115,7 @@ def run_notebook(kernel_dir, results_dir):
                 client.execute(env={**os.environ, "WORKBENCH_RESULTS": str(results_dir)})
             finally:  # a km we pass in is not shut down by nbclient: stop the kernel (and its engine)
                 if manager.has_kernel:
-                    manager.shutdown_kernel(now=True)
+                    manager.shutdown_kernel()  # graceful: the engine exits with it
             executed[name] = notebook
         return executed[name]
 
