@@ -36,16 +36,20 @@ CACHE_METRICS = ("vllm:mm_cache_queries", "vllm:mm_cache_hits", "vllm:prefix_cac
 
 
 def model_spec(name: str):
-    """``tiny`` = the embedded model; ``bench`` = tiny LLM with a 6 x 256 Conformer (encoder cost visible)."""
+    """``tiny`` = the embedded model; ``bench`` = tiny LLM with a 6 x 256 Conformer (encoder cost
+    visible); ``{"d_model": 1280, ...}`` = any TinySpec fields (random weights of that size)."""
     from fireredasr_vllm.tiny import TinySpec
 
+    if name.startswith("{"):
+        return TinySpec(**json.loads(name))
     return {"tiny": TinySpec(), "bench": TinySpec(d_model=256, n_head=4, n_layers_enc=6)}[name]
 
 
 def official_dir(model: str) -> Path:
+    """A generated checkpoint for a spec name / JSON, else the official release directory given."""
     from fireredasr_vllm.tiny import tiny_model_dir
 
-    return tiny_model_dir(model_spec(model)) if model in ("tiny", "bench") else Path(model)
+    return tiny_model_dir(model_spec(model)) if model in ("tiny", "bench") or model.startswith("{") else Path(model)
 
 
 def workload(clips: int, seed: int) -> list[np.ndarray]:
@@ -194,7 +198,8 @@ def markdown(frame, cache: dict, meta: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="bench", help="tiny | bench | an official release directory")
+    parser.add_argument("--model", default="bench",
+                        help='tiny | bench | TinySpec JSON (e.g. \'{"d_model": 512, "n_layers_enc": 12}\') | official dir')
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--device", default="cpu", help="for the official PyTorch row")
     parser.add_argument("--clips", type=int, default=24, help="clips per pass")
