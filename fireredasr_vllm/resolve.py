@@ -10,7 +10,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from fireredasr_vllm.convert import convert, is_converted_dir, is_official_dir
+from fireredasr_vllm.convert import check_official_dir, convert, is_converted_dir, is_official_dir
 from fireredasr_vllm.tiny import cache_root, tiny_model_dir
 
 EMBEDDED = ("tiny",)
@@ -34,6 +34,9 @@ def converted_cache_dir(official_dir: Path, dtype: str = "float32") -> Path:
 
 def ensure_converted(official_dir: Path, dtype: str = "float32") -> Path:
     """Convert ``official_dir`` into the cache unless already done."""
+    problems = check_official_dir(official_dir)
+    if problems:
+        raise ModelNotFoundError("incomplete FireRedASR-LLM release:\n  " + "\n  ".join(problems))
     out = converted_cache_dir(official_dir, dtype)
     if not (out / "config.json").exists():
         out.parent.mkdir(parents=True, exist_ok=True)
