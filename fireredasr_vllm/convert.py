@@ -253,22 +253,33 @@ def convert(src: str | Path, out: str | Path, *, dtype: str = "float32", force: 
             progress: bool = True, checksums: bool = True) -> Path:
     """Convert ``src`` (official layout) into ``out`` (vLLM layout). Returns ``out``."""
     import torch
-    from tqdm import tqdm
 
     src, out = Path(src), Path(out)
     problems = check_official_dir(src)
     if problems:
         raise ConversionError("cannot convert:\n  " + "\n  ".join(problems))
-    if out.exists() and any(out.iterdir()):
-        if not force:
-            raise ConversionError(f"{out}: exists and is not empty; choose another OUT_DIR or pass --force")
-        shutil.rmtree(out)
+    if out.exists() and any(out.iterdir()) and not force:
+        raise ConversionError(f"{out}: exists and is not empty; choose another OUT_DIR or pass --force")
     target_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
     tmp = out.with_name(out.name + f".partial{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    started = time.time()
+    try:
+        write_converted(src, tmp, dtype, target_dtype, progress=progress, checksums=checksums)
+    except BaseException:  # no half-written output; an existing OUT_DIR stays as it was
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return out
 
+
+def write_converted(src: Path, tmp: Path, dtype: str, target_dtype, *, progress: bool, checksums: bool) -> None:
+    """Write the converted model into the empty directory ``tmp``."""
+    from tqdm import tqdm
+
+    started = time.time()
     encoder_pkg = load_package(src / "asr_encoder.pth.tar", mmap=False)
     package = load_package(src / "model.pth.tar")
     if "args" not in package or "model_state_dict" not in package:
@@ -329,8 +340,6 @@ def convert(src: str | Path, out: str | Path, *, dtype: str = "float32", force: 
         "output_sha256": ({p.name: sha256(p) for p in sorted(tmp.glob("*.safetensors"))} if checksums else {}),
     }
     (tmp / "conversion.json").write_text(json.dumps(record, indent=2))
-    tmp.rename(out)
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -87,4 +87,14 @@ def test_damaged_inputs_exit_2_naming_the_file(damage, message, official_copy, t
     err = capsys.readouterr().err
     assert err.startswith("error:")
     assert re.search(message, err, re.S), err
-    assert not (tmp_path / "out").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["official"]  # nothing half-written left
+
+
+def test_failed_forced_conversion_keeps_the_old_output(official_copy, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("previous conversion")
+    (official_copy / "cmvn.ark").write_bytes(b"garbage")
+    assert main([str(official_copy), str(out), "--force", "--no-checksums"]) == 2
+    assert (out / "keep.txt").read_text() == "previous conversion"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["official", "out"]
