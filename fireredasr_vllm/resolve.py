@@ -1,7 +1,8 @@
 """Model specs -> a vLLM-loadable directory.
 
-A spec is ``tiny`` (the embedded random model), an official release directory (converted once into
-the cache), a converted directory, or a Hugging Face hub id (downloaded, then converted).
+A spec is ``tiny`` (the embedded random model), ``trained`` (the shipped tiny model trained on
+synthesized Mandarin, models/tiny-trained), an official release directory (converted once into the
+cache), a converted directory, or a Hugging Face hub id (downloaded, then converted).
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from pathlib import Path
 
 from fireredasr_vllm.convert import check_official_dir, convert, is_converted_dir, is_official_dir
 from fireredasr_vllm.tiny import cache_root, tiny_model_dir
+from fireredasr_vllm.train_tiny import TRAINED_DIR
 
-EMBEDDED = ("tiny",)
+EMBEDDED = ("tiny", "trained")
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -63,6 +65,8 @@ def resolve_model(spec: str | os.PathLike = "tiny", dtype: str = "float32") -> P
     spec = str(spec)
     if spec == "tiny":
         return ensure_converted(tiny_model_dir())
+    if spec == "trained":
+        return ensure_converted(TRAINED_DIR, dtype)
     path = Path(spec).expanduser()
     if path.exists():
         if is_converted_dir(path):
@@ -75,4 +79,4 @@ def resolve_model(spec: str | os.PathLike = "tiny", dtype: str = "float32") -> P
             "block); check the path, or run: python -m fireredasr_vllm.verify --model-dir " + str(path))
     if spec.count("/") == 1 and not spec.startswith((".", "/", "~")):
         return resolve_model(download(spec), dtype)
-    raise ModelNotFoundError(f"{spec}: no such directory; pass 'tiny', a model directory or a hub id")
+    raise ModelNotFoundError(f"{spec}: no such directory; pass 'tiny', 'trained', a model directory or a hub id")

@@ -1,0 +1,74 @@
+"""The shipped ``trained`` model (models/tiny-trained): its files are what TRAINING.json records, and it
+really transcribes the bundled demo set, through vLLM and through the official PyTorch code."""
+
+import json
+
+import jiwer
+import pytest
+
+from eval.synth import read_sentences
+from fireredasr_vllm.convert import load_package
+from fireredasr_vllm.train_tiny import (
+    CORPUS, DEMO_SENTENCES, HELDOUT, TRAINED_DIR, read_lines, sha256, shipped_files, text_hash,
+    training_sentences,
+)
+
+RECORD = json.loads((TRAINED_DIR / "TRAINING.json").read_text(encoding="utf-8"))
+MAX_CER = 0.10
+REFERENCES = dict(read_sentences(DEMO_SENTENCES))
+
+
+def test_shipped_files_match_training_record():
+    assert shipped_files(TRAINED_DIR) == RECORD["files"]
+    assert sum((TRAINED_DIR / name).stat().st_size for name in RECORD["files"]) == RECORD["size_bytes"]
+
+
+def test_shipped_config_matches_recipe():
+    spec = RECORD["recipe"]["spec"]
+    encoder = load_package(TRAINED_DIR / "asr_encoder.pth.tar", mmap=False)["args"]
+    assert (encoder.d_model, encoder.n_layers_enc, encoder.n_head, encoder.kernel_size) == (
+        spec["d_model"], spec["n_layers_enc"], spec["n_head"], spec["kernel_size"])
+    args = load_package(TRAINED_DIR / "model.pth.tar", mmap=False)["args"]
+    assert (args.encoder_downsample_rate, args.use_lora, args.freeze_encoder) == (spec["downsample_rate"], 1, 1)
+    llm = json.loads((TRAINED_DIR / "Qwen2-7B-Instruct" / "config.json").read_text())
+    assert (llm["hidden_size"], llm["num_hidden_layers"], llm["vocab_size"]) == (
+        spec["hidden_size"], spec["num_hidden_layers"], spec["vocab_size"])
+
+
+def test_training_corpus_matches_record_and_excludes_heldout():
+    sentences, heldout = training_sentences(), read_lines(TRAINED_DIR / HELDOUT)
+    assert text_hash(sentences) == RECORD["corpus"]["train_sha256"]
+    assert sha256(CORPUS) == RECORD["corpus"]["corpus_txt_sha256"]
+    assert text_hash(heldout) == RECORD["corpus"]["heldout_sha256"]
+    assert set(REFERENCES.values()) <= set(sentences), "the bundled sentences must be in training"
+    assert not set(heldout) & set(sentences)
+    assert RECORD["cer"]["train_bundled"] < MAX_CER
+
+
+def cer_of(hypotheses: dict[str, str]) -> float:
+    ids = sorted(REFERENCES)
+    return jiwer.cer([REFERENCES[i] for i in ids], [hypotheses[i] for i in ids])
+
+
+@pytest.fixture(scope="module")
+def trained_engine():
+    from workbench.engine import Engine
+
+    with Engine("trained") as engine:
+        yield engine
+
+
+def test_vllm_transcribes_bundled_set(trained_engine, demo_clips):
+    results = trained_engine.transcribe_many(demo_clips)
+    assert all(r.ok for r in results), [r.error for r in results if not r.ok]
+    assert cer_of({r.id: r.text for r in results}) < MAX_CER
+
+
+def test_official_pytorch_transcribes_bundled_set(demo_clips):
+    from eval.official import OfficialModel
+    from fireredasr_vllm.audio import load_audio
+
+    official = OfficialModel.load(TRAINED_DIR)
+    assert not official.load_result.unexpected_keys
+    results = official.transcribe([load_audio(path) for path in demo_clips])
+    assert cer_of({path.stem: r["text"] for path, r in zip(demo_clips, results)}) < MAX_CER
