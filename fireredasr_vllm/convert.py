@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fireredasr_vllm.model import ARCHITECTURE, DEFAULT_SPEECH_TOKEN, INSTRUCTION
+from fireredasr_vllm import ARCHITECTURE
+from fireredasr_vllm.model import DEFAULT_SPEECH_TOKEN, INSTRUCTION
 
 LORA_SCALE = 16 / 64  # lora_alpha / r of the official LoraConfig
 OFFICIAL_FILES = ("model.pth.tar", "asr_encoder.pth.tar", "cmvn.ark", "Qwen2-7B-Instruct")

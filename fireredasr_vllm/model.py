@@ -35,7 +35,6 @@ from vllm.multimodal.parse import MultiModalDataParser
 from fireredasr_vllm import audio as audio_lib
 from fireredasr_vllm.compat import frontend_processor_mixin, multimodal_items_as_list, multimodal_ints
 
-from fireredasr_vllm import ARCHITECTURE
 DEFAULT_SPEECH_TOKEN = "<|AUDIO|>"
 INSTRUCTION = "请转写音频为文字"
 

@@ -15,8 +15,6 @@ from fireredasr_vllm.convert import check_official_dir, convert, is_converted_di
 from fireredasr_vllm.tiny import cache_root, tiny_model_dir
 from fireredasr_vllm.train_tiny import TRAINED_DIR
 
-EMBEDDED = ("tiny", "trained")
-
 
 class ModelNotFoundError(FileNotFoundError):
     """The spec names nothing usable; the message says what was tried and how to fix it."""

@@ -1,4 +1,3 @@
-from workbench.options import parse_decoding
 
 
 def test_engine_transcribes_bundled_clip(engine, demo_clips):

@@ -10,7 +10,7 @@ import time
 import pandas as pd
 import pytest
 
-from eval.records import load_run, read_rows
+from eval.records import read_rows
 from eval.report import compare_runs, differing_utterances, worst_utterances
 from eval.run import evaluate, main
 from workbench.options import parse_decoding
