@@ -9,7 +9,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	$(PY) -m eval.run demo --model tiny --output-dir results/demo
+	$(PY) -m eval.run demo --model trained --output-dir results/demo
 
 test: setup
 	$(PY) -m pytest tests -x -q --durations=15

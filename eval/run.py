@@ -28,6 +28,7 @@ from eval.datasets import DatasetUnavailable, load_test_set
 from eval.metrics import score_utterance
 from eval.normalize import NormalizerOptions, normalize
 from eval.records import Run, RunWriter, load_run
+from fireredasr_vllm import DEFAULT_MODEL, MODEL_HELP
 from workbench.options import DecodingOptions, EngineOptions, Transcript, parse_decoding
 
 DEFAULT_RESULTS = Path("results")
@@ -154,7 +155,7 @@ def check_resume(out_dir: Path, manifest: dict) -> None:
                              "or delete the folder")
 
 
-def evaluate(test_set: str, *, engine=None, model: str = "tiny", decoding: DecodingOptions = DecodingOptions(),
+def evaluate(test_set: str, *, engine=None, model: str = DEFAULT_MODEL, decoding: DecodingOptions = DecodingOptions(),
              engine_options: EngineOptions = EngineOptions(), output_dir: str | Path | None = None,
              limit: int | None = None, shuffle_seed: int | None = None, max_duration: float | None = None,
              normalizer: NormalizerOptions = NormalizerOptions(), long_audio: bool = False,
@@ -266,7 +267,7 @@ def fmt(value) -> str:
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m eval.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("test_set", help="registry name (demo, aishell, wenetspeech-net, ...) or a local path")
-    parser.add_argument("--model", default=None, help="tiny | official dir | converted dir | hub id (default: tiny)")
+    parser.add_argument("--model", default=None, help=MODEL_HELP)
     parser.add_argument("--output-dir", default=None)
     parser.add_argument("--decoding", default="greedy", help="greedy | official | beamN | tT[-pP][-rpR]")
     parser.add_argument("--limit", type=int)
@@ -290,9 +291,10 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.quiet:
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
-    model = args.model or "tiny"
+    model = args.model or DEFAULT_MODEL
     if args.model is None and not args.quiet:
-        print("no --model given: using the embedded tiny model (random weights unless trained)", file=sys.stderr)
+        print(f"no --model given: using the embedded '{DEFAULT_MODEL}' model, which knows only the bundled "
+              "sentences; pass --model for a real release", file=sys.stderr)
     try:
         decoding = parse_decoding(args.decoding)
         run = evaluate(

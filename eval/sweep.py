@@ -1,6 +1,6 @@
 """Latency / throughput sweeps over engine x decoding x load configurations, with plots.
 
-    python -m eval.sweep demo --model tiny --grid max_num_seqs=1,4,16,64 --grid decoding=greedy,beam3,t0.7 \
+    python -m eval.sweep demo --model trained --grid max_num_seqs=1,4,16,64 --grid decoding=greedy,beam3,t0.7 \
         --concurrency 1,4,16 --mode offline,online --limit 30 --baselines builtin,official
     python -m eval.sweep --config examples/sweep_demo.toml [--limit 6 ...]   # flags override the file
 
@@ -44,6 +44,7 @@ from eval.metrics import corpus_score, score_utterance
 from eval.normalize import NormalizerOptions
 from eval.records import write_json_atomic
 from eval.run import fmt, git_revision, percentiles
+from fireredasr_vllm import DEFAULT_MODEL, MODEL_HELP
 from fireredasr_vllm.audio import SAMPLE_RATE, AudioError, load_audio
 from workbench.options import DecodingOptions, EngineOptions, Transcript, parse_decoding
 
@@ -95,7 +96,7 @@ class SweepConfig:
     """What to sweep. Field names are also the keys of a ``--config`` TOML file."""
 
     test_set: str = "demo"
-    model: str = "tiny"
+    model: str = DEFAULT_MODEL
     grid: dict[str, list] = field(default_factory=dict)  # "decoding" or an EngineOptions field -> values
     concurrency: list[int] = field(default_factory=lambda: [1, 4, 16])
     modes: list[str] = field(default_factory=lambda: list(MODES))
@@ -603,7 +604,7 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m eval.sweep", description=__doc__.split("\n\n")[0])
     parser.add_argument("test_set", nargs="?", help="test set name or path (default: the config's, else demo)")
     parser.add_argument("--config", help="TOML file with SweepConfig keys (examples/sweep_demo.toml)")
-    parser.add_argument("--model", help="tiny | official dir | converted dir | hub id")
+    parser.add_argument("--model", help=MODEL_HELP)
     parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
                         help="decoding=greedy,beam3,t0.7 or an engine option, e.g. max_num_seqs=1,4,16 (repeatable)")
     parser.add_argument("--concurrency", type=lambda t: csv_list(t, int), help="online clients, e.g. 1,4,16")

@@ -1,6 +1,6 @@
 """Use case 4: many concurrent requests through ``Engine.transcribe_async`` (e.g. a web service).
 
-    python examples/transcribe_async.py [AUDIO ...] [--model tiny|DIR] [--concurrency 16]
+    python examples/transcribe_async.py [AUDIO ...] [--model trained|DIR] [--concurrency 16]
 
 Each request is awaited on its own; vLLM batches whatever is in flight. ``concurrency`` caps the
 requests in flight, as a server's worker pool would.
@@ -28,7 +28,7 @@ async def transcribe_all(engine: Engine, paths, concurrency: int):
     return await asyncio.gather(*(one(path) for path in paths))
 
 
-def main(engine: Engine | None = None, paths=DEMO_CLIPS, concurrency: int = 16, model: str = "tiny"):
+def main(engine: Engine | None = None, paths=DEMO_CLIPS, concurrency: int = 16, model: str = "trained"):
     """Run the concurrent requests; builds an engine on ``model`` only when none is passed."""
     with Engine(model) if engine is None else nullcontext(engine) as engine:
         started = time.perf_counter()
@@ -44,7 +44,7 @@ def main(engine: Engine | None = None, paths=DEMO_CLIPS, concurrency: int = 16, 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="*", default=DEMO_CLIPS)
-    parser.add_argument("--model", default="tiny", help="'tiny', an official release dir or a converted dir")
+    parser.add_argument("--model", default="trained", help="'trained', 'tiny', an official release dir or a converted dir")
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
     main(paths=args.paths, concurrency=args.concurrency, model=args.model)

@@ -1,6 +1,6 @@
 """Use case 3: transcribe a raw 16 kHz tensor already in memory (e.g. 5 s from a live stream).
 
-    python examples/transcribe_tensor.py [--model tiny|DIR] [--seconds 5]
+    python examples/transcribe_tensor.py [--model trained|DIR] [--seconds 5]
 
 Tensors and numpy arrays of float samples in [-1, 1] (or int16) are taken as they are; give
 ``sample_rate=`` when they are not 16 kHz. Shapes (samples,), (1, samples) and (samples, channels) work.
@@ -28,7 +28,7 @@ def stream_chunk(seconds: float = 5.0) -> torch.Tensor:
     return chunk
 
 
-def main(engine: Engine | None = None, seconds: float = 5.0, model: str = "tiny"):
+def main(engine: Engine | None = None, seconds: float = 5.0, model: str = "trained"):
     """Transcribe a ``seconds`` long tensor; builds an engine on ``model`` only when none is passed."""
     with Engine(model) if engine is None else nullcontext(engine) as engine:
         result = engine.transcribe(stream_chunk(seconds), sample_rate=SAMPLE_RATE, id="stream")
@@ -38,7 +38,7 @@ def main(engine: Engine | None = None, seconds: float = 5.0, model: str = "tiny"
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="tiny", help="'tiny', an official release dir or a converted dir")
+    parser.add_argument("--model", default="trained", help="'trained', 'tiny', an official release dir or a converted dir")
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args()
     main(seconds=args.seconds, model=args.model)

@@ -1,6 +1,9 @@
 """FireRedASR-LLM for vLLM: an out-of-tree model plugin (entry point ``vllm.general_plugins``)."""
 
 ARCHITECTURE = "FireRedASRLLMForConditionalGeneration"
+DEFAULT_MODEL = "trained"  # the embedded tiny model trained on the bundled clips (models/tiny-trained)
+MODEL_HELP = ("trained (default: embedded tiny model trained on the bundled clips) | tiny (random weights) | "
+              "official release dir | converted dir | hub id")
 
 
 def register() -> None:

@@ -1,8 +1,9 @@
 """Model specs -> a vLLM-loadable directory.
 
-A spec is ``tiny`` (the embedded random model), ``trained`` (the shipped tiny model trained on
-synthesized Mandarin, models/tiny-trained), an official release directory (converted once into the
-cache), a converted directory, or a Hugging Face hub id (downloaded, then converted).
+A spec is ``trained`` (the default: the shipped tiny model trained on synthesized Mandarin,
+models/tiny-trained), ``tiny`` (the embedded random-weight model, for parity tests), an official release
+directory (converted once into the cache), a converted directory, or a Hugging Face hub id (downloaded,
+then converted).
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ import hashlib
 import os
 from pathlib import Path
 
+from filelock import FileLock
+
+from fireredasr_vllm import DEFAULT_MODEL
 from fireredasr_vllm.convert import check_official_dir, convert, is_converted_dir, is_official_dir
 from fireredasr_vllm.tiny import cache_root, tiny_model_dir
 from fireredasr_vllm.train_tiny import TRAINED_DIR
@@ -33,14 +37,18 @@ def converted_cache_dir(official_dir: Path, dtype: str = "float32") -> Path:
 
 
 def ensure_converted(official_dir: Path, dtype: str = "float32") -> Path:
-    """Convert ``official_dir`` into the cache unless already done."""
+    """Convert ``official_dir`` into the cache unless already done; processes starting together (the
+    workbench, a notebook, a test run) wait for one conversion instead of racing."""
     problems = check_official_dir(official_dir)
     if problems:
         raise ModelNotFoundError("incomplete FireRedASR-LLM release:\n  " + "\n  ".join(problems))
     out = converted_cache_dir(official_dir, dtype)
-    if not (out / "config.json").exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        convert(official_dir, out, dtype=dtype, progress=True, checksums=False, force=out.exists())
+    if (out / "config.json").exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(out) + ".lock"):
+        if not (out / "config.json").exists():
+            convert(official_dir, out, dtype=dtype, progress=True, checksums=False, force=out.exists())
     return out
 
 
@@ -58,7 +66,7 @@ def download(repo_id: str) -> Path:
         ) from None
 
 
-def resolve_model(spec: str | os.PathLike = "tiny", dtype: str = "float32") -> Path:
+def resolve_model(spec: str | os.PathLike = DEFAULT_MODEL, dtype: str = "float32") -> Path:
     """Return a converted directory for ``spec``."""
     spec = str(spec)
     if spec == "tiny":

@@ -1,6 +1,6 @@
 """``fireredasr-serve``: vLLM's OpenAI-compatible server for FireRedASR-LLM.
 
-    fireredasr-serve --model tiny --port 8000            # or an official / converted dir, or a hub id
+    fireredasr-serve --model trained --port 8000         # or an official / converted dir, or a hub id
     python -m fireredasr_vllm.serve --model DIR --host 0.0.0.0 --max-num-seqs 64
 
 ``--model`` is resolved (official release -> converted once into the cache) and everything else is
@@ -16,6 +16,8 @@ import json
 import os
 import sys
 
+from fireredasr_vllm import DEFAULT_MODEL, MODEL_HELP
+
 SERVED_MODEL_NAME = "fireredasr-llm"
 API_SERVER = "vllm.entrypoints.openai.api_server"
 PLAIN_TEXT_MIDDLEWARE = "fireredasr_vllm.serve.PlainTextTranscription"
@@ -25,7 +27,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     parser = argparse.ArgumentParser(
         prog="fireredasr-serve", description=__doc__.split("\n\n")[0],
         epilog=f"Any other argument goes to vLLM: python -m {API_SERVER} --help")
-    parser.add_argument("--model", default="tiny", help="tiny | official release dir | converted dir | hub id")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP)
     parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
                         help="weights and compute dtype (default: float32 on CPU, bfloat16 on GPUs)")
     parser.add_argument("--served-model-name", default=SERVED_MODEL_NAME,

@@ -1,6 +1,6 @@
 """Load test (loopback only): N concurrent transcriptions through the OpenAI server and the facade.
 
-    python scripts/load_test.py --model tiny --requests 200
+    python scripts/load_test.py --model trained --requests 200
 
 1. starts ``fireredasr-serve`` on a free 127.0.0.1 port, sends N concurrent
    ``POST /v1/audio/transcriptions`` of the bundled clips (AsyncOpenAI), stops it;
@@ -126,7 +126,7 @@ def markdown(table: pd.DataFrame, header: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="tiny")
+    parser.add_argument("--model", default="trained")
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "load_test")
     parser.add_argument("--start-timeout", type=float, default=900)

@@ -1,4 +1,5 @@
-"""Shared fixtures: ONE real vLLM CPU engine on the tiny model per test session."""
+"""Shared fixtures: real vLLM CPU engines, each started once per test session: ``engine`` on the
+default (trained) model, ``tiny_engine`` on the random-weight tiny model for parity tests."""
 
 import os
 from pathlib import Path
@@ -25,15 +26,33 @@ def tiny_converted_dir(tiny_official_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
-def engine(tiny_converted_dir):
-    """The real vLLM engine (AsyncLLM behind the facade), started once."""
+def engine():
+    """The real vLLM engine (AsyncLLM behind the facade) on the default model, which really transcribes."""
+    from fireredasr_vllm import DEFAULT_MODEL
     from workbench.engine import Engine
 
-    with Engine("tiny") as shared:
+    with Engine(DEFAULT_MODEL) as shared:
         yield shared
+
+
+@pytest.fixture(scope="session")
+def tiny_engine(tiny_converted_dir):
+    """The real vLLM engine on the random tiny model: long, varied outputs that parity tests need."""
+    from workbench.engine import Engine
+
+    with Engine("tiny") as tiny:
+        yield tiny
 
 
 @pytest.fixture(scope="session")
 def demo_clips() -> list[Path]:
     assert DEMO_CLIPS, "bundled clips missing: run python -m eval.synth"
     return DEMO_CLIPS
+
+
+@pytest.fixture(scope="session")
+def references() -> dict[str, str]:
+    """Clip id -> the sentence it says."""
+    from eval.synth import read_sentences
+
+    return dict(read_sentences(REPO / "eval" / "demo" / "sentences.txt"))

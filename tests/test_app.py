@@ -88,8 +88,9 @@ def result_row(page, name: str) -> dict:
     return dict(zip(header, (words(c) for c in row.locator("[role=gridcell]").all_inner_texts())))
 
 
-def test_upload_clip_shows_transcript(page, engine, demo_clips, tmp_path):
+def test_upload_clip_shows_transcript(page, engine, demo_clips, references, tmp_path):
     expected = words(engine.transcribe(demo_clips[0]).text)  # greedy is deterministic: the page must agree
+    assert expected == references[demo_clips[0].stem]  # and the trained model gets it right
     transcribe(page, demo_clips[:1])
     row = result_row(page, demo_clips[0].name)
     page.locator("#transcribe-downloads").get_by_text(".json").first.wait_for()
@@ -99,6 +100,14 @@ def test_upload_clip_shows_transcript(page, engine, demo_clips, tmp_path):
     assert int(row["tokens"]) > 0
     assert expected in words(page.locator("#transcribe-text textarea").input_value())
     assert page.locator("#transcribe-downloads").get_by_text(".csv").count() == 1
+
+
+def test_bundled_example_transcribes_to_its_sentence(page, demo_clips, references):
+    clip = demo_clips[2]
+    page.locator("#transcribe-examples").get_by_text(clip.name).first.click()
+    page.locator("#transcribe-files").get_by_text(clip.stem).first.wait_for()
+    page.locator("#transcribe-button").click()
+    assert result_row(page, clip.name)["transcript"] == references[clip.stem]
 
 
 def test_bad_inputs_show_errors_and_the_next_clip_works(page, engine, demo_clips, tmp_path):
@@ -142,7 +151,7 @@ def test_evaluate_demo_writes_run_and_shows_cer(page, results_dir, tmp_path):
     page.locator("#evaluate-plots img").first.wait_for()
     page.screenshot(path=tmp_path / "evaluate.png", full_page=True)
 
-    run_dir = results_dir / "demo__tiny__greedy"
+    run_dir = results_dir / "demo__trained__greedy"
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["utterances"] + summary["failed"] == 3
     shown = page.locator("#evaluate-summary").inner_text()
@@ -157,9 +166,9 @@ def test_evaluate_demo_writes_run_and_shows_cer(page, results_dir, tmp_path):
 
 
 def test_runs_tab_lists_and_compares_two_runs(page, engine, results_dir, tmp_path):
-    run_a = evaluate("demo", engine=engine, limit=3, output_dir=results_dir / "demo__tiny__greedy", progress=False)
+    run_a = evaluate("demo", engine=engine, limit=3, output_dir=results_dir / "demo__trained__greedy", progress=False)
     run_b = evaluate("demo", engine=engine, limit=3, decoding=parse_decoding("t0.7"),
-                     output_dir=results_dir / "demo__tiny__t0.7", progress=False)
+                     output_dir=results_dir / "demo__trained__t0.7", progress=False)
     page.get_by_role("tab", name="Runs").click()
     table = page.locator("#runs-table")
     for run in (run_a, run_b):

@@ -2,8 +2,12 @@
 
 import copy
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -98,3 +102,17 @@ def test_failed_forced_conversion_keeps_the_old_output(official_copy, tmp_path):
     assert main([str(official_copy), str(out), "--force", "--no-checksums"]) == 2
     assert (out / "keep.txt").read_text() == "previous conversion"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["official", "out"]
+
+
+def test_processes_resolving_at_once_share_one_conversion(tiny_official_dir, tmp_path):
+    """Two processes (say the workbench and a notebook) convert the same release into an empty cache."""
+    code = ("import sys; from pathlib import Path; from fireredasr_vllm.resolve import ensure_converted; "
+            "print(ensure_converted(Path(sys.argv[1])))")
+    env = dict(os.environ, FIREREDASR_VLLM_CACHE=str(tmp_path / "cache"))
+    processes = [subprocess.Popen([sys.executable, "-c", code, str(tiny_official_dir)], env=env, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    outputs = [process.communicate(timeout=900) for process in processes]
+    assert [p.returncode for p in processes] == [0, 0], [err[-2000:] for _, err in outputs]
+    (converted,) = {Path(out.strip().splitlines()[-1]) for out, _ in outputs}
+    assert (converted / "config.json").exists()
+    assert sorted(p.name for p in converted.parent.iterdir()) == [converted.name, converted.name + ".lock"]

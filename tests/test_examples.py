@@ -62,8 +62,9 @@ def test_async_concurrent_requests(engine, demo_clips, single):
 
 
 def test_simplest_example_runs_as_a_script(single):
+    """Run as a user would, on the default model: the shared engine's transcript of the same clip."""
     env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
-    done = subprocess.run([sys.executable, str(EXAMPLES / "transcribe_file.py"), "--model", "tiny"],
+    done = subprocess.run([sys.executable, str(EXAMPLES / "transcribe_file.py")],
                           capture_output=True, text=True, encoding="utf-8", env=env, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"demo_000\t{single['demo_000'].text}\n" in done.stdout

@@ -1,7 +1,7 @@
 """notebooks/*.ipynb: committed without outputs, and each runs top to bottom in a real Jupyter kernel.
 
 The kernel is this interpreter (the .venv python), started from a kernel spec written for the test; the
-notebooks run on the tiny model with their results under a temporary ``WORKBENCH_RESULTS``. Smaller sizes
+notebooks run on the default (trained) model with their results under a temporary ``WORKBENCH_RESULTS``. Smaller sizes
 are injected after the cell tagged ``parameters`` (papermill's convention), and a check cell appended to
 each notebook asserts on the objects the notebook built.
 """
@@ -31,6 +31,8 @@ CHECKS = {
     "01_quickstart": """
 assert result.ok and result.output_tokens > 0 and result.duration_s > 0
 assert [t.id for t in batch] == [clip.stem for clip in CLIPS[:8]] and all(t.ok for t in batch)
+import jiwer
+assert jiwer.cer([REFERENCES[t.id] for t in batch], [t.text for t in batch]) < 0.10  # it really transcribes
 assert from_numpy.ok and from_torch.ok and from_numpy.text == from_torch.text
 assert len(concurrent) == 8 and all(t.ok and t.output_tokens > 0 for t in concurrent)
 assert [t.ok for t in outputs] == [True] * len(decodings)
@@ -42,6 +44,7 @@ for run in runs.values():
     assert (run.path / "summary.json").exists() and run.path.parent == RESULTS
     assert run.summary["utterances"] == len(run.rows) == LIMIT and run.summary["failed"] == 0
 assert list(table["decoding"]) == DECODINGS and table["n"].gt(0).all()
+assert runs["greedy"].summary["cer"] < 0.10
 """,
     "03_latency_throughput": """
 assert (Path(config.output_dir) / "sweep.parquet").exists() and Path(config.output_dir).parent == RESULTS
@@ -149,7 +152,7 @@ def test_evaluate(run_notebook, results_dir):
     assert any("cer" in table and "official" in table for table in outputs(notebook, "text/html"))
     assert len(outputs(notebook, "image/png")) == 2  # errors per utterance, CER by duration
     assert re.search(r"^REF: .+\nHYP: .+", printed(notebook), re.MULTILINE)
-    assert {path.name for path in results_dir.iterdir()} >= {"demo__tiny__greedy", "demo__tiny__official"}
+    assert {path.name for path in results_dir.iterdir()} >= {"demo__trained__greedy", "demo__trained__official"}
 
 
 def test_latency_throughput(run_notebook):
@@ -162,7 +165,7 @@ def test_compare_runs_without_engine(run_notebook, results_dir):
     run_notebook("02_evaluate")  # writes the runs 04 reads
     notebook = run_notebook("04_compare_runs")
     a, b = (pd.read_parquet(results_dir / run / "utterances.parquet").set_index("id")
-            for run in ("demo__tiny__greedy", "demo__tiny__official"))
+            for run in ("demo__trained__greedy", "demo__trained__official"))
     differing = int((a["hyp_norm"] != b.loc[a.index, "hyp_norm"]).sum())
     assert f"{differing} of {len(a)} utterances differ" in printed(notebook)
-    assert any("demo__tiny__official" in table and "cer" in table for table in outputs(notebook, "text/html"))
+    assert any("demo__trained__official" in table and "cer" in table for table in outputs(notebook, "text/html"))

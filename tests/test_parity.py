@@ -1,7 +1,7 @@
 """Parity: the same random weights through the official PyTorch code and through vLLM.
 
 The official side is ``eval.official.OfficialModel`` (fireredasr 0.0.2, batch 1 unless stated);
-the vLLM side is the shared ``engine`` fixture (this project's model class) and, for the last test,
+the vLLM side is the shared ``tiny_engine`` fixture (this project's model class) and, for the last test,
 vLLM's built-in ``FireRedASR2ForConditionalGeneration`` on the same converted directory.
 Nothing expected is stored: every reference is computed here.
 """
@@ -16,6 +16,12 @@ from fireredasr_vllm import audio
 from workbench.options import DecodingOptions, EngineOptions
 
 BEAM_CLIPS = [0, 1, 5, 6]  # official HF beam search is slow on CPU; these mix EOS stops and length limits
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_engine):
+    """Parity runs on random weights: their long, varied outputs exercise every decoding step."""
+    return tiny_engine
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""fireredasr-serve: vLLM's OpenAI server on the tiny model, driven with the ``openai`` client."""
+"""fireredasr-serve: vLLM's OpenAI server on the default (trained) model, driven with the ``openai`` client."""
 
 import os
 import signal
@@ -11,6 +11,7 @@ import urllib.request
 import openai
 import pytest
 
+from fireredasr_vllm import DEFAULT_MODEL
 from fireredasr_vllm.audio import load_audio, num_speech_tokens
 from fireredasr_vllm.serve import SERVED_MODEL_NAME, server_command, wants_plain_text
 
@@ -24,13 +25,13 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tiny_converted_dir, tmp_path_factory):
+def server(engine, tmp_path_factory):
     """One server process for the module, on a free loopback port; yields its base URL."""
     port = free_port()
     log = tmp_path_factory.mktemp("serve") / "server.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "fireredasr_vllm.serve", "--model", "tiny", "--host", "127.0.0.1",
+            [sys.executable, "-m", "fireredasr_vllm.serve", "--model", DEFAULT_MODEL, "--host", "127.0.0.1",
              "--port", str(port)], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -62,7 +63,7 @@ def client(server) -> openai.OpenAI:
 
 
 def transcribe(client, path, **kwargs):
-    """Bound the output like the facade does (the tiny model never stops on its own)."""
+    """Bound the output like the facade does (vLLM's server does not apply the official length rule)."""
     limit = num_speech_tokens(len(load_audio(path)))
     with open(path, "rb") as f:
         return client.audio.transcriptions.create(model=SERVED_MODEL_NAME, file=f, **kwargs,
@@ -78,11 +79,11 @@ def test_server_command_resolves_model_and_passes_arguments_through(tiny_convert
     assert "--enforce-eager" not in server_command(["--no-enforce-eager"], cpu=True)[0][:-1]
 
 
-def test_transcription_matches_the_engine_and_defaults_to_mandarin(client, engine, demo_clips):
-    # The server's streaming detokenizer drops an unfinished UTF-8 character at the very end (the
-    # random tiny model can end on one); the facade's decode shows it as U+FFFD.
+def test_transcription_matches_the_engine_and_defaults_to_mandarin(client, engine, demo_clips, references):
+    # The server's streaming detokenizer drops an unfinished UTF-8 character at the very end (a model
+    # can end on one); the facade's decode shows it as U+FFFD.
     expected = engine.transcribe(demo_clips[0]).text.rstrip("\ufffd")
-    assert expected
+    assert expected == references[demo_clips[0].stem]
     assert transcribe(client, demo_clips[0]).text.rstrip("\ufffd") == expected  # language omitted: zh
     assert transcribe(client, demo_clips[0], language="zh").text.rstrip("\ufffd") == expected
     plain = transcribe(client, demo_clips[0], response_format="text")

@@ -77,7 +77,8 @@ def test_tiny_sweep_on_the_shared_engine(engine, tmp_path, monkeypatch):
         raise AssertionError("the sweep built an engine although the shared one matches")
 
     monkeypatch.setattr("workbench.engine.Engine", no_new_engine)
-    config = sweep.SweepConfig(test_set="demo", model="tiny", limit=6, grid={"decoding": ["greedy", "t0.7"]},
+    config = sweep.SweepConfig(test_set="demo", model=engine.model_spec, limit=6,
+                               grid={"decoding": ["greedy", "t0.7"]},
                                concurrency=[1, 4], warmup=1, output_dir=str(tmp_path))
     assert engine.options == EngineOptions()
 
@@ -136,7 +137,7 @@ def test_tiny_sweep_on_the_shared_engine(engine, tmp_path, monkeypatch):
 def test_baselines_in_the_same_sweep(engine, tmp_path):
     """Ours on the shared engine, vLLM's built-in FireRedASR2 (one engine start), the official code
     (batch 1 only: its padded batches are slow on CPU; test_plan covers the batch sizes)."""
-    config = sweep.SweepConfig(test_set="demo", model="tiny", limit=2, grid={"decoding": ["greedy"]},
+    config = sweep.SweepConfig(test_set="demo", model=engine.model_spec, limit=2, grid={"decoding": ["greedy"]},
                                modes=["online"], concurrency=[2], baselines=["builtin", "official"],
                                official_batch_sizes=[1], warmup=1, output_dir=str(tmp_path))
     table = sweep.run_sweep(config, engine=engine, progress=False)

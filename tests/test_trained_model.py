@@ -4,7 +4,6 @@ really transcribes the bundled demo set, through vLLM and through the official P
 import json
 
 import jiwer
-import pytest
 
 from eval.synth import read_sentences
 from fireredasr_vllm.convert import load_package
@@ -50,16 +49,9 @@ def cer_of(hypotheses: dict[str, str]) -> float:
     return jiwer.cer([REFERENCES[i] for i in ids], [hypotheses[i] for i in ids])
 
 
-@pytest.fixture(scope="module")
-def trained_engine():
-    from workbench.engine import Engine
-
-    with Engine("trained") as engine:
-        yield engine
-
-
-def test_vllm_transcribes_bundled_set(trained_engine, demo_clips):
-    results = trained_engine.transcribe_many(demo_clips)
+def test_vllm_transcribes_bundled_set(engine, demo_clips):
+    assert engine.model_spec == "trained"  # the shared engine runs the default model
+    results = engine.transcribe_many(demo_clips)
     assert all(r.ok for r in results), [r.error for r in results if not r.ok]
     assert cer_of({r.id: r.text for r in results}) < MAX_CER
 

@@ -45,7 +45,7 @@ def test_folder_gives_greedy_engine_transcripts(engine, clips, reference, tmp_pa
     (folder / "notes.txt").write_text("not an audio suffix, skipped")
     out = tmp_path / "hyp.txt"
 
-    assert main(["--model-dir", "tiny", str(folder), "--output", str(out)], engine=engine) == 0
+    assert main(["--model-dir", "trained", str(folder), "--output", str(out)], engine=engine) == 0
     assert kaldi_lines(out.read_text(encoding="utf-8")) == [
         (clip.stem, one_line(reference[clip.stem].text)) for clip in clips]
 
@@ -57,7 +57,7 @@ def test_wav_scp_with_paths_and_a_pipe(engine, clips, reference, tmp_path, capsy
     scp = tmp_path / "wav.scp"
     scp.write_text(f"spk1-a {clips[1]}\n\nspk1-b {clips[0]}\nspk2-c cat {wav} |\n")
 
-    assert main(["--model-dir", "tiny", "--wav_scp", str(scp)], engine=engine) == 0
+    assert main(["--model-dir", "trained", "--wav_scp", str(scp)], engine=engine) == 0
     assert kaldi_lines(capsys.readouterr().out) == [
         ("spk1-a", one_line(reference[clips[1].stem].text)),
         ("spk1-b", one_line(reference[clips[0].stem].text)),
@@ -71,7 +71,7 @@ def test_bad_files_are_reported_and_the_rest_transcribed(engine, clips, tmp_path
     scp = tmp_path / "wav.scp"
     scp.write_text(f"lonely-id\nok-{clips[2].stem} {clips[2]}\n")
     jsonl = tmp_path / "run.jsonl"
-    argv = ["--model-dir", "tiny", "--jsonl", str(jsonl), "--wav_scp", str(scp),
+    argv = ["--model-dir", "trained", "--jsonl", str(jsonl), "--wav_scp", str(scp),
             "--wav_paths", str(clips[1]), str(bad), str(missing), str(clips[0])]
 
     assert main(argv, engine=engine) == 1
@@ -91,7 +91,7 @@ def test_bad_files_are_reported_and_the_rest_transcribed(engine, clips, tmp_path
 def test_jsonl_has_tokens_and_timings(engine, clips, reference, tmp_path):
     jsonl = tmp_path / "run.jsonl"
     paths = [str(clip) for clip in clips]
-    assert main(["--model-dir", "tiny", "--output", str(tmp_path / "hyp"), "--jsonl", str(jsonl), *paths],
+    assert main(["--model-dir", "trained", "--output", str(tmp_path / "hyp"), "--jsonl", str(jsonl), *paths],
                 engine=engine) == 0
     records = [json.loads(line) for line in jsonl.read_text(encoding="utf-8").splitlines()]
     assert sorted(r["id"] for r in records) == sorted(reference)
@@ -112,11 +112,11 @@ def test_input_over_30_s_needs_long_audio(engine, demo_clips, tmp_path, capsys):
     path = tmp_path / "meeting.flac"
     sf.write(path, samples, 16000)
 
-    assert main(["--model-dir", "tiny", str(path)], engine=engine) == 1
+    assert main(["--model-dir", "trained", str(path)], engine=engine) == 1
     assert "longer than the model's 30 s limit" in capsys.readouterr().err
 
     jsonl = tmp_path / "run.jsonl"
-    assert main(["--model-dir", "tiny", "--long-audio", "--jsonl", str(jsonl), str(path)], engine=engine) == 0
+    assert main(["--model-dir", "trained", "--long-audio", "--jsonl", str(jsonl), str(path)], engine=engine) == 0
     assert [uttid for uttid, _ in kaldi_lines(capsys.readouterr().out)] == ["meeting"]
     record = json.loads(jsonl.read_text(encoding="utf-8"))
     assert record["duration_s"] == pytest.approx(len(samples) / 16000)
@@ -143,7 +143,7 @@ def test_official_decode_arguments_keep_their_meaning():
     (["--wav_dir", "/no/such/folder"], "/no/such/folder: no such folder"),
 ])
 def test_refused_before_any_decoding(extra, expected, clips, capsys):
-    assert main(["--model-dir", "tiny", str(clips[0]), *extra]) == 2
+    assert main(["--model-dir", "trained", str(clips[0]), *extra]) == 2
     assert expected in capsys.readouterr().err
 
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from fireredasr_vllm import DEFAULT_MODEL, MODEL_HELP
 from workbench.app import AppOptions, build_app, launch
 from workbench.options import EngineOptions
 from workbench.transcribe import CliError, open_engine
@@ -13,8 +14,8 @@ from workbench.transcribe import CliError, open_engine
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m workbench", description=__doc__.split(":")[1].strip())
-    parser.add_argument("--model", "--model-dir", dest="model_dir", metavar="MODEL", default="tiny",
-                        help="tiny | official release dir | converted dir | hub id (default: tiny)")
+    parser.add_argument("--model", "--model-dir", dest="model_dir", metavar="MODEL", default=DEFAULT_MODEL,
+                        help=MODEL_HELP)
     parser.add_argument("--results-dir", default="results", help="run folders read and written (as eval.run)")
     parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve the network")
     parser.add_argument("--port", type=int, default=7860)

@@ -1,6 +1,6 @@
 """The Gradio workbench: one shared engine behind four tabs (Transcribe, Evaluate, Runs, About).
 
-    app = build_app(engine=Engine("tiny"), options=AppOptions(results_dir="results"))
+    app = build_app(engine=Engine("trained"), options=AppOptions(results_dir="results"))
     launch(app, options, server_port=7860)
 
 Every browser session shares the engine through Gradio's queue; transcription handlers are async

@@ -1,6 +1,6 @@
 """The one engine facade: a vLLM ``AsyncLLM`` built once, used synchronously and asynchronously.
 
-    engine = Engine("tiny")                                # or an official / converted dir, or a hub id
+    engine = Engine("trained")                             # or an official / converted dir, or a hub id
     engine.transcribe("clip.wav").text                     # one input: path, bytes, numpy, tensor, (array, sr)
     engine.transcribe_many(paths, parse_decoding("beam3")) # a batch, continuously batched by vLLM
     await engine.transcribe_async(audio)                   # from any asyncio loop (Jupyter, Gradio)
@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fireredasr_vllm import DEFAULT_MODEL
 from fireredasr_vllm import audio as audio_lib
 from fireredasr_vllm.model import DEFAULT_SPEECH_TOKEN, build_prompt
 from fireredasr_vllm.penalty import HISTORY_KEY, PENALTY_KEY, PROCESSOR_FQCN
@@ -71,7 +72,7 @@ def penalize_logprobs(top: list[tuple[int, float]], history: Sequence[int], pena
 class Engine:
     """Build once; share between eval, the UI, notebooks and the server helpers."""
 
-    def __init__(self, model: str | os.PathLike = "tiny", options: EngineOptions = EngineOptions()):
+    def __init__(self, model: str | os.PathLike = DEFAULT_MODEL, options: EngineOptions = EngineOptions()):
         self.model_spec = str(model)
         self.options = options
         self.model_dir = resolve_model(model, dtype=options.dtype)

@@ -160,7 +160,7 @@ def open_engine(args):
     try:
         return Engine(args.model_dir, engine_options(args))
     except (FileNotFoundError, ConversionError) as error:  # ModelNotFoundError is a FileNotFoundError
-        raise CliError(f"{error}\nfix: --model-dir takes 'tiny', an official release (model.pth.tar, "
+        raise CliError(f"{error}\nfix: --model-dir takes 'trained', 'tiny', an official release (model.pth.tar, "
                        "asr_encoder.pth.tar, cmvn.ark, Qwen2-7B-Instruct/) or a converted directory; "
                        f"convert once with: {CONVERT}; check a directory with: {verify}") from None
     except Exception as error:
@@ -233,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      epilog="Option meanings and differences: docs/migration.md")
     parser.add_argument("inputs", nargs="*", help="audio files, folders or Kaldi wav.scp files")
     parser.add_argument(*both("model_dir"), required=True,
-                        help="official release dir, converted dir, or 'tiny' (random test model)")
+                        help="official release dir, converted dir, 'trained' or 'tiny' (embedded test models)")
     parser.add_argument(*both("asr_type"), default="llm", choices=["llm", "aed"],
                         help="only llm is served here")
     io = parser.add_argument_group("input / output (official)")

@@ -18,6 +18,7 @@ from workbench.ui_decoding import decoding_controls, decoding_options
 COLUMNS = ["file", "transcript", "duration_s", "latency_s", "rtf", "tokens", "error"]
 COLUMN_WIDTHS = ["14%", "40%", "9%", "9%", "7%", "7%", "14%"]
 EXPORT_MAX_AGE_S = 3600.0
+EXAMPLE_CLIPS = 5
 MB = 1 << 20  # Gradio's unit for max_file_size
 
 
@@ -25,6 +26,13 @@ def long_audio_available(engine) -> bool:
     """True once workbench/long_audio.py exists and the facade takes ``long_audio=``."""
     return (importlib.util.find_spec("workbench.long_audio") is not None
             and "long_audio" in inspect.signature(engine.transcribe_async).parameters)
+
+
+def example_clips(count: int = EXAMPLE_CLIPS) -> list[list[list[str]]]:
+    """The first bundled demo clips, one example each (the files input takes a list of paths)."""
+    from eval.synth import DEMO_DIR
+
+    return [[[str(path)]] for path in sorted((DEMO_DIR / "clips").glob("*.flac"))[:count]]
 
 
 def size_error(path: Path, max_upload_mb: float) -> str | None:
@@ -75,6 +83,8 @@ def build_transcribe_tab(engine, *, max_upload_mb: float, export_dir: Path, conc
         files = gr.File(file_count="multiple", label="audio files (wav, flac, mp3, ogg, m4a, ...; any rate)",
                         elem_id="transcribe-files")
         recording = gr.Audio(sources=["microphone"], type="filepath", label="or record")
+    gr.Examples(example_clips(), inputs=[files], label="or pick a bundled demo clip (texts: eval/demo/sentences.txt)",
+                elem_id="transcribe-examples")
     long_audio = gr.Checkbox(False, label="long audio (split at pauses beyond the model's limit)",
                              visible=long_audio_available(engine))
     controls = decoding_controls("transcribe")

@@ -1,0 +1,78 @@
+"""Regenerate the README's workbench screenshots (docs/img/workbench_*.png) on the default model.
+
+    .venv/bin/python scripts/screenshots.py [--model trained] [--out docs/img]
+
+Starts the real engine and the Gradio page in process, drives it in headless Chromium (Debian ``chromium``)
+and saves the Transcribe, Evaluate and Runs (compare) tabs. Needs ``fonts-noto-cjk`` for the Chinese text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from eval.run import evaluate
+from eval.synth import DEMO_DIR
+from fireredasr_vllm import DEFAULT_MODEL
+from workbench.app import AppOptions, build_app, launch
+from workbench.engine import Engine
+from workbench.options import parse_decoding
+
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu"]
+VIEWPORT = {"width": 1400, "height": 1000}
+TIMEOUT_MS = 600_000
+
+
+def capture(url: str, runs: tuple[str, str], out: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    clips = sorted((DEMO_DIR / "clips").glob("*.flac"))[:4]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport=VIEWPORT)
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(url)
+        page.locator("#transcribe-files input[type=file]").set_input_files([str(p) for p in clips])
+        page.locator("#transcribe-files").get_by_text(clips[-1].stem).first.wait_for()
+        page.locator("#transcribe-button").click()
+        page.locator("#transcribe-downloads").get_by_text(".json").first.wait_for()
+        page.screenshot(path=out / "workbench_transcribe.png", full_page=True)
+
+        page.get_by_role("tab", name="Evaluate").click()
+        page.locator("#evaluate-button").click()
+        page.locator("#evaluate-plots img").first.wait_for()
+        page.screenshot(path=out / "workbench_evaluate.png", full_page=True)
+
+        page.get_by_role("tab", name="Runs").click()
+        for elem_id, name in zip(("runs-a", "runs-b"), runs):
+            page.locator(f"#{elem_id} input").click()
+            page.get_by_role("option", name=name, exact=True).click()
+        page.locator("#runs-compare").click()
+        page.locator("#runs-deltas").get_by_role("gridcell", name="B − A", exact=True).wait_for()
+        page.screenshot(path=out / "workbench_compare.png", full_page=True)
+        browser.close()
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "img")
+    args = parser.parse_args(argv)
+    results = Path(tempfile.mkdtemp(prefix="screenshots-"))
+    with Engine(args.model) as engine:
+        runs = tuple(evaluate("demo", engine=engine, decoding=parse_decoding(label), progress=False,
+                              output_dir=results / f"demo__{args.model}__{label}").name
+                     for label in ("greedy", "t1.0"))
+        options = AppOptions(results_dir=results)
+        app = build_app(engine, options)
+        _, url, _ = launch(app, options, server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
+        try:
+            capture(url, runs, args.out)
+        finally:
+            app.close()
+    print(f"wrote {', '.join(p.name for p in sorted(args.out.glob('workbench_*.png')))} to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
