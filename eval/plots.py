@@ -201,8 +201,10 @@ def latency_histogram(rows: pd.DataFrame, bins: int = 30) -> Figure:
 
 
 def errors_per_utterance(rows: pd.DataFrame, top: int = 30) -> Figure:
-    """The ``top`` utterances with most errors (S/D/I stacked), labelled with their reference text."""
-    rows = succeeded(rows).sort_values("errors", ascending=False).head(top).iloc[::-1]
+    """The ``top`` utterances with most errors (S/D/I stacked), labelled with their reference text;
+    error-free utterances are left out."""
+    rows = succeeded(rows)
+    rows = rows[rows["errors"] > 0].sort_values("errors", ascending=False).head(top).iloc[::-1]
     fig, ax = new_figure(8.0, max(3.0, 0.28 * len(rows) + 1.2))
     y = np.arange(len(rows))
     left = np.zeros(len(rows))
@@ -214,7 +216,7 @@ def errors_per_utterance(rows: pd.DataFrame, top: int = 30) -> Figure:
     ax.set_yticks(y, labels, fontsize=7)
     ax.set_xlabel("errors")
     ax.set_ylabel("utterance")
-    return finish(fig, ax, f"Errors per utterance (top {len(rows)})", rows.empty, "no finished utterances")
+    return finish(fig, ax, f"Errors per utterance (top {len(rows)})", rows.empty, "no errors")
 
 
 def cer_by_duration(rows: pd.DataFrame, edges=DURATION_EDGES, metric: str = "CER") -> Figure:

@@ -107,3 +107,12 @@ def test_run_figures(tmp_path):
     assert sum(p.get_height() for p in histogram.patches) == 2 * len(rows)  # latency + TTFT histograms
     for path in plots.save_figures(figures, tmp_path):
         assert matplotlib.image.imread(path).std() > 0
+
+
+def test_worst_utterances_leave_out_error_free_ones():
+    rows = run_rows()
+    rows.loc[rows["id"] == "b", ["i", "errors"]] = 0
+    labels = [t.get_text() for t in plots.errors_per_utterance(rows).axes[0].get_yticklabels()]
+    assert len(labels) == 4 and not any(label.startswith("b ") for label in labels)
+    perfect = rows.assign(s=0, d=0, i=0, errors=0)
+    assert any("no errors" in t.get_text() for t in plots.errors_per_utterance(perfect).axes[0].texts)
