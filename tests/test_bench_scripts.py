@@ -144,3 +144,18 @@ def test_gpu_run_verifies_unpacks_and_registers_entry_points(tmp_path):
                           env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "42 ['fireredasr_vllm:register']" in done.stdout
+
+
+def test_trained_check_scores_and_compares_tokens(engine, tmp_path):
+    from bench import trained_check
+
+    result = trained_check.run(engine=engine)
+    assert result["clips"] == 30 and result["cer"] < 0.10 and result["dtype"] == engine.options.dtype
+    other = json.loads(json.dumps(result))
+    first = next(iter(other["utterances"].values()))
+    first["token_ids"] = first["token_ids"][:-1]
+    paths = [tmp_path / "a.json", tmp_path / "b.json"]
+    for path, run in zip(paths, (result, other)):
+        path.write_text(json.dumps(run))
+    rows = trained_check.report(paths).splitlines()[2:]
+    assert [row.split("|")[-2].strip() for row in rows] == ["30/30", "29/30"]
