@@ -20,6 +20,10 @@ from fireredasr_vllm.tiny import cache_root, tiny_model_dir
 from fireredasr_vllm.train_tiny import TRAINED_DIR
 
 
+LLM_DIR = "Qwen2-7B-Instruct"
+LLM_REPO = "Qwen/Qwen2-7B-Instruct"  # FireRedASR-LLM-L's LLM, published separately
+
+
 class ModelNotFoundError(FileNotFoundError):
     """The spec names nothing usable; the message says what was tried and how to fix it."""
 
@@ -52,8 +56,9 @@ def ensure_converted(official_dir: Path, dtype: str = "float32") -> Path:
     return out
 
 
-def download(repo_id: str) -> Path:
-    """Download a hub repo, with a clear message when the hub is unreachable."""
+def snapshot(repo_id: str) -> Path:
+    """One hub repo as a local directory (downloaded once into the hub cache), with a clear message when
+    the hub is unreachable."""
     try:
         from huggingface_hub import snapshot_download
 
@@ -64,6 +69,29 @@ def download(repo_id: str) -> Path:
             f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}). Download it "
             f"elsewhere (huggingface-cli download {repo_id} --local-dir DIR) and pass --model DIR."
         ) from None
+
+
+def lacks_llm(path: Path) -> bool:
+    """An official release without its ``Qwen2-7B-Instruct/`` (FireRedASR-LLM-L on the hub ships so)."""
+    return is_official_dir(path) and (path / "asr_encoder.pth.tar").exists() and not (path / LLM_DIR).exists()
+
+
+def link_release(repo_id: str, release: Path, llm: Path) -> Path:
+    """The official layout in the cache: links to the release's files and to the separately downloaded LLM."""
+    out = cache_root() / "releases" / f"{repo_id.replace('/', '--')}-{release.name[:12]}"
+    out.mkdir(parents=True, exist_ok=True)
+    for target in [*release.iterdir(), llm]:
+        link = out / (LLM_DIR if target == llm else target.name)
+        if not link.is_symlink():
+            link.symlink_to(target.resolve())
+    return out
+
+
+def download(repo_id: str) -> Path:
+    """A hub model as a local directory. A release that ships without its LLM gets Qwen/Qwen2-7B-Instruct
+    downloaded too and linked in, as the official README asks users to do by hand."""
+    path = snapshot(repo_id)
+    return link_release(repo_id, path, snapshot(LLM_REPO)) if lacks_llm(path) else path
 
 
 def resolve_model(spec: str | os.PathLike = DEFAULT_MODEL, dtype: str = "float32") -> Path:
