@@ -28,7 +28,7 @@ from urllib.parse import quote
 import soundfile as sf
 
 from eval.normalize import CJK_CHAR
-from eval.synth import DEMO_PARQUET
+from eval.synth import DEMO_PARQUET, HELDOUT_PARQUET
 
 TEXT_COLUMNS = ("text", "sentence", "normalized_text", "transcript", "transcription")
 AUDIO_COLUMNS = ("audio", "audio_filepath", "file_name", "audio_path", "path", "wav", "file")
@@ -64,6 +64,8 @@ class Source:
 REGISTRY = {
     "demo": Source("30 synthesized Mandarin clips bundled with this repository (espeak-ng)",
                    str(DEMO_PARQUET)),
+    "demo-heldout": Source("30 synthesized clips of sentences the trained model never heard (its honest CER)",
+                           str(HELDOUT_PARQUET)),
     # Revision = the "Upload dataset" commit (2024-09-02) seen on the hub; README: 7,176 test rows.
     "aishell": Source("AISHELL-1 test: 7,176 utterances, ~10 h of read Mandarin",
                       "data/test-*.parquet", "TwinkStart/AISHELL-1", "e2582a0e9ebef41846079d9d7df1298b458ef27b"),

@@ -1,4 +1,5 @@
-"""Synthesized Mandarin speech (espeak-ng voice ``cmn`` + sox) and the bundled ``demo`` test set.
+"""Synthesized Mandarin speech (espeak-ng voice ``cmn`` + sox) and the bundled ``demo`` and
+``demo-heldout`` test sets (the second: sentences the embedded trained model never heard).
 
 The demo set is stored the way public sets are on the Hugging Face hub: one parquet file with an
 ``audio`` struct column (``bytes`` = FLAC, ``path``) and a ``text`` column, plus the FLAC clips
@@ -18,6 +19,8 @@ import soundfile as sf
 SAMPLE_RATE = 16000
 DEMO_DIR = Path(__file__).parent / "demo"
 DEMO_PARQUET = DEMO_DIR / "data" / "test-00000-of-00001.parquet"
+HELDOUT_PARQUET = DEMO_DIR / "heldout" / "test-00000-of-00001.parquet"
+HELDOUT_TEXT = Path(__file__).resolve().parents[1] / "models" / "tiny-trained" / "heldout.txt"
 
 
 def require_tools() -> None:
@@ -78,22 +81,38 @@ def write_parquet(rows: list[dict], path: Path) -> None:
     ds.to_parquet(str(path))
 
 
-def build_demo_set(out_dir: Path = DEMO_DIR) -> Path:
-    """Synthesize the bundled clips from ``sentences.txt`` into FLAC files and the parquet file."""
-    sentences = read_sentences(out_dir / "sentences.txt")
-    clip_dir = out_dir / "clips"
-    clip_dir.mkdir(parents=True, exist_ok=True)
+def build_set(sentences: list[tuple[str, str]], parquet: Path, clip_dir: Path | None = None) -> Path:
+    """Synthesize ``(id, text)`` pairs into ``parquet`` (hub layout) and, with ``clip_dir``, FLAC files."""
     rows = []
     for utt_id, text in sentences:
         samples = synthesize(text)
         data = flac_bytes(samples)
-        (clip_dir / f"{utt_id}.flac").write_bytes(data)
+        if clip_dir is not None:
+            clip_dir.mkdir(parents=True, exist_ok=True)
+            (clip_dir / f"{utt_id}.flac").write_bytes(data)
         rows.append({"id": utt_id, "audio": {"bytes": data, "path": f"{utt_id}.flac"},
                      "text": text, "duration": len(samples) / SAMPLE_RATE})
-    parquet = out_dir / "data" / DEMO_PARQUET.name
     write_parquet(rows, parquet)
     return parquet
 
 
+def build_demo_set(out_dir: Path = DEMO_DIR) -> Path:
+    """The bundled clips from ``sentences.txt``: FLAC files and the parquet file."""
+    return build_set(read_sentences(out_dir / "sentences.txt"), out_dir / "data" / DEMO_PARQUET.name,
+                     clip_dir=out_dir / "clips")
+
+
+def heldout_sentences() -> list[tuple[str, str]]:
+    """The trained model's held-out sentences (never trained on), as ``(id, text)``."""
+    lines = [line.strip() for line in HELDOUT_TEXT.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [(f"heldout_{i:03d}", text) for i, text in enumerate(lines)]
+
+
+def build_heldout_set() -> Path:
+    """``demo-heldout``: the held-out sentences in the bundled clips' voice (parquet only)."""
+    return build_set(heldout_sentences(), HELDOUT_PARQUET)
+
+
 if __name__ == "__main__":
     print(build_demo_set())
+    print(build_heldout_set())

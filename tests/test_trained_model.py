@@ -4,6 +4,7 @@ really transcribes the bundled demo set, through vLLM and through the official P
 import json
 
 import jiwer
+import pytest
 
 from eval.synth import read_sentences
 from fireredasr_vllm.convert import load_package
@@ -64,3 +65,12 @@ def test_official_pytorch_transcribes_bundled_set(demo_clips):
     assert not official.load_result.unexpected_keys
     results = official.transcribe([load_audio(path) for path in demo_clips])
     assert cer_of({path.stem: r["text"] for path, r in zip(demo_clips, results)}) < MAX_CER
+
+
+def test_heldout_cer_through_eval_run_is_the_recorded_one(engine, tmp_path):
+    """The honest number: sentences never trained on, scored by the same pipeline users run."""
+    from eval.run import evaluate
+
+    run = evaluate("demo-heldout", engine=engine, output_dir=tmp_path / "heldout", progress=False)
+    assert run.summary["utterances"] == RECORD["corpus"]["heldout_sentences"] == 30
+    assert run.summary["cer"] == pytest.approx(RECORD["cer"]["heldout"], abs=1e-4)
