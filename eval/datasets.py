@@ -59,7 +59,16 @@ class Source:
     language: str = "zh"
     metric: str = "cer"
     id_columns: tuple[str, ...] = ID_COLUMNS
+    published: tuple[tuple[str, float], ...] = ()  # (system, error rate %) as published, for orientation
 
+
+# The FireRedASR README's own numbers (beam 3, repetition penalty 3; its own normalization): a run with
+# --decoding official on the real release should land near them.
+def fireredasr_readme(llm_l: float, aed_l: float) -> tuple[tuple[str, float], ...]:
+    return (("FireRedASR-LLM-L", llm_l), ("FireRedASR-AED-L", aed_l))
+
+
+PUBLISHED_SOURCE = "FireRedASR README, beam 3 + repetition penalty 3, its own text normalization"
 
 REGISTRY = {
     "demo": Source("30 synthesized Mandarin clips bundled with this repository (espeak-ng)",
@@ -68,17 +77,19 @@ REGISTRY = {
                            str(HELDOUT_PARQUET)),
     # Revision = the "Upload dataset" commit (2024-09-02) seen on the hub; README: 7,176 test rows.
     "aishell": Source("AISHELL-1 test: 7,176 utterances, ~10 h of read Mandarin",
-                      "data/test-*.parquet", "TwinkStart/AISHELL-1", "e2582a0e9ebef41846079d9d7df1298b458ef27b"),
+                      "data/test-*.parquet", "TwinkStart/AISHELL-1", "e2582a0e9ebef41846079d9d7df1298b458ef27b",
+                      published=fireredasr_readme(0.76, 0.55)),
     # Revision = the "Upload dataset" commit; its README lists splits test_net and test_meeting.
     "wenetspeech-net": Source("WenetSpeech test_net: 24,774 utterances of Internet Mandarin",
                               "data/test_net-*.parquet", "TwinkStart/WenetSpeech",
-                              "a5cfb8be0cdff4b90c97813a358ffc925b3e6b10"),
+                              "a5cfb8be0cdff4b90c97813a358ffc925b3e6b10", published=fireredasr_readme(4.60, 4.88)),
     "wenetspeech-meeting": Source("WenetSpeech test_meeting: 8,370 utterances of far-field meeting Mandarin",
                                   "data/test_meeting-*.parquet", "TwinkStart/WenetSpeech",
-                                  "a5cfb8be0cdff4b90c97813a358ffc925b3e6b10"),
+                                  "a5cfb8be0cdff4b90c97813a358ffc925b3e6b10",
+                                  published=fireredasr_readme(4.67, 4.76)),
     # No revision or file layout recorded in the research notes: "main", push_to_hub naming assumed.
     "kespeech": Source("KeSpeech test: Mandarin and eight Chinese dialects", "data/test-*.parquet",
-                       "TwinkStart/kespeech", "main"),
+                       "TwinkStart/kespeech", "main", published=fireredasr_readme(3.56, 4.48)),
     # The script loader fails with datasets>=4; the hub's parquet conversion branch holds the same rows.
     # FLEURS ids repeat across speakers of one sentence, so ids come from the audio file names.
     "fleurs-zh": Source("FLEURS cmn_hans_cn test: 945 utterances of read Mandarin", "cmn_hans_cn/test/*.parquet",
@@ -86,10 +97,10 @@ REGISTRY = {
     # Parquet conversion branch (config/split/NNNN.parquet); the card was read at 549a9ef24620.
     "librispeech-clean": Source("LibriSpeech test-clean: 2,620 utterances of read English",
                                 "clean/test/*.parquet", "openslr/librispeech_asr", "refs/convert/parquet",
-                                language="en", metric="wer"),
+                                language="en", metric="wer", published=fireredasr_readme(1.73, 1.93)),
     "librispeech-other": Source("LibriSpeech test-other: 2,939 utterances of harder read English",
                                 "other/test/*.parquet", "openslr/librispeech_asr", "refs/convert/parquet",
-                                language="en", metric="wer"),
+                                language="en", metric="wer", published=fireredasr_readme(3.67, 4.44)),
 }
 
 
@@ -106,6 +117,7 @@ class TestSet:
     revision: str | None
     utterances: Iterable[Utterance]
     size: int | None = None
+    published: tuple[tuple[str, float], ...] = ()
 
     def __iter__(self) -> Iterator[Utterance]:
         return iter(self.utterances)
@@ -149,7 +161,8 @@ def load_test_set(name_or_path: str | os.PathLike, *, limit: int | None = None, 
         language, metric = _guess_language(table.select(range(min(len(table), 200)))[columns.text])
     table = _select(table, base_dir, limit, shuffle_seed, max_duration)
     return TestSet(name, language, metric, where, revision, _Utterances(table, columns, base_dir),
-                   size=len(table) if hasattr(table, "__len__") else None)
+                   size=len(table) if hasattr(table, "__len__") else None,
+                   published=source.published if base_dir is None else ())
 
 
 def _guess_language(texts: list) -> tuple[str, str]:

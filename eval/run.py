@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.datasets import DatasetUnavailable, load_test_set
+from eval.datasets import PUBLISHED_SOURCE, DatasetUnavailable, load_test_set
 from eval.metrics import score_utterance
 from eval.normalize import NormalizerOptions, normalize
 from eval.records import Run, RunWriter, load_run
@@ -134,7 +134,8 @@ def manifest_for(test_set, engine, decoding: DecodingOptions, normalizer: Normal
     info = engine.describe()
     return {
         "test_set": {"name": test_set.name, "source": test_set.source, "revision": test_set.revision,
-                     "language": test_set.language, "metric": test_set.metric, "size": test_set.size},
+                     "language": test_set.language, "metric": test_set.metric, "size": test_set.size,
+                     "published": [list(entry) for entry in test_set.published]},
         "model": info["model"], "model_dir": info["model_dir"], "model_sha256": model_checksum(engine.model_dir),
         "architecture": info["architecture"], "engine": info["engine"], "decoding": decoding.to_dict(),
         "normalizer": normalizer.to_dict(), "versions": info["versions"], "device": info["device"],
@@ -253,6 +254,10 @@ def format_summary(run: Run) -> str:
             s["rtfx"], s["utts_per_s"], s["output_tokens_per_s"], s["latency_p50"], s["latency_p90"],
             s["latency_p99"])) + " |",
     ]
+    published = run.manifest.get("test_set", {}).get("published")
+    if published:
+        numbers = ", ".join(f"{system} {rate:.2f} %" for system, rate in published)
+        lines += ["", f"published {metric}: {numbers} ({PUBLISHED_SOURCE})"]
     return "\n".join(lines)
 
 

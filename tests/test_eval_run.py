@@ -1,5 +1,6 @@
 """eval.run end to end: real engine, real `datasets` loading of the bundled set, real run folders."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -12,7 +13,7 @@ import pytest
 
 from eval.records import read_rows
 from eval.report import compare_runs, differing_utterances, worst_utterances
-from eval.run import evaluate, main
+from eval.run import evaluate, format_summary, main
 from workbench.options import parse_decoding
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -38,6 +39,15 @@ def test_run_folder_has_rows_summary_manifest(demo_run):
     assert manifest["decoding"]["label"] == "greedy" and manifest["versions"]
     csv = pd.read_csv(demo_run.path / "utterances.csv")
     assert list(csv["id"]) == list(demo_run.rows["id"])
+
+
+def test_summary_shows_published_numbers_of_registered_sets(demo_run):
+    from eval.datasets import REGISTRY
+
+    assert "published" not in format_summary(demo_run)  # nothing published for the bundled clips
+    test_set = {**demo_run.manifest["test_set"], "published": [list(e) for e in REGISTRY["aishell"].published]}
+    shown = format_summary(dataclasses.replace(demo_run, manifest={**demo_run.manifest, "test_set": test_set}))
+    assert "published CER: FireRedASR-LLM-L 0.76 %, FireRedASR-AED-L 0.55 %" in shown
 
 
 def test_rows_match_engine_output(engine, demo_run, demo_clips):
