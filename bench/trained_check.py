@@ -33,7 +33,7 @@ def run(dtype: str = "float32", model: str = "trained", engine=None) -> dict:
         with Engine(model, EngineOptions(dtype=dtype)) as engine:
             results = engine.transcribe_many(clips)
     else:
-        model, dtype = engine.model_spec, engine.options.dtype
+        model, dtype = engine.model_spec, engine.dtype
         results = engine.transcribe_many(clips)
     failed = [r.error for r in results if not r.ok]
     if failed:

@@ -279,7 +279,7 @@ def parse_args(argv):
     parser.add_argument("--shuffle-seed", type=int)
     parser.add_argument("--max-duration", type=float, help="skip utterances longer than this (s)")
     parser.add_argument("--long-audio", action="store_true", help="split audio longer than 30 s at pauses")
-    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--dtype", default="auto", help="auto (float32 on CPU, bfloat16 on GPUs) | float32 | bfloat16")
     parser.add_argument("--max-num-seqs", type=int)
     parser.add_argument("--tensor-parallel-size", type=int, default=1)
     parser.add_argument("--t2s", action="store_true", help="traditional -> simplified before scoring")

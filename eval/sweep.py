@@ -345,8 +345,9 @@ class OfficialRunner:
     def __init__(self, model: str, dtype: str = "float32"):
         from eval.bench import official_dir_for
         from eval.official import OfficialModel
-        from fireredasr_vllm.resolve import resolve_model
+        from fireredasr_vllm.resolve import resolve_dtype, resolve_model
 
+        dtype = resolve_dtype(dtype)
         official_dir = official_dir_for(resolve_model(model, dtype=dtype), model)
         if official_dir is None:
             raise FileNotFoundError(f"model '{model}': no official-layout directory behind it for the official "

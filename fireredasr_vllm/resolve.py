@@ -28,6 +28,20 @@ class ModelNotFoundError(FileNotFoundError):
     """The spec names nothing usable; the message says what was tried and how to fix it."""
 
 
+def is_cpu() -> bool:
+    from vllm.platforms import current_platform
+
+    return current_platform.is_cpu()
+
+
+def resolve_dtype(dtype: str = "auto", cpu: bool | None = None) -> str:
+    """``auto`` -> float32 on CPU (the official precision), bfloat16 on GPUs (half the memory, same
+    transcripts on the trained model: docs/benchmarks.md); any other value is returned as is."""
+    if dtype != "auto":
+        return dtype
+    return "float32" if (is_cpu() if cpu is None else cpu) else "bfloat16"
+
+
 def _fingerprint(official_dir: Path) -> str:
     digest = hashlib.sha256(str(official_dir.resolve()).encode())
     for name in ("model.pth.tar", "asr_encoder.pth.tar", "cmvn.ark"):
@@ -94,9 +108,9 @@ def download(repo_id: str) -> Path:
     return link_release(repo_id, path, snapshot(LLM_REPO)) if lacks_llm(path) else path
 
 
-def resolve_model(spec: str | os.PathLike = DEFAULT_MODEL, dtype: str = "float32") -> Path:
+def resolve_model(spec: str | os.PathLike = DEFAULT_MODEL, dtype: str = "auto") -> Path:
     """Return a converted directory for ``spec``."""
-    spec = str(spec)
+    spec, dtype = str(spec), resolve_dtype(dtype)
     if spec == "tiny":
         return ensure_converted(tiny_model_dir())
     if spec == "trained":

@@ -37,19 +37,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     return parser.parse_known_args(argv)
 
 
-def is_cpu() -> bool:
-    from vllm.platforms import current_platform
-
-    return current_platform.is_cpu()
-
-
 def server_command(argv: list[str] | None = None, *, cpu: bool | None = None) -> tuple[list[str], dict]:
     """The api_server command line and environment for ``argv`` (fireredasr-serve's arguments)."""
-    from fireredasr_vllm.resolve import resolve_model
+    from fireredasr_vllm.resolve import is_cpu, resolve_dtype, resolve_model
 
     args, passthrough = parse_args(argv)
     cpu = is_cpu() if cpu is None else cpu
-    dtype = args.dtype or ("float32" if cpu else "bfloat16")
+    dtype = resolve_dtype(args.dtype or "auto", cpu)
     model_dir = resolve_model(args.model, dtype=dtype)
     command = [sys.executable, "-m", API_SERVER, "--model", str(model_dir), "--dtype", dtype,
                "--served-model-name", args.served_model_name, "--max-model-len", str(args.max_model_len),

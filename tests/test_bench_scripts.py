@@ -150,7 +150,7 @@ def test_trained_check_scores_and_compares_tokens(engine, tmp_path):
     from bench import trained_check
 
     result = trained_check.run(engine=engine)
-    assert result["clips"] == 30 and result["cer"] < 0.10 and result["dtype"] == engine.options.dtype
+    assert result["clips"] == 30 and result["cer"] < 0.10 and result["dtype"] == engine.dtype == "float32"  # auto on CPU
     other = json.loads(json.dumps(result))
     first = next(iter(other["utterances"].values()))
     first["token_ids"] = first["token_ids"][:-1]

@@ -39,3 +39,9 @@ def test_hub_release_without_llm_gets_qwen_linked_in(tiny_official_dir, tiny_con
 def test_unknown_spec_names_what_is_accepted():
     with pytest.raises(resolve.ModelNotFoundError, match="'tiny', 'trained'"):
         resolve.resolve_model("no-such-model")
+
+
+def test_auto_dtype_is_float32_on_cpu_and_bfloat16_on_gpus(engine):
+    assert (resolve.resolve_dtype("auto", cpu=True), resolve.resolve_dtype("auto", cpu=False)) == ("float32", "bfloat16")
+    assert resolve.resolve_dtype("bfloat16", cpu=True) == "bfloat16"  # an explicit choice stands
+    assert engine.options.dtype == "auto" and engine.dtype == engine.describe()["dtype"] == "float32"  # this CPU

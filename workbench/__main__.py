@@ -21,7 +21,7 @@ def parse_args(argv):
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--max-upload-mb", type=float, default=200.0, help="largest accepted upload (MiB)")
     parser.add_argument("--concurrency", type=int, default=16, help="transcriptions in flight at once")
-    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--dtype", default="auto", help="auto (float32 on CPU, bfloat16 on GPUs) | float32 | bfloat16")
     parser.add_argument("--max-model-len", type=int, default=EngineOptions.max_model_len)
     parser.add_argument("--max-num-seqs", type=int)
     parser.add_argument("--tensor-parallel-size", type=int, default=1)

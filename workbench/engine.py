@@ -30,7 +30,7 @@ from fireredasr_vllm import DEFAULT_MODEL
 from fireredasr_vllm import audio as audio_lib
 from fireredasr_vllm.model import DEFAULT_SPEECH_TOKEN, build_prompt
 from fireredasr_vllm.penalty import HISTORY_KEY, PENALTY_KEY, PROCESSOR_FQCN
-from fireredasr_vllm.resolve import resolve_model
+from fireredasr_vllm.resolve import is_cpu, resolve_dtype, resolve_model
 from workbench.options import DecodingOptions, EngineOptions, Transcript
 
 GREEDY = DecodingOptions()
@@ -47,12 +47,6 @@ class PreparedAudio:
     @property
     def duration_s(self) -> float:
         return 0.0 if self.samples is None else len(self.samples) / audio_lib.SAMPLE_RATE
-
-
-def is_cpu() -> bool:
-    from vllm.platforms import current_platform
-
-    return current_platform.is_cpu()
 
 
 def default_id(item, index: int) -> str:
@@ -75,7 +69,8 @@ class Engine:
     def __init__(self, model: str | os.PathLike = DEFAULT_MODEL, options: EngineOptions = EngineOptions()):
         self.model_spec = str(model)
         self.options = options
-        self.model_dir = resolve_model(model, dtype=options.dtype)
+        self.dtype = resolve_dtype(options.dtype)
+        self.model_dir = resolve_model(model, dtype=self.dtype)
         import json
 
         self.config = json.loads((self.model_dir / "config.json").read_text())
@@ -105,7 +100,7 @@ class Engine:
                 os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "|".join(
                     str(i) for i in range(o.tensor_parallel_size)))
         kwargs = dict(
-            model=str(self.model_dir), dtype=o.dtype, max_model_len=o.max_model_len, seed=o.seed,
+            model=str(self.model_dir), dtype=self.dtype, max_model_len=o.max_model_len, seed=o.seed,
             tensor_parallel_size=o.tensor_parallel_size, enforce_eager=cpu if o.enforce_eager is None else o.enforce_eager,
             limit_mm_per_prompt={"audio": 1}, logits_processors=[PROCESSOR_FQCN],
             logprobs_mode="processed_logprobs", disable_log_stats=False,
@@ -364,7 +359,7 @@ class Engine:
         return {
             "model": self.model_spec, "model_dir": str(self.model_dir),
             "architecture": self.options.architecture or self.config["architectures"][0],
-            "engine": self.options.to_dict(), "engine_build_seconds": round(self.build_seconds, 1),
+            "engine": self.options.to_dict(), "dtype": self.dtype, "engine_build_seconds": round(self.build_seconds, 1),
             "vllm_distribution": vllm_distribution(), "versions": versions, "device": device_name(),
             "max_audio_seconds": self.max_audio_seconds,
         }

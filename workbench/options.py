@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field, replace
 class EngineOptions:
     """Arguments that need a new vLLM engine when they change."""
 
-    dtype: str = "float32"
+    dtype: str = "auto"  # float32 on CPU, bfloat16 on GPUs (fireredasr_vllm.resolve.resolve_dtype)
     max_model_len: int = 1024
     max_num_seqs: int | None = None
     max_num_batched_tokens: int | None = None

@@ -264,8 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--long-audio", action="store_true",
                     help="split inputs over the model's 30 s limit at pauses and stitch the pieces")
     engine = parser.add_argument_group("engine")
-    engine.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
-                        help="float32 = official; bfloat16 on GPU; float16 is refused (it breaks the LLM)")
+    engine.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+                        help="auto = float32 (official) on CPU, bfloat16 on GPU; float16 is refused (it breaks the LLM)")
     engine.add_argument("--max-num-seqs", type=int, default=None, help="cap on sequences decoded together")
     engine.add_argument("--max-model-len", type=int, default=EngineOptions.max_model_len)
     engine.add_argument("--gpu-memory-utilization", type=float, default=EngineOptions.gpu_memory_utilization)
