@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build a site-packages bundle of vLLM (+ extra packages) for an offline GPU host, split into parts.
 #
-#   tools/gpu_bundle.sh [--vllm 0.26.0] [--python 3.12] [--part-mib 52] [--out .xfer] [--dense-only]
+#   tools/gpu_bundle.sh [--vllm 0.26.0] [--python 3.12] [--part-mib 31] [--out .xfer] [--dense-only]
 #                       [--extra "kaldi-native-fbank==1.23.0 ..."] [--host-pins "torch==2.11.0 ..."]
 #                       [--host-have "numpy torch ..."] [--skip "modelscope ..."]
 #
@@ -16,7 +16,7 @@ set -euo pipefail
 
 VLLM=0.26.0
 PY=3.12
-PART_MIB=52
+PART_MIB=31  # + the working tree (~20 MiB) must stay under the 64 MiB a device call carries
 OUT=.xfer
 DENSE_ONLY=0
 # What the GPU image (KINDS.md, 'cuda' image, 2026-11) already has, and the versions it pins.
