@@ -21,27 +21,24 @@ from eval.synth import DEMO_DIR, read_sentences
 
 def run(dtype: str = "float32", model: str = "trained", engine=None) -> dict:
     """Transcribe the bundled clips on a new engine (or on ``engine``, which then sets model and dtype)."""
+    if engine is None:
+        from workbench.engine import Engine
+        from workbench.options import EngineOptions
+
+        with Engine(model, EngineOptions(dtype=dtype)) as engine:
+            return run(engine=engine)
     import torch
     import vllm
 
-    from workbench.engine import Engine
-    from workbench.options import EngineOptions
-
     clips = sorted((DEMO_DIR / "clips").glob("*.flac"))
     references = dict(read_sentences(DEMO_DIR / "sentences.txt"))
-    if engine is None:
-        with Engine(model, EngineOptions(dtype=dtype)) as engine:
-            results = engine.transcribe_many(clips)
-    else:
-        model, dtype = engine.model_spec, engine.dtype
-        results = engine.transcribe_many(clips)
+    results = engine.transcribe_many(clips)
     failed = [r.error for r in results if not r.ok]
     if failed:
         raise RuntimeError(f"{len(failed)} clips failed: {failed[:3]}")
     score = score_corpus([references[r.id] for r in results], [r.text for r in results])
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
-    return {"model": model, "dtype": dtype, "device": device, "vllm": vllm.__version__, "torch": torch.__version__,
-            "cer": score.cer, "clips": len(results),
+    return {"model": engine.model_spec, "dtype": engine.dtype, "device": engine.describe()["device"],
+            "vllm": vllm.__version__, "torch": torch.__version__, "cer": score.cer, "clips": len(results),
             "utterances": {r.id: {"text": r.text, "token_ids": r.token_ids} for r in results}}
 
 
