@@ -6,16 +6,14 @@ import json
 import jiwer
 import pytest
 
-from eval.synth import read_sentences
 from fireredasr_vllm.convert import load_package
 from fireredasr_vllm.train_tiny import (
-    CORPUS, DEMO_SENTENCES, HELDOUT, TRAINED_DIR, read_lines, sha256, shipped_files, text_hash,
+    CORPUS, HELDOUT, TRAINED_DIR, read_lines, sha256, shipped_files, text_hash,
     training_sentences,
 )
 
 RECORD = json.loads((TRAINED_DIR / "TRAINING.json").read_text(encoding="utf-8"))
 MAX_CER = 0.10
-REFERENCES = dict(read_sentences(DEMO_SENTENCES))
 
 
 def test_shipped_files_match_training_record():
@@ -35,36 +33,36 @@ def test_shipped_config_matches_recipe():
         spec["hidden_size"], spec["num_hidden_layers"], spec["vocab_size"])
 
 
-def test_training_corpus_matches_record_and_excludes_heldout():
+def test_training_corpus_matches_record_and_excludes_heldout(references):
     sentences, heldout = training_sentences(), read_lines(TRAINED_DIR / HELDOUT)
     assert text_hash(sentences) == RECORD["corpus"]["train_sha256"]
     assert sha256(CORPUS) == RECORD["corpus"]["corpus_txt_sha256"]
     assert text_hash(heldout) == RECORD["corpus"]["heldout_sha256"]
-    assert set(REFERENCES.values()) <= set(sentences), "the bundled sentences must be in training"
+    assert set(references.values()) <= set(sentences), "the bundled sentences must be in training"
     assert not set(heldout) & set(sentences)
     assert RECORD["cer"]["train_bundled"] < MAX_CER
 
 
-def cer_of(hypotheses: dict[str, str]) -> float:
-    ids = sorted(REFERENCES)
-    return jiwer.cer([REFERENCES[i] for i in ids], [hypotheses[i] for i in ids])
+def cer_of(references: dict[str, str], hypotheses: dict[str, str]) -> float:
+    ids = sorted(references)
+    return jiwer.cer([references[i] for i in ids], [hypotheses[i] for i in ids])
 
 
-def test_vllm_transcribes_bundled_set(engine, demo_clips):
+def test_vllm_transcribes_bundled_set(engine, demo_clips, references):
     assert engine.model_spec == "trained"  # the shared engine runs the default model
     results = engine.transcribe_many(demo_clips)
     assert all(r.ok for r in results), [r.error for r in results if not r.ok]
-    assert cer_of({r.id: r.text for r in results}) < MAX_CER
+    assert cer_of(references, {r.id: r.text for r in results}) < MAX_CER
 
 
-def test_official_pytorch_transcribes_bundled_set(demo_clips):
+def test_official_pytorch_transcribes_bundled_set(demo_clips, references):
     from eval.official import OfficialModel
     from fireredasr_vllm.audio import load_audio
 
     official = OfficialModel.load(TRAINED_DIR)
     assert not official.load_result.unexpected_keys
     results = official.transcribe([load_audio(path) for path in demo_clips])
-    assert cer_of({path.stem: r["text"] for path, r in zip(demo_clips, results)}) < MAX_CER
+    assert cer_of(references, {path.stem: r["text"] for path, r in zip(demo_clips, results)}) < MAX_CER
 
 
 def test_heldout_cer_through_eval_run_is_the_recorded_one(engine, tmp_path):
