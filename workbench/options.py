@@ -15,6 +15,7 @@ class EngineOptions:
     max_num_seqs: int | None = None
     max_num_batched_tokens: int | None = None
     tensor_parallel_size: int = 1
+    data_parallel_size: int = 1  # vLLM's own data parallelism: N engines, requests balanced over them
     gpu_memory_utilization: float = 0.9
     enforce_eager: bool | None = None  # None: True on CPU, vLLM's default elsewhere
     enable_prefix_caching: bool | None = None
@@ -98,9 +99,20 @@ def parse_decoding(text: str) -> DecodingOptions:
     return options
 
 
+@dataclass(frozen=True)
+class Segment:
+    """A stretch of the input (seconds from its start) and what was said in it."""
+
+    start_s: float
+    end_s: float
+    text: str
+
+
 @dataclass
 class Transcript:
-    """One utterance's result. ``error`` is set (and ``text`` empty) when it failed."""
+    """One utterance's result. ``error`` is set (and ``text`` empty) when it failed.
+
+    ``segments``: timed pieces of ``text`` (long audio: one per VAD segment; otherwise the whole clip)."""
 
     id: str
     text: str = ""
@@ -113,6 +125,7 @@ class Transcript:
     queue_s: float | None = None  # engine queue -> scheduled, when vLLM reports it
     finish_reason: str | None = None
     error: str | None = None
+    segments: list[Segment] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
