@@ -2,7 +2,6 @@
 
 import json
 import re
-import socket
 
 import numpy as np
 import pytest
@@ -11,55 +10,8 @@ import soundfile as sf
 from eval.records import load_run
 from eval.report import differing_utterances
 from eval.run import evaluate
-from workbench.app import AppOptions, build_app, launch
 from workbench.options import parse_decoding
 from workbench.ui_evaluate import set_choices
-
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
-TIMEOUT_MS = 240_000  # a busy 2-core CI box
-MAX_UPLOAD_MB = 1
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def results_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("results")
-
-
-@pytest.fixture(scope="module")
-def server(engine, results_dir):
-    options = AppOptions(results_dir=results_dir, max_upload_mb=MAX_UPLOAD_MB)
-    app = build_app(engine, options)
-    _, url, _ = launch(app, options, server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
-                       quiet=True)
-    yield url
-    app.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser, server):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.set_default_timeout(TIMEOUT_MS)
-    page.goto(server)
-    page.locator("#transcribe-button").wait_for()
-    yield page
-    page.close()
 
 
 def words(text: str) -> str:
@@ -68,7 +20,7 @@ def words(text: str) -> str:
 
 def select(page, elem_id: str, option: str) -> None:
     page.locator(f"#{elem_id} input").click()
-    page.get_by_role("option", name=option, exact=True).click()
+    page.locator(f"#{elem_id}").get_by_role("option", name=option, exact=True).click()
 
 
 def upload(page, paths) -> None:
@@ -110,9 +62,9 @@ def test_bundled_example_transcribes_to_its_sentence(page, demo_clips, reference
     assert result_row(page, clip.name)["transcript"] == references[clip.stem]
 
 
-def test_bad_inputs_show_errors_and_the_next_clip_works(page, engine, demo_clips, tmp_path):
+def test_bad_inputs_show_errors_and_the_next_clip_works(page, engine, app_options, demo_clips, tmp_path):
     too_large = tmp_path / "too_large.wav"
-    too_large.write_bytes(np.random.default_rng(0).bytes(MAX_UPLOAD_MB * 1024 * 1024 + 1))
+    too_large.write_bytes(np.random.default_rng(0).bytes(int(app_options.max_upload_mb * 1024 * 1024) + 1))
     upload(page, [too_large])
     page.get_by_text("exceed the maximum allowed size").first.wait_for()
 
@@ -135,14 +87,15 @@ def test_bad_inputs_show_errors_and_the_next_clip_works(page, engine, demo_clips
     assert row["error"] == "" and row["transcript"] == words(engine.transcribe(demo_clips[1]).text)
 
 
-def test_evaluate_demo_writes_run_and_shows_cer(page, results_dir, tmp_path):
+def test_evaluate_demo_writes_run_and_shows_cer(page, app_results_dir, tmp_path):
+    before = set(app_results_dir.iterdir())
     page.get_by_role("tab", name="Evaluate").click()
     test_set = page.locator("#evaluate-set input")
     test_set.fill(str(tmp_path / "no_such_set"))
     test_set.press("Enter")
     page.locator("#evaluate-button").click()
     page.locator(".toast-body", has_text="unknown test set").first.wait_for()
-    assert not list(results_dir.iterdir())
+    assert set(app_results_dir.iterdir()) == before
 
     select(page, "evaluate-set", dict((name, label) for label, name in set_choices())["demo"])
     page.locator("#evaluate-limit input").fill("3")
@@ -151,7 +104,7 @@ def test_evaluate_demo_writes_run_and_shows_cer(page, results_dir, tmp_path):
     page.locator("#evaluate-plots img").first.wait_for()
     page.screenshot(path=tmp_path / "evaluate.png", full_page=True)
 
-    run_dir = results_dir / "demo__trained__greedy"
+    run_dir = app_results_dir / "demo__trained__greedy"
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["utterances"] + summary["failed"] == 3
     shown = page.locator("#evaluate-summary").inner_text()
@@ -165,10 +118,11 @@ def test_evaluate_demo_writes_run_and_shows_cer(page, results_dir, tmp_path):
         assert utterances.locator(f"span.{op}").count() == summary[key]
 
 
-def test_runs_tab_lists_and_compares_two_runs(page, engine, results_dir, tmp_path):
-    run_a = evaluate("demo", engine=engine, limit=3, output_dir=results_dir / "demo__trained__greedy", progress=False)
+def test_runs_tab_lists_and_compares_two_runs(page, engine, app_results_dir, tmp_path):
+    run_a = evaluate("demo", engine=engine, limit=3, output_dir=app_results_dir / "demo__trained__greedy",
+                     progress=False)
     run_b = evaluate("demo", engine=engine, limit=3, decoding=parse_decoding("t0.7"),
-                     output_dir=results_dir / "demo__trained__t0.7", progress=False)
+                     output_dir=app_results_dir / "demo__trained__t0.7", progress=False)
     page.get_by_role("tab", name="Runs").click()
     table = page.locator("#runs-table")
     for run in (run_a, run_b):
@@ -205,10 +159,10 @@ def test_about_tab_shows_model_and_verifier(page, engine):
         assert ("✓" if ok else "✗") in row.inner_text()
 
 
-def test_runs_tab_opens_a_sweep_with_its_plots(page, engine, results_dir):
+def test_runs_tab_opens_a_sweep_with_its_plots(page, engine, app_results_dir):
     from eval.sweep import SweepConfig, run_sweep
 
-    sweep_dir = results_dir / "sweep-demo"
+    sweep_dir = app_results_dir / "sweep-demo"
     table = run_sweep(SweepConfig(test_set="demo", limit=2, grid={"decoding": ["greedy"]}, modes=["online"],
                                   concurrency=[1, 2], warmup=1, output_dir=str(sweep_dir)),
                       engine=engine, progress=False)

@@ -31,7 +31,7 @@ from fireredasr_vllm import audio as audio_lib
 from fireredasr_vllm.model import DEFAULT_SPEECH_TOKEN, build_prompt
 from fireredasr_vllm.penalty import HISTORY_KEY, PENALTY_KEY, PROCESSOR_FQCN
 from fireredasr_vllm.resolve import is_cpu, resolve_dtype, resolve_model
-from workbench.options import DecodingOptions, EngineOptions, Transcript
+from workbench.options import DecodingOptions, EngineOptions, Segment, Transcript
 
 GREEDY = DecodingOptions()
 
@@ -218,6 +218,7 @@ class Engine:
         result.output_tokens = len(tokens)
         result.finish_reason = finish
         result.text = self.decode(result.token_ids)
+        result.segments = [Segment(0.0, prepared.duration_s, result.text)]
         return result
 
     async def _sample(self, samples, options, result: Transcript, started: float):
