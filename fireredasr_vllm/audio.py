@@ -20,6 +20,10 @@ FRAME_LENGTH = 400  # samples (25 ms)
 FRAME_SHIFT = 160  # samples (10 ms)
 NUM_MEL_BINS = 80
 DEFAULT_MAX_SECONDS = 30.0
+DEFAULT_MAX_LONG_AUDIO_SECONDS = 3600.0  # long-audio mode (the workbench's --max-audio-minutes 60)
+DECODE_BLOCK = 1 << 16  # frames decoded and resampled at a time: memory is one block + the 16 kHz output
+UNKNOWN_FRAMES = 2 ** 63 - 1  # libsndfile's SF_COUNT_MAX: no length in the header (e.g. streamed FLAC)
+TEXT_SNIFF_BYTES = 512  # how much of an undecodable file is looked at to tell text from binary
 
 AudioInput = Union[str, Path, bytes, bytearray, np.ndarray, "torch.Tensor", tuple]  # noqa: F821
 
@@ -51,48 +55,152 @@ def min_samples(downsample_rate: int = 2) -> int:
     return n
 
 
-def _decode_bytes(data: bytes, name: str) -> tuple[np.ndarray, int]:
+def too_long(name: str, seconds: float, max_seconds: float, *, long_audio: bool = False,
+             stopped: bool = False) -> AudioError:
+    """The error for a clip over a duration limit (the model's, or long-audio mode's); ``stopped``: the
+    length is where decoding stopped, the file is longer still."""
+    length = f"{seconds / 60:.1f} min" if long_audio else f"{seconds:.1f} s"
+    length = f"more than {length}" if stopped else length
+    if long_audio:
+        return AudioError(f"{name}: {length} is longer than the {max_seconds / 60:g} min limit of long-audio mode; "
+                          "split it first (the workbench sets the limit with --max-audio-minutes)")
+    return AudioError(f"{name}: {length} is longer than the model's {max_seconds:g} s limit; split it "
+                      "first or use long-audio mode (long_audio=True / --long-audio)")
+
+
+class _Decoded:
+    """16 kHz mono float32 output, filled block by block: each block is downmixed and resampled as it
+    arrives (a decoder never holds more than one block at the source rate), and decoding is refused as
+    soon as the output passes ``max_seconds``."""
+
+    def __init__(self, name: str, rate: int, expected_seconds: float | None, max_seconds: float | None,
+                 long_audio: bool):
+        if rate <= 0:
+            raise AudioError(f"{name}: invalid sample rate {rate}")
+        self.name, self.max_seconds, self.long_audio = name, max_seconds, long_audio
+        self.resampler = None if rate == SAMPLE_RATE else _resampler(rate)
+        seconds = expected_seconds or min(max_seconds or DEFAULT_MAX_SECONDS, DEFAULT_MAX_SECONDS)
+        self.buffer = np.empty(int(seconds * SAMPLE_RATE) + DECODE_BLOCK, np.float32)
+        self.samples = 0
+
+    def add(self, block: np.ndarray, *, last: bool = False) -> None:
+        """``block``: (frames, channels) float32 at the source rate."""
+        mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
+        if not np.all(np.isfinite(mono)):
+            raise AudioError(f"{self.name}: contains NaN or infinite samples")
+        if self.resampler is not None:
+            mono = self.resampler.resample_chunk(np.ascontiguousarray(mono, dtype=np.float32), last=last)
+        end = self.samples + len(mono)
+        if self.max_seconds and end > self.max_seconds * SAMPLE_RATE:
+            raise too_long(self.name, end / SAMPLE_RATE, self.max_seconds, long_audio=self.long_audio,
+                           stopped=True)
+        if end > len(self.buffer):  # the header under-stated the length
+            grown = np.empty(max(end, 2 * len(self.buffer)), np.float32)
+            grown[:self.samples] = self.buffer[:self.samples]
+            self.buffer = grown
+        self.buffer[self.samples:end] = mono
+        self.samples = end
+
+    def result(self) -> np.ndarray:
+        if self.resampler is not None:
+            self.add(np.zeros((0, 1), np.float32), last=True)
+        return self.buffer[:self.samples]
+
+
+def _resampler(rate: int):
+    import soxr
+
+    return soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")  # = soxr.resample, in blocks
+
+
+def _decode(source: Path | bytes, name: str, max_seconds: float | None, long_audio: bool) -> np.ndarray:
+    """A file or encoded bytes -> 16 kHz mono; the duration in the header is checked before decoding."""
     import soundfile as sf
 
-    if len(data) == 0:
+    size = source.stat().st_size if isinstance(source, Path) else len(source)
+    if size == 0:
         raise AudioError(f"{name}: the file is empty (0 bytes)")
+
+    def opened():
+        return source if isinstance(source, Path) else io.BytesIO(source)
+
     try:
-        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-        return samples, rate
-    except Exception as sf_error:  # soundfile cannot read mp3 in every build, nor m4a/aac
+        sound = sf.SoundFile(opened())
+    except (sf.LibsndfileError, RuntimeError, TypeError) as sf_error:  # mp3 in some builds, m4a/aac: PyAV
+        samples = _decode_with_pyav(opened(), name, max_seconds, long_audio)
+        if samples is not None:
+            return samples
+        head = source[:TEXT_SNIFF_BYTES] if isinstance(source, bytes) else _head(source)
+        kind = "text, not audio" if _looks_like_text(head) else \
+            (getattr(sf_error, "error_string", "") or "unrecognised format").rstrip(".")
+        raise AudioError(f"{name}: cannot decode as audio ({kind})") from None
+    with sound:
+        known = 0 < sound.frames < UNKNOWN_FRAMES and sound.samplerate > 0
+        seconds = sound.frames / sound.samplerate if known else None
+        if max_seconds and seconds and seconds > max_seconds:
+            raise too_long(name, seconds, max_seconds, long_audio=long_audio)
+        decoded = _Decoded(name, sound.samplerate, seconds, max_seconds, long_audio)
         try:
-            return _decode_with_pyav(data)
-        except Exception:
-            head = data[:16]
-            kind = "text, not audio" if _looks_like_text(data) else f"unrecognised bytes {head!r}"
-            raise AudioError(f"{name}: cannot decode as audio ({kind}): {sf_error}") from None
+            for block in sound.blocks(DECODE_BLOCK, dtype="float32", always_2d=True):
+                decoded.add(block)
+        except sf.LibsndfileError as error:
+            raise AudioError(f"{name}: cannot decode as audio (corrupt after "
+                             f"{decoded.samples / SAMPLE_RATE:.1f} s: {error.error_string})") from None
+    return decoded.result()
+
+
+def _head(path: Path) -> bytes:
+    with path.open("rb") as file:
+        return file.read(TEXT_SNIFF_BYTES)
 
 
 def _looks_like_text(data: bytes) -> bool:
     try:
-        codecs.getincrementaldecoder("utf-8")().decode(data[:512])  # a character cut at byte 512 is fine
+        codecs.getincrementaldecoder("utf-8")().decode(data)  # a character cut at the end is fine
         return True
     except UnicodeDecodeError:
         return False
 
 
-def _decode_with_pyav(data: bytes) -> tuple[np.ndarray, int]:
+def _decode_with_pyav(file, name: str, max_seconds: float | None, long_audio: bool) -> np.ndarray | None:
+    """Formats libsndfile lacks, frame by frame after the container's duration is checked (when it has
+    one); None when FFmpeg finds no audio in it either."""
     import av
 
-    with av.open(io.BytesIO(data)) as container:
+    try:
+        container = av.open(file if isinstance(file, io.BytesIO) else str(file))
+    except (av.FFmpegError, ValueError, OSError):
+        return None
+    with container:
+        if not container.streams.audio:
+            return None
         stream = container.streams.audio[0]
-        rate = stream.codec_context.sample_rate
-        chunks = [frame.to_ndarray() for frame in container.decode(stream)]
-    if not chunks:
-        raise AudioError("no audio frames")
-    planar = np.concatenate(chunks, axis=-1)
-    if np.issubdtype(planar.dtype, np.integer):
-        planar = planar.astype(np.float32) / np.iinfo(planar.dtype).max
-    # pyav gives (channels, samples) for planar and (1, samples*channels) for packed formats
-    channels = stream.codec_context.channels or 1
-    if planar.shape[0] != channels:
-        planar = planar.reshape(-1, channels).T
-    return planar.T.astype(np.float32), rate
+        if stream.duration is not None and stream.time_base is not None:
+            seconds = float(stream.duration * stream.time_base)
+        else:
+            seconds = container.duration / av.time_base if container.duration else None
+        if max_seconds and seconds and seconds > max_seconds:
+            raise too_long(name, seconds, max_seconds, long_audio=long_audio)
+        decoded = _Decoded(name, stream.codec_context.sample_rate, seconds, max_seconds, long_audio)
+        try:
+            for frame in container.decode(stream):
+                decoded.add(_frame_samples(frame))
+        except av.FFmpegError:
+            if not decoded.samples:
+                return None
+            raise AudioError(f"{name}: cannot decode as audio (corrupt after "
+                             f"{decoded.samples / SAMPLE_RATE:.1f} s)") from None
+    return decoded.result() if decoded.samples else None
+
+
+def _frame_samples(frame) -> np.ndarray:
+    """One PyAV frame -> (samples, channels) float32."""
+    array = frame.to_ndarray()
+    if np.issubdtype(array.dtype, np.integer):
+        array = array.astype(np.float32) / np.iinfo(array.dtype).max
+    channels = len(frame.layout.channels) or 1
+    # PyAV gives (channels, samples) for planar and (1, samples * channels) for packed formats
+    return (array.reshape(-1, channels) if array.shape[0] != channels else array.T).astype(np.float32)
 
 
 def resample(samples: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:
@@ -104,12 +212,15 @@ def resample(samples: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.nd
     return soxr.resample(samples, rate, target, quality="HQ").astype(np.float32)
 
 
-def load_audio(source: AudioInput, sample_rate: int | None = None, *, name: str | None = None) -> np.ndarray:
+def load_audio(source: AudioInput, sample_rate: int | None = None, *, name: str | None = None,
+               max_seconds: float | None = None, long_audio: bool = False) -> np.ndarray:
     """Any input -> float32 mono samples in [-1, 1] at 16 kHz.
 
     ``source``: a path, encoded bytes (wav/flac/ogg/mp3/m4a...), a numpy array or torch tensor of
     samples (``sample_rate`` required unless 16 kHz; int16 arrays are scaled), or ``(array, rate)``.
-    Multi-channel audio is averaged to mono.
+    Multi-channel audio is averaged to mono. ``max_seconds``: refuse longer inputs, from the file's
+    header before decoding and while decoding (a header can lie), so memory stays bounded by the limit;
+    ``long_audio`` only words that refusal for long-audio mode.
     """
     if isinstance(source, tuple) and len(source) == 2:
         source, sample_rate = source
@@ -120,17 +231,18 @@ def load_audio(source: AudioInput, sample_rate: int | None = None, *, name: str 
             raise AudioError(f"{path}: no such file")
         if path.is_dir():
             raise AudioError(f"{path}: is a directory, not an audio file")
-        samples, rate = _decode_bytes(path.read_bytes(), label)
-    elif isinstance(source, (bytes, bytearray)):
-        samples, rate = _decode_bytes(bytes(source), label)
-    else:
-        samples, rate = _array_samples(source), sample_rate or SAMPLE_RATE
+        return _decode(path, label, max_seconds, long_audio)
+    if isinstance(source, (bytes, bytearray)):
+        return _decode(bytes(source), label, max_seconds, long_audio)
+    samples, rate = _array_samples(source), sample_rate or SAMPLE_RATE
     if samples.ndim == 2:
         samples = samples.mean(axis=1) if samples.shape[1] <= 8 else samples.mean(axis=0)
     if not np.all(np.isfinite(samples)):
         raise AudioError(f"{label}: contains NaN or infinite samples")
     if rate <= 0:
         raise AudioError(f"{label}: invalid sample rate {rate}")
+    if max_seconds and len(samples) / rate > max_seconds:
+        raise too_long(label, len(samples) / rate, max_seconds, long_audio=long_audio)
     return resample(np.ascontiguousarray(samples, dtype=np.float32), int(rate))
 
 
@@ -158,8 +270,7 @@ def check_duration(samples: np.ndarray, *, max_seconds: float = DEFAULT_MAX_SECO
         raise AudioError(f"{name}: {1000 * n / SAMPLE_RATE:.1f} ms is too short; the model needs at least "
                          f"{1000 * shortest / SAMPLE_RATE:.0f} ms of audio (one speech token)")
     if max_seconds and n > max_seconds * SAMPLE_RATE:
-        raise AudioError(f"{name}: {n / SAMPLE_RATE:.1f} s is longer than the model's {max_seconds:g} s "
-                         "limit; split it first or use long-audio mode (long_audio=True / --long-audio)")
+        raise too_long(name, n / SAMPLE_RATE, max_seconds)
 
 
 def fbank(samples: np.ndarray) -> np.ndarray:

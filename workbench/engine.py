@@ -77,6 +77,7 @@ class Engine:
         fire = self.config["fireredasr"]
         self.speech_token = fire.get("speech_token", DEFAULT_SPEECH_TOKEN)
         self.max_audio_seconds = float(fire.get("max_audio_seconds", 30.0))
+        self.max_long_audio_seconds = audio_lib.DEFAULT_MAX_LONG_AUDIO_SECONDS  # the app sets --max-audio-minutes
         self.downsample_rate = int(self.config.get("encoder_downsample_rate", 2))
         self.eos_token_id = int(self.config["eos_token_id"])
         self._ids = itertools.count()
@@ -151,10 +152,12 @@ class Engine:
                 long_audio: bool = False) -> PreparedAudio:
         """Decode + validate one input without raising (errors go into ``PreparedAudio.error``).
 
-        ``long_audio``: accept inputs over the model's limit (split at pauses when decoded)."""
+        ``long_audio``: accept inputs over the model's limit, up to ``max_long_audio_seconds`` (split at
+        pauses when decoded). Longer inputs are refused from their header, before decoding."""
         name = id or default_id(item, 0)
+        limit = self.max_long_audio_seconds if long_audio else self.max_audio_seconds
         try:
-            samples = audio_lib.load_audio(item, sample_rate, name=name)
+            samples = audio_lib.load_audio(item, sample_rate, name=name, max_seconds=limit, long_audio=long_audio)
             audio_lib.check_duration(samples, max_seconds=None if long_audio else self.max_audio_seconds,
                                      downsample_rate=self.downsample_rate, name=name)
             return PreparedAudio(name, samples)
