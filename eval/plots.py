@@ -18,12 +18,16 @@ import matplotlib.ticker
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Zen Hei")
 SYSTEM_STYLES = {"vllm": "-", "builtin": "--", "official": ":"}
 SYSTEM_NAMES = {"vllm": "this project (vLLM)", "builtin": "vLLM built-in FireRedASR2", "official": "official PyTorch"}
 DURATION_EDGES = (0, 2, 5, 10, 20, 30, math.inf)
+OFFLINE_MARKER = "*"  # offline points (every utterance at once): a star at the end of their engine's line
+LABEL_OFFSETS = ((4, 4), (4, -11), (-6, 8), (-6, -14), (8, -3), (-30, 4), (-30, -11), (4, 14), (4, -20))
 
 
 def use_cjk_font() -> str | None:
@@ -47,15 +51,46 @@ use_cjk_font()
 def new_figure(width: float = 7.0, height: float = 4.5) -> tuple[Figure, Axes]:
     """A pyplot-free figure: no GUI backend needed, displays in Jupyter and gr.Plot."""
     fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)  # a renderer, to measure labels (place_labels)
     return fig, fig.add_subplot()
 
 
 def log_if_wide(ax, axis: str, values, ratio: float = 20.0) -> None:
-    """Log scale (plain tick labels) when positive ``values`` span more than ``ratio``."""
+    """Log scale when positive ``values`` span more than ``ratio``, ticks at 1-2-5 steps with plain labels
+    (``0.2``, ``5``, ``100``; never ``2×10⁰``)."""
     values = pd.Series(values, dtype=float).dropna()
     if len(values) and values.min() > 0 and values.max() / values.min() > ratio:
         getattr(ax, f"set_{axis}scale")("log")
-        getattr(ax, f"{axis}axis").set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        scale = getattr(ax, f"{axis}axis")
+        scale.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        scale.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        scale.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
+def place_labels(ax, points: list[tuple[float, float, str]]) -> None:
+    """Annotate each (x, y, text) at the first offset where it overlaps no label placed before and no
+    plotted point (else at the least crowded offset): no ``b1/c16`` printed over ``b1/all``."""
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    fig.draw_without_rendering()  # final limits and layout, so that display coordinates hold
+    markers = [ax.transData.transform((x, y)) for x, y, _ in points]
+    taken = []
+    for x, y, text in points:
+        best = None
+        for dx, dy in LABEL_OFFSETS:
+            label = ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=7)
+            box = label.get_window_extent(renderer).expanded(1.05, 1.1)
+            clashes = sum(box.overlaps(other) for other in taken) + sum(
+                box.contains(mx, my) for mx, my in markers)
+            if best is None or clashes < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (clashes, label, box)
+            else:
+                label.remove()
+            if clashes == 0:
+                break
+        taken.append(best[2])
 
 
 def empty_note(ax, text: str) -> None:
@@ -79,7 +114,7 @@ def series_label(system: str, decoding: str) -> str:
 
 
 def point_label(row) -> str:
-    """``b`` = max_num_seqs (official: static batch size), ``c`` = concurrent clients, ``all`` = offline."""
+    """``b`` = max_num_seqs (official: static batch size), ``c`` = requests in flight, ``all`` = offline."""
     batch = "" if pd.isna(row.get("batch")) else f"b{int(row['batch'])}"
     if row.get("system") == "official":
         return batch
@@ -87,30 +122,76 @@ def point_label(row) -> str:
     return f"{batch}/{load}" if batch else load
 
 
+def in_flight_order(group: pd.DataFrame) -> pd.DataFrame:
+    """Online points by requests in flight, then the offline point (every request at once)."""
+    return group.assign(_offline=group["mode"] == "offline").sort_values(["_offline", "concurrency"])
+
+
 def latency_vs_throughput(table: pd.DataFrame, latency: str = "latency_p50",
                           throughput: str = "utts_per_s") -> Figure:
-    """One colour per decoding config (and line style per system); each line joins the concurrency
-    points of one engine setting and load mode, each point labelled batch/concurrency."""
+    """One colour per decoding config (line style per system); each line joins one engine setting's points
+    in order of requests in flight, ending (dotted, star) at its offline point; points labelled
+    batch/in-flight. Lower right is better."""
     fig, ax = new_figure()
     data = table.dropna(subset=[latency, throughput])
     colors = decoding_colors(table)
-    keys = [k for k in ("system", "decoding", "batch", "mode") if k in data]
-    labelled = set()
+    keys = [k for k in ("system", "decoding", "batch") if k in data]
+    labelled, points = set(), []
     for key, group in data.groupby(keys, sort=False, dropna=False):
         system, decoding = key[0], key[1]
-        group = group.sort_values(throughput)
+        group = in_flight_order(group)
         label = series_label(system, decoding) if (system, decoding) not in labelled else None
         labelled.add((system, decoding))
-        ax.plot(group[throughput], group[latency], SYSTEM_STYLES.get(system, "-"), marker="o",
-                color=colors[decoding], label=label)
-        for _, row in group.iterrows():
-            ax.annotate(point_label(row), (row[throughput], row[latency]), textcoords="offset points",
-                        xytext=(4, 4), fontsize=7)
+        style = dict(color=colors[decoding], label=label)
+        online = group[~group["_offline"]]
+        offline = group[group["_offline"]] if system != "official" else group.iloc[:0]
+        if system == "official":
+            online = group
+        ax.plot(online[throughput], online[latency], SYSTEM_STYLES.get(system, "-"), marker="o", **style)
+        if len(offline):
+            joined = pd.concat([online.tail(1), offline])
+            ax.plot(joined[throughput], joined[latency], ":", color=colors[decoding])
+            ax.plot(offline[throughput], offline[latency], OFFLINE_MARKER, markersize=11, color=colors[decoding],
+                    label=None if len(online) else label)
+        points += [(row[throughput], row[latency], point_label(row)) for _, row in group.iterrows()]
+    ax.margins(0.08)  # room for the labels of the outermost points
     log_if_wide(ax, "x", data[throughput])
     log_if_wide(ax, "y", data[latency])
     ax.set_xlabel(throughput.replace("_per_s", "/s").replace("_", " "))
     ax.set_ylabel(f"{latency.replace('_', ' ')} (s)")
-    return finish(fig, ax, "Latency vs throughput", data.empty, "no timed configurations")
+    title = "Time to first token vs throughput" if latency.startswith("ttft") else "Latency vs throughput"
+    finish(fig, ax, title, data.empty, "no timed configurations")
+    if not data.empty and (data["mode"] == "offline").any():
+        handles, labels = ax.get_legend_handles_labels()
+        handles.append(Line2D([], [], linestyle=":", marker=OFFLINE_MARKER, markersize=9, color="gray"))
+        ax.legend(handles, [*labels, "offline (all at once)"], fontsize=8)
+    place_labels(ax, points)
+    return fig
+
+
+def rtfx_vs_in_flight(table: pd.DataFrame) -> Figure:
+    """RTFx per number of requests in flight (online clients; offline: the whole test set at once, a star),
+    one line per decoding config and engine setting."""
+    fig, ax = new_figure()
+    data = table[table["system"] != "official"].dropna(subset=["rtfx", "concurrency"]) if len(table) else table
+    colors = decoding_colors(table)
+    labelled = set()
+    keys = [k for k in ("system", "decoding", "batch") if k in data]
+    for key, group in data.groupby(keys, sort=False, dropna=False):
+        system, decoding = key[0], key[1]
+        group = in_flight_order(group)
+        label = series_label(system, decoding) if (system, decoding) not in labelled else None
+        labelled.add((system, decoding))
+        online, offline = group[~group["_offline"]], group[group["_offline"]]
+        ax.plot(online["concurrency"], online["rtfx"], SYSTEM_STYLES.get(system, "-"), marker="o",
+                color=colors[decoding], label=label)
+        ax.plot(offline["concurrency"], offline["rtfx"], OFFLINE_MARKER, markersize=11, color=colors[decoding],
+                label=None if len(online) else label)
+    log_if_wide(ax, "x", data["concurrency"] if len(data) else [], ratio=4.0)
+    log_if_wide(ax, "y", data["rtfx"] if len(data) else [])
+    ax.set_xlabel("requests in flight (star: offline, every utterance at once)")
+    ax.set_ylabel("RTFx (audio s / wall s)")
+    return finish(fig, ax, "RTFx vs requests in flight", data.empty, "no timed configurations")
 
 
 def rtfx_vs_max_num_seqs(table: pd.DataFrame) -> Figure:
@@ -171,7 +252,9 @@ def decoding_colors(table: pd.DataFrame) -> dict[str, str]:
 def plot_sweep(table: pd.DataFrame) -> dict[str, Figure]:
     """All sweep figures, keyed by file stem."""
     return {"latency_vs_throughput": latency_vs_throughput(table),
+            "latency_p90_vs_throughput": latency_vs_throughput(table, latency="latency_p90"),
             "ttft_vs_throughput": latency_vs_throughput(table, latency="ttft_p50"),
+            "rtfx_vs_in_flight": rtfx_vs_in_flight(table),
             "rtfx_vs_max_num_seqs": rtfx_vs_max_num_seqs(table),
             "cer_by_decoding": cer_by_decoding(table),
             "peak_memory": peak_memory(table)}

@@ -7,14 +7,19 @@
 Grid keys are ``decoding`` (parse_decoding labels) and any EngineOptions field (``max_num_seqs``,
 ``max_num_batched_tokens``, ``dtype``, ``enable_prefix_caching``, ...; ``default`` = vLLM's default).
 A vLLM engine is built per engine-option combination (or an existing one is reused when its options
-match) and closed before the next; decoding and load vary per request. Per configuration, after a
-warm-up: ``offline`` submits every utterance at once (Engine.transcribe_many); ``online`` runs N
-concurrent clients (Engine.transcribe_async), optionally with Poisson arrivals at ``--request-rate``.
+match) and closed before the next; decoding and load vary per request. Per engine and decoding, an
+untimed warm-up submits a full batch (max_num_seqs requests, at most the test set) so that the first
+measured point is not the one that pays for the large batch shapes. Per configuration: ``offline``
+submits every utterance at once (Engine.transcribe_many); ``online`` runs N concurrent clients
+(Engine.transcribe_async), optionally with Poisson arrivals at ``--request-rate``. Each configuration is
+timed ``--repeats`` times (speed figures: the median pass; ``spread``: (max - min) / median of the pass
+times, warned about above 20 %); the configurations of each engine run in a seeded random order
+(``--order-seed``, recorded in sweep.json) so that slow drift of the machine does not favour one of them.
 Baselines add rows: ``builtin`` = vLLM's own FireRedASR2 model class on the same converted weights,
 ``official`` = the official PyTorch code (eval/official.py) at batch 1 and its static batches.
 
 DIR/sweep.parquet + sweep.csv     one row per system x engine config x decoding x mode x concurrency
-DIR/sweep_utterances.parquet      the hypotheses and latencies behind each row
+DIR/sweep_utterances.parquet      the hypotheses and latencies behind each row (every pass)
 DIR/sweep.json                    configuration, test set, device, package versions, git revision
 DIR/plots/*.png, DIR/report.md    figures (eval/plots.py) and the report embedding them
 The tables are rewritten atomically after every configuration: Ctrl-C keeps what finished, and
@@ -28,6 +33,7 @@ import asyncio
 import datetime as dt
 import itertools
 import os
+import random
 import sys
 import threading
 import time
@@ -55,7 +61,10 @@ BUILTIN_ARCHITECTURE = "FireRedASR2ForConditionalGeneration"
 KEY = ["test_set", "model", "system", "engine_config", "decoding", "mode", "concurrency", "request_rate"]
 REPORT_COLUMNS = ["system", "engine_config", "decoding", "mode", "concurrency", "cer", "rtfx", "utts_per_s",
                   "output_tokens_per_s", "latency_p50", "latency_p90", "latency_p99", "ttft_p50", "peak_rss_mb",
-                  "failed"]
+                  "failed", "spread"]
+SPEED_FIELDS = ("wall_seconds", "rtfx", "utts_per_s", "output_tokens_per_s", "latency_p50", "latency_p90",
+                "latency_p99", "ttft_p50", "ttft_p90", "ttft_p99")
+SPREAD_WARNING = 0.20  # relative range of a configuration's pass times above which its figures are suspect
 
 
 # ----------------------------------------------------------------------------------- configuration
@@ -106,9 +115,12 @@ class SweepConfig:
     max_duration: float | None = None
     baselines: list[str] = field(default_factory=list)
     official_batch_sizes: list[int] | None = None  # default: 1 and the grid's max_num_seqs values
-    warmup: int = 2  # untimed requests per engine and decoding
+    warmup: int = 1  # untimed full-batch passes per engine and decoding
+    repeats: int = 2  # timed passes per configuration; the row holds their median
+    order_seed: int | None = 0  # shuffles the configurations of each engine; None: plan order
     seed: int = 0  # Poisson arrival times
     output_dir: str = "results/sweep"
+    server: str | None = None  # running fireredasr-serve servers (URL[,URL...]) instead of local engines
 
     def __post_init__(self):
         self.grid = {key: [parse_value(v) if key != "decoding" else str(v) for v in values]
@@ -123,8 +135,18 @@ class SweepConfig:
             raise ValueError(f"unknown baseline {', '.join(bad)}: use {', '.join(BASELINES)}")
         if not self.concurrency or any(int(c) < 1 for c in self.concurrency):
             raise ValueError(f"concurrency must be positive integers, got {self.concurrency}")
+        if self.repeats < 1 or self.warmup < 0:
+            raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {self.repeats} and {self.warmup}")
         if self.request_rate is not None and self.request_rate <= 0:
             raise ValueError(f"request_rate must be > 0 requests/s, got {self.request_rate}")
+        if self.server and (self.engine_keys or "builtin" in self.baselines):
+            raise ValueError("with --server the engine settings are the servers' own: sweep only decoding "
+                             "and concurrency (no engine keys in --grid, no builtin baseline)")
+        if self.server:
+            from workbench.client import check_supported  # beam search etc. refused before any pass
+
+            for decoding in self.decodings():
+                check_supported(decoding)
         self.engine_options()  # invalid engine values fail here, not after the first engine started
         self.decodings()
 
@@ -184,6 +206,30 @@ def plan(config: SweepConfig, num_utterances: int) -> list[Job]:
                 jobs += [Job("official", None, decoding, "offline", b)
                          for b in config.official_batches(num_utterances)]
     return jobs
+
+
+def shuffled(jobs: list[Job], seed: int | None) -> list[Job]:
+    """``jobs`` in a seeded random order that keeps each engine's jobs together (one start per engine)."""
+    if seed is None:
+        return list(jobs)
+    rng = random.Random(seed)
+    groups = [list(group) for _, group in itertools.groupby(jobs, key=lambda j: (j.system, j.engine))]
+    rng.shuffle(groups)
+    for group in groups:
+        rng.shuffle(group)
+    return [job for group in groups for job in group]
+
+
+def engine_grid(options: EngineOptions) -> dict[str, list]:
+    """Grid entries that reproduce ``options`` (its non-default engine fields), e.g. to sweep on a given engine."""
+    if options.extra:
+        raise ValueError("an engine with extra AsyncEngineArgs cannot be described by a sweep grid")
+    default = EngineOptions()
+    return {k: [getattr(options, k)] for k in ENGINE_KEYS if getattr(options, k) != getattr(default, k)}
+
+
+def job_label(job: Job, keys: list[str]) -> str:
+    return (f"{job.system} {engine_label(job, keys)} {job.decoding.label} {job.mode} c={job.concurrency}")
 
 
 def engine_label(job: Job, keys: list[str]) -> str:
@@ -296,7 +342,7 @@ async def online_load(engine, clips: list[tuple[str, np.ndarray]], decoding: Dec
 class VllmRunner:
     """Runs jobs on one engine (built here, or the caller's when its options match)."""
 
-    def __init__(self, model: str, options: EngineOptions, shared=None):
+    def __init__(self, model: str, options: EngineOptions, shared=None, server: str | None = None):
         from fireredasr_vllm.resolve import resolve_model
 
         self.reused = (shared is not None and shared.options == options
@@ -308,7 +354,7 @@ class VllmRunner:
         else:
             from workbench.engine import Engine
 
-            self.engine = Engine(model, options)
+            self.engine = Engine.connect(server) if server else Engine(model, options)
         # the engine's processes: those it started (or, for the caller's engine, every child)
         self.processes = [me] + [p for p in me.children(recursive=True) if p.pid not in before]
 
@@ -319,7 +365,9 @@ class VllmRunner:
         vllm_config = getattr(getattr(self.engine, "_llm", None), "vllm_config", None)
         return getattr(getattr(vllm_config, "scheduler_config", None), "max_num_seqs", None)
 
-    def warm_up(self, clips, decoding: DecodingOptions) -> None:
+    def warm_up(self, clips, decoding: DecodingOptions, job: Job) -> None:
+        """One full batch at once: max_num_seqs requests (at most one per clip, the largest batch measured)."""
+        clips = clips[:self.batch(job) or len(clips)]
         self.engine.transcribe_many([s for _, s in clips], decoding, ids=[f"warmup-{i}" for i, _ in clips])
 
     def run(self, job: Job, clips, config: SweepConfig) -> tuple[list[Transcript], float]:
@@ -370,8 +418,8 @@ class OfficialRunner:
                            latency_s=out["latency_s"], ttft_s=None)
                 for (clip_id, s), out in zip(clips, outputs)]
 
-    def warm_up(self, clips, decoding: DecodingOptions) -> None:
-        self._decode(clips[:1], decoding, 1)
+    def warm_up(self, clips, decoding: DecodingOptions, job: Job) -> None:
+        self._decode(clips[:job.concurrency], decoding, job.concurrency)
 
     def run(self, job: Job, clips, config: SweepConfig) -> tuple[list[Transcript], float]:
         started = time.perf_counter()
@@ -411,6 +459,19 @@ def summarize(transcripts: list[Transcript], references: dict[str, str], wall: f
         **percentiles([t.latency_s for t in ok], "latency"), **percentiles([t.ttft_s for t in ok], "ttft"),
     }
     return summary, rows
+
+
+def combine_passes(passes: list[dict]) -> dict:
+    """One row from the summaries of repeated passes: accuracy of the first pass, the median of each speed
+    figure, and ``spread`` = (max - min) / median of the pass times."""
+    walls = np.array([p["wall_seconds"] for p in passes], dtype=float)
+    combined = dict(passes[0])
+    for name in SPEED_FIELDS:
+        values = [p[name] for p in passes if p.get(name) is not None]
+        combined[name] = float(np.median(values)) if values else None
+    combined |= {"passes": len(passes), "pass_wall_seconds": [float(w) for w in walls],
+                 "spread": float((walls.max() - walls.min()) / np.median(walls)) if np.median(walls) else 0.0}
+    return combined
 
 
 # ----------------------------------------------------------------------------------- output
@@ -490,7 +551,9 @@ def write_report(table: pd.DataFrame, out_dir: str | Path, manifest: dict) -> Pa
         f"# Sweep: {config['test_set']} / {config['model']}", "",
         f"- device: {manifest.get('device')}",
         f"- utterances: {manifest.get('utterances')} ({manifest.get('audio_seconds', 0):.1f} s of audio), "
-        f"warm-up {config['warmup']} per engine and decoding",
+        f"warm-up {config['warmup']} full batch(es) per engine and decoding, {config.get('repeats', 1)} timed "
+        f"pass(es) per configuration (median; `spread` = (max - min) / median of the pass times), order seed "
+        f"{config.get('order_seed')}",
         f"- git revision: {manifest.get('git_revision')}; created {manifest.get('created')}",
         f"- command: `{manifest.get('command')}`", "",
         "Latencies in seconds; `concurrency` is the number of clients (online), every utterance at once "
@@ -499,6 +562,13 @@ def write_report(table: pd.DataFrame, out_dir: str | Path, manifest: dict) -> Pa
         "## Results", "",
         markdown_table(results_table(table)) if len(table) else "(no configuration finished)", "",
     ]
+    if len(table) and "spread" in table and (table["spread"] > SPREAD_WARNING).any():
+        unstable = table[table["spread"] > SPREAD_WARNING]
+        lines += [f"## Warning: {len(unstable)} configuration(s) varied by more than {SPREAD_WARNING:.0%} "
+                  "between passes", "", "Their figures are suspect (a busy machine?); measure them again "
+                  "(`--repeats`, a quieter machine):", "",
+                  markdown_table(unstable[["system", "engine_config", "decoding", "mode", "concurrency", "spread"]]),
+                  ""]
     if len(table) and {"official", "vllm"} <= set(table["system"]):
         lines += ["## Best RTFx and speed-up over the official implementation", "", markdown_table(speedups(table)),
                   ""]
@@ -540,47 +610,92 @@ def manifest_for(config: SweepConfig, data, clips, skipped) -> dict:
 def open_runner(config: SweepConfig, job: Job, engine):
     if job.system == "official":
         return OfficialRunner(config.model, dtype=(config.engine_options()[0].dtype))
-    return VllmRunner(config.model, job.engine, shared=engine)
+    return VllmRunner(config.model, job.engine, shared=engine, server=config.server)
+
+
+def needs_new_engine(config: SweepConfig, jobs: list[Job], engine) -> list[str]:
+    """Labels of the engine settings among ``jobs`` that ``engine`` cannot serve (a new engine each)."""
+    from fireredasr_vllm.resolve import resolve_model
+
+    needed = []
+    for system, options in dict.fromkeys((j.system, j.engine) for j in jobs):
+        same = (engine is not None and system == "vllm" and engine.options == options
+                and Path(engine.model_dir) == resolve_model(config.model, dtype=options.dtype))
+        if not same:
+            needed.append(f"{system} {engine_label(Job(system, options, None, '', 0), config.engine_keys)}")
+    return needed
 
 
 def run_sweep(config: SweepConfig, *, engine=None, resume: bool = False, progress: bool = True,
-              normalizer: NormalizerOptions = NormalizerOptions()) -> pd.DataFrame:
+              normalizer: NormalizerOptions = NormalizerOptions(), new_engines: bool = True, stop=None,
+              on_pass=None) -> pd.DataFrame:
     """Measure every configuration of ``config``; returns the sweep table (also written to disk).
 
     ``engine``: an existing Engine, used (not closed) for the configurations whose engine options
-    and model match it.
+    and model match it; ``new_engines=False`` refuses a plan that needs any other engine.
+    ``stop``: a ``threading.Event``; once set, the sweep ends after the pass in progress, keeping
+    the finished configurations. ``on_pass(done, total, table, label)`` is called after each timed
+    pass (``table``: the finished configurations).
     """
     from tqdm import tqdm
 
     data, clips, references, skipped = load_clips(config)
     store = SweepStore(config.output_dir, resume)
-    manifest = manifest_for(config, data, clips, skipped)
-    write_json_atomic(store.path / "sweep.json", manifest)
     done = store.done()
-    jobs = [job for job in plan(config, len(clips)) if job_key(job, config, data.name) not in done]
-    bar = tqdm(total=len(jobs), desc=f"sweep {data.name}", unit="config", disable=not progress)
-    warm_clips = clips[:max(1, config.warmup)]
+    jobs = shuffled([job for job in plan(config, len(clips)) if job_key(job, config, data.name) not in done],
+                    config.order_seed)
+    if not new_engines and (needed := needs_new_engine(config, jobs, engine)):
+        raise ValueError(f"this sweep would start new engines ({'; '.join(needed)}): run it with "
+                         "python -m eval.sweep instead")
+    manifest = manifest_for(config, data, clips, skipped)
+    manifest["order"] = [job_label(job, config.engine_keys) for job in jobs]
+    write_json_atomic(store.path / "sweep.json", manifest)
+    total_passes = len(jobs) * config.repeats
+    bar = tqdm(total=total_passes, desc=f"sweep {data.name}", unit="pass", disable=not progress)
+    finished_passes = 0
     try:
         for (system, options), group in itertools.groupby(jobs, key=lambda j: (j.system, j.engine)):
+            if stop is not None and stop.is_set():
+                break
             group = list(group)
             runner = open_runner(config, group[0], engine)
             try:
                 warmed = set()
                 for job in group:
-                    bar.set_postfix_str(f"{system} {engine_label(job, config.engine_keys)} {job.decoding.label} "
-                                        f"{job.mode} c={job.concurrency}")
-                    if job.decoding not in warmed and config.warmup > 0:
-                        runner.warm_up(warm_clips, job.decoding)
+                    label = job_label(job, config.engine_keys)
+                    bar.set_postfix_str(label)
+                    if job.decoding not in warmed:
+                        for _ in range(config.warmup):
+                            runner.warm_up(clips, job.decoding, job)
                         warmed.add(job.decoding)
-                    with PeakMemory(runner.processes) as memory:
-                        transcripts, wall = runner.run(job, clips, config)
-                    summary, rows = summarize(transcripts, references, wall, data.metric, normalizer)
-                    key = dict(zip(KEY, job_key(job, config, data.name)))
-                    store.add({**key, **{k: getattr(job.engine, k, None) for k in config.engine_keys},
-                               "batch": runner.batch(job), "decoding_mode": job.decoding.mode, **summary,
-                               "peak_rss_mb": memory.rss_mb, "peak_gpu_mb": memory.gpu_mb,
-                               "build_seconds": runner.build_seconds, "device": manifest["device"]}, rows)
-                    bar.update(1)
+                    passes, utterances = [], []
+                    for number in range(1, config.repeats + 1):
+                        if stop is not None and stop.is_set():
+                            break
+                        with PeakMemory(runner.processes) as memory:
+                            transcripts, wall = runner.run(job, clips, config)
+                        summary, rows = summarize(transcripts, references, wall, data.metric, normalizer)
+                        passes.append(summary | {"peak_rss_mb": memory.rss_mb, "peak_gpu_mb": memory.gpu_mb})
+                        utterances += [row | {"pass": number} for row in rows]
+                        bar.update(1)
+                        finished_passes += 1
+                        if number == config.repeats:
+                            row = combine_passes(passes)
+                            row |= {"peak_rss_mb": max(p["peak_rss_mb"] for p in passes),
+                                    "peak_gpu_mb": max((p["peak_gpu_mb"] for p in passes if p["peak_gpu_mb"]),
+                                                       default=None)}
+                            if row["spread"] > SPREAD_WARNING:
+                                bar.write(f"warning: {label}: pass times differ by {row['spread']:.0%} "
+                                          f"(> {SPREAD_WARNING:.0%}); its figures are suspect")
+                            key = dict(zip(KEY, job_key(job, config, data.name)))
+                            store.add({**key, **{k: getattr(job.engine, k, None) for k in config.engine_keys},
+                                       "batch": runner.batch(job), "decoding_mode": job.decoding.mode, **row,
+                                       "build_seconds": runner.build_seconds, "device": manifest["device"]},
+                                      utterances)
+                        if on_pass is not None:
+                            on_pass(finished_passes, total_passes, store.table, label)
+                    if stop is not None and stop.is_set():
+                        break
             finally:
                 runner.close()
     finally:
@@ -606,7 +721,13 @@ def parse_args(argv):
     parser.add_argument("--baselines", type=csv_list, help="builtin,official")
     parser.add_argument("--official-batch", dest="official_batch_sizes", type=lambda t: csv_list(t, int),
                         help="static batch sizes of the official baseline (default: 1 and the max_num_seqs values)")
-    parser.add_argument("--warmup", type=int)
+    parser.add_argument("--warmup", type=int, help="untimed full-batch passes per engine and decoding (default 1)")
+    parser.add_argument("--repeats", type=int, help="timed passes per configuration, median reported (default 2)")
+    parser.add_argument("--order-seed", type=int, help="seed of the random configuration order (default 0)")
+    parser.add_argument("--data-parallel-size", type=int,
+                        help="vLLM data parallelism: N engines (one per GPU); same as --grid data_parallel_size=N")
+    parser.add_argument("--server", metavar="URL[,URL...]",
+                        help="measure running fireredasr-serve servers instead of local engines")
     parser.add_argument("--output-dir")
     parser.add_argument("--resume", action="store_true", help="continue the sweep in --output-dir")
     parser.add_argument("--quiet", action="store_true")
@@ -617,8 +738,11 @@ def config_from_args(args) -> SweepConfig:
     """The TOML file (if any), overridden by the flags given."""
     values = load_config_file(args.config) if args.config else {}
     grid = {**values.pop("grid", {}), **parse_grid(args.grid)}
+    if args.data_parallel_size:
+        grid.setdefault("data_parallel_size", [args.data_parallel_size])
     for name in ("test_set", "model", "concurrency", "modes", "request_rate", "limit", "shuffle_seed",
-                 "max_duration", "baselines", "official_batch_sizes", "warmup", "output_dir"):
+                 "max_duration", "baselines", "official_batch_sizes", "warmup", "repeats", "order_seed",
+                 "output_dir", "server"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
     return SweepConfig(**values, grid=grid)

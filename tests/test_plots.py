@@ -21,6 +21,7 @@ def sweep_table() -> pd.DataFrame:
         rows.append({"system": system, "decoding": decoding, "batch": batch, "mode": mode,
                      "concurrency": concurrency, "metric": "cer", "cer": 0.1 * batch / 16,
                      "utts_per_s": 2.0 * concurrency, "rtfx": 5.0 * batch, "latency_p50": 0.5 + 0.1 * concurrency,
+                     "latency_p90": 0.7 + 0.1 * concurrency,
                      "ttft_p50": None if system == "official" else 0.1 * concurrency,
                      "peak_rss_mb": 900.0 + batch, "peak_gpu_mb": None})
     return pd.DataFrame(rows)
@@ -56,23 +57,31 @@ def test_cjk_font_renders_chinese(tmp_path):
     assert not [w for w in caught if "missing from font" in str(w.message)]
 
 
+def drawn_points(ax) -> list[tuple[float, float]]:
+    """The data points (circle and star markers) of every line."""
+    return [(x, y) for line in ax.lines if line.get_marker() in ("o", plots.OFFLINE_MARKER)
+            for x, y in zip(line.get_xdata(), line.get_ydata())]
+
+
 def test_sweep_figures_draw_every_configuration(tmp_path):
     table = sweep_table()
     figures = plots.plot_sweep(table)
     for fig in figures.values():
         assert_labelled_with_data(fig)
     curve = figures["latency_vs_throughput"].axes[0]
-    assert sum(len(line.get_xdata()) for line in curve.lines) == len(table)
-    assert len(curve.texts) == len(table)  # every point labelled with batch/concurrency
+    assert len(drawn_points(curve)) == len(table)
+    assert len(curve.texts) == len(table)  # every point labelled with batch/in-flight
     assert {t.get_text() for t in curve.texts} >= {"b4/all", "b16/c4", "b4/c1", "b1"}
     legend = [t.get_text() for t in curve.get_legend().get_texts()]
-    assert len(legend) == table.groupby(["system", "decoding"]).ngroups
+    assert legend[-1] == "offline (all at once)" and len(legend) == table.groupby(["system", "decoding"]).ngroups + 1
     # official rows have no TTFT: the TTFT figure leaves them out
     ttft = figures["ttft_vs_throughput"].axes[0]
-    assert sum(len(line.get_xdata()) for line in ttft.lines) == table["ttft_p50"].notna().sum()
+    assert len(drawn_points(ttft)) == table["ttft_p50"].notna().sum()
     rtfx = figures["rtfx_vs_max_num_seqs"].axes[0]
     official = [line for line in rtfx.lines if "official" in line.get_label()][0]
     assert list(official.get_xdata()) == [1, 4] and list(official.get_ydata()) == [5.0, 20.0]
+    in_flight = figures["rtfx_vs_in_flight"].axes[0]
+    assert len(drawn_points(in_flight)) == (table["system"] != "official").sum()
     bars = figures["cer_by_decoding"].axes[0].patches
     assert len([b for b in bars if not np.isnan(b.get_height())]) == table.groupby(["system", "decoding"]).ngroups
 
@@ -81,6 +90,42 @@ def test_sweep_figures_draw_every_configuration(tmp_path):
     for path in paths:
         image = matplotlib.image.imread(path)
         assert image.shape[0] > 100 and image.shape[1] > 100 and image.std() > 0
+
+
+def engine_curve(throughputs: list[float], latencies: list[float]) -> pd.DataFrame:
+    """One engine setting at 1, 4, 16, 64 requests in flight, then offline (the last values)."""
+    loads = [("online", 1), ("online", 4), ("online", 16), ("online", 64), ("offline", 30)]
+    return pd.DataFrame([{"system": "vllm", "decoding": "greedy", "batch": 1, "mode": mode, "concurrency": c,
+                          "metric": "cer", "cer": 0.05, "utts_per_s": x, "rtfx": 3 * x, "latency_p50": y,
+                          "latency_p90": y, "ttft_p50": y / 2} for (mode, c), x, y in zip(loads, throughputs, latencies)])
+
+
+def test_latency_curve_follows_requests_in_flight_and_joins_offline():
+    # a saturated engine: throughput flat and noisy past 4 in flight, offline at the same spot as c64
+    table = engine_curve([1.0, 3.9, 3.7, 3.8, 3.8], [0.5, 1.0, 4.0, 16.0, 16.0])
+    ax = plots.latency_vs_throughput(table).axes[0]
+    online = [line for line in ax.lines if line.get_marker() == "o"][0]
+    assert list(online.get_ydata()) == [0.5, 1.0, 4.0, 16.0]  # by requests in flight, not sorted by throughput
+    joint = [line for line in ax.lines if line.get_linestyle() == ":" and len(line.get_xdata()) == 2][0]
+    assert list(joint.get_ydata()) == [16.0, 16.0]  # the offline point is joined to the last online one
+    star = [line for line in ax.lines if line.get_marker() == plots.OFFLINE_MARKER][0]
+    assert list(star.get_xdata()) == [3.8]
+    renderer = ax.figure.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in ax.texts]
+    assert {t.get_text() for t in ax.texts} == {"b1/c1", "b1/c4", "b1/c16", "b1/c64", "b1/all"}
+    assert not [(a, b) for k, a in enumerate(boxes) for b in boxes[k + 1:] if a.overlaps(b)]  # b1/c64 vs b1/all
+
+
+def test_log_axes_have_plain_tick_labels():
+    table = engine_curve([0.4, 1.5, 6.0, 20.0, 25.0], [0.3, 0.9, 3.0, 9.0, 12.0])
+    fig = plots.latency_vs_throughput(table)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == ax.get_yscale() == "log"
+    fig.draw_without_rendering()
+    labels = [t.get_text() for axis in (ax.xaxis, ax.yaxis)
+              for t in axis.get_ticklabels(minor=False) + axis.get_ticklabels(minor=True) if t.get_text()]
+    assert labels and not [label for label in labels if "10^" in label or "times" in label or "×" in label]
+    assert {"1", "2", "5"} <= set(labels)
 
 
 def test_empty_sweep_still_gives_labelled_figures():

@@ -1,6 +1,8 @@
 """eval/sweep.py: configuration, planning, and real sweeps on the tiny model and the bundled clips."""
 
 import itertools
+import json
+import threading
 from pathlib import Path
 
 import matplotlib.image
@@ -70,8 +72,9 @@ def assert_figure(fig):
     assert sum(len(line.get_xdata()) for line in ax.lines) + len(ax.patches) > 0
 
 
-def test_tiny_sweep_on_the_shared_engine(engine, tmp_path, monkeypatch):
-    """2 decodings x (offline + 2 concurrencies), interrupted after two configurations, then resumed."""
+def test_sweep_on_the_shared_engine(engine, tmp_path, monkeypatch):
+    """2 decodings x (offline + 2 in flight), 2 timed passes each, after a full-batch warm-up, in a seeded
+    random order; interrupted after two configurations, then resumed."""
 
     def no_new_engine(*args, **kwargs):
         raise AssertionError("the sweep built an engine although the shared one matches")
@@ -79,47 +82,72 @@ def test_tiny_sweep_on_the_shared_engine(engine, tmp_path, monkeypatch):
     monkeypatch.setattr("workbench.engine.Engine", no_new_engine)
     config = sweep.SweepConfig(test_set="demo", model=engine.model_spec, limit=6,
                                grid={"decoding": ["greedy", "t0.7"]},
-                               concurrency=[1, 4], warmup=1, output_dir=str(tmp_path))
-    assert engine.options == EngineOptions()
+                               concurrency=[1, 4], output_dir=str(tmp_path))
+    assert engine.options == EngineOptions() and (config.warmup, config.repeats, config.order_seed) == (1, 2, 0)
 
+    warm_ups, transcribe_many = [], engine.transcribe_many
+
+    def record_warm_up(samples, decoding, ids=None, **kwargs):
+        if ids and ids[0].startswith("warmup-"):
+            warm_ups.append((decoding.label, len(samples)))
+        return transcribe_many(samples, decoding, ids=ids, **kwargs)
+
+    monkeypatch.setattr(engine, "transcribe_many", record_warm_up)
     summarize, calls = sweep.summarize, []
 
-    def interrupt_third(*args, **kwargs):
+    def interrupt_fifth_pass(*args, **kwargs):
         calls.append(1)
-        if len(calls) == 3:
+        if len(calls) == 5:
             raise KeyboardInterrupt
         return summarize(*args, **kwargs)
 
-    monkeypatch.setattr(sweep, "summarize", interrupt_third)
+    monkeypatch.setattr(sweep, "summarize", interrupt_fifth_pass)
     with pytest.raises(KeyboardInterrupt):
         sweep.run_sweep(config, engine=engine, progress=False)
     assert len(pd.read_parquet(tmp_path / "sweep.parquet")) == 2  # finished configurations kept
     assert (tmp_path / "report.md").exists()
+    first_order = json.loads((tmp_path / "sweep.json").read_text())["order"]
     with pytest.raises(FileExistsError, match="--resume"):
         sweep.run_sweep(config, engine=engine, progress=False)
     monkeypatch.setattr(sweep, "summarize", summarize)
     table = sweep.run_sweep(config, engine=engine, resume=True, progress=False)
 
+    # warm-up: one full batch (vLLM's max_num_seqs >= 6: the whole test set at once) per decoding and run
+    assert sorted(set(warm_ups)) == [("greedy", 6), ("t0.7", 6)]
     assert len(table) == 6 and not table.duplicated(sweep.KEY).any()
     assert sorted(table["mode"] + table["concurrency"].astype(str)) == sorted(
         ["offline6", "online1", "online4"] * 2)
     assert (table["utterances"] == 6).all() and (table["failed"] == 0).all()
+    assert (table["passes"] == 2).all() and (table["spread"] >= 0).all()
+    for _, row in table.iterrows():  # speed figures are the median of the two passes
+        walls = list(row["pass_wall_seconds"])
+        assert len(walls) == 2 and row["wall_seconds"] == pytest.approx(np.median(walls))
+        assert row["spread"] == pytest.approx((max(walls) - min(walls)) / np.median(walls))
     assert (table["rtfx"] > 0).all() and (table["output_tokens_per_s"] > 0).all()
     assert (table["ttft_p50"] <= table["latency_p50"]).all() and (table["latency_p50"] <= table["latency_p99"]).all()
-    assert (table["batch"] == table["batch"].iloc[0]).all() and table["batch"].iloc[0] >= 4  # vLLM's default
+    assert (table["batch"] == table["batch"].iloc[0]).all() and table["batch"].iloc[0] >= 6  # vLLM's default
     # peak RSS covers the engine core process, not just this one
     assert (table["peak_rss_mb"] > psutil.Process().memory_info().rss / 2**20).all()
+
+    # the configurations ran in the recorded, shuffled order (the resumed run records the rest)
+    planned = [sweep.job_label(job, []) for job in sweep.plan(config, 6)]
+    order = json.loads((tmp_path / "sweep.json").read_text())["order"]
+    executed = [f"vllm default {r.decoding} {r.mode} c={r.concurrency}" for r in table.itertuples()]
+    assert executed[:2] == first_order[:2] and executed[2:] == order
+    assert first_order == [sweep.job_label(job, []) for job in sweep.shuffled(sweep.plan(config, 6), 0)]
+    assert sorted(first_order) == sorted(planned) and first_order != planned
 
     on_disk = pd.read_parquet(tmp_path / "sweep.parquet")
     assert len(on_disk) == len(pd.read_csv(tmp_path / "sweep.csv")) == 6
     utterances = pd.read_parquet(tmp_path / "sweep_utterances.parquet")
-    assert len(utterances) == 6 * 6
-    for _, row in table.iterrows():  # CER in the table = CER of the hypotheses behind it
-        mine = utterances[(utterances[sweep.KEY[2:7]] == row[sweep.KEY[2:7]]).all(axis=1)]
+    assert len(utterances) == 6 * 6 * 2 and sorted(utterances["pass"].unique()) == [1, 2]
+    for _, row in table.iterrows():  # CER in the table = CER of the first pass's hypotheses behind it
+        mine = utterances[(utterances[sweep.KEY[2:7]] == row[sweep.KEY[2:7]]).all(axis=1) & (utterances["pass"] == 1)]
         assert len(mine) == 6
         assert row["cer"] == pytest.approx(score_corpus(list(mine["reference"]), list(mine["hypothesis"])).cer)
 
     report = (tmp_path / "report.md").read_text()
+    assert "2 timed pass(es) per configuration" in report and "order seed 0" in report
     images = [line.split("(")[1].rstrip(")") for line in report.splitlines() if line.startswith("![")]
     assert len(images) == len(plots.plot_sweep(table))
     for image in images:
@@ -131,7 +159,33 @@ def test_tiny_sweep_on_the_shared_engine(engine, tmp_path, monkeypatch):
     curves = figures["latency_vs_throughput"].axes[0]
     assert sorted(line.get_label() for line in curves.lines if not line.get_label().startswith("_")) == [
         "greedy", "t0.7"]  # one labelled line per decoding; further lines per engine setting are unlabelled
-    assert sum(len(line.get_xdata()) for line in curves.lines) == 6
+    online = [line for line in curves.lines if line.get_marker() == "o"]
+    assert sum(len(line.get_xdata()) for line in online) == 4
+
+
+def test_stop_keeps_finished_points_and_refuses_new_engines(engine, tmp_path):
+    """A set stop event ends the sweep after the pass in progress; on_pass reports every pass; a plan
+    that needs another engine is refused when new engines are not allowed (the Benchmark tab)."""
+    stop, seen = threading.Event(), []
+
+    def on_pass(done, total, table, label):
+        seen.append((done, total, len(table)))
+        if done == 3:
+            stop.set()
+
+    config = sweep.SweepConfig(test_set="demo", model=engine.model_spec, limit=3, grid={"decoding": ["greedy"]},
+                               modes=["online"], concurrency=[1, 2, 3], output_dir=str(tmp_path / "stopped"))
+    table = sweep.run_sweep(config, engine=engine, progress=False, new_engines=False, stop=stop, on_pass=on_pass)
+    assert seen == [(1, 6, 0), (2, 6, 1), (3, 6, 1)] and len(table) == 1
+    assert len(pd.read_parquet(tmp_path / "stopped" / "sweep.parquet")) == 1
+    assert (tmp_path / "stopped" / "report.md").exists()
+
+    other = sweep.SweepConfig(test_set="demo", model=engine.model_spec, limit=3, grid={"max_num_seqs": [2]},
+                              output_dir=str(tmp_path / "refused"))
+    with pytest.raises(ValueError, match="would start new engines .*max_num_seqs=2.*python -m eval.sweep"):
+        sweep.run_sweep(other, engine=engine, progress=False, new_engines=False)
+    assert sweep.engine_grid(EngineOptions(max_num_seqs=8, kv_cache_gb=2)) == {"max_num_seqs": [8], "kv_cache_gb": [2]}
+    assert sweep.SweepConfig(grid=sweep.engine_grid(engine.options)).engine_options() == [engine.options]
 
 
 def test_baselines_in_the_same_sweep(engine, tmp_path):
@@ -139,7 +193,7 @@ def test_baselines_in_the_same_sweep(engine, tmp_path):
     (batch 1 only: its padded batches are slow on CPU; test_plan covers the batch sizes)."""
     config = sweep.SweepConfig(test_set="demo", model=engine.model_spec, limit=2, grid={"decoding": ["greedy"]},
                                modes=["online"], concurrency=[2], baselines=["builtin", "official"],
-                               official_batch_sizes=[1], warmup=1, output_dir=str(tmp_path))
+                               official_batch_sizes=[1], repeats=1, output_dir=str(tmp_path))
     table = sweep.run_sweep(config, engine=engine, progress=False)
     assert sorted(table["system"]) == ["builtin", "official", "vllm"]
     assert (table["utterances"] == 2).all() and (table["rtfx"] > 0).all()
