@@ -1,10 +1,13 @@
 import jiwer
 import numpy as np
 import pytest
+import srt
+import webvtt
 
 from fireredasr_vllm.audio import SAMPLE_RATE, AudioError, load_audio
-from workbench.long_audio import Segment, SplitOptions, join_texts, split_at_pauses, stitch
-from workbench.options import Transcript
+from workbench.long_audio import Piece, SplitOptions, join_texts, split_at_pauses, stitch
+from workbench.options import Segment, Transcript
+from workbench.subtitles import write_subtitles
 
 GAP_S = 0.6
 
@@ -23,11 +26,6 @@ def concatenate(clips, gap_s: float) -> tuple[np.ndarray, list[tuple[int, int]]]
         parts += [clip, gap]
         at += len(clip) + len(gap)
     return np.concatenate(parts), spans
-
-
-def token_error_rate(reference: list[int], hypothesis: list[int]) -> float:
-    return jiwer.wer(" ".join(map(str, reference)), " ".join(map(str, hypothesis))) if reference else float(
-        bool(hypothesis))
 
 
 def test_split_keeps_segments_short_covers_speech_and_cuts_in_silence(clips):
@@ -54,43 +52,67 @@ def test_split_keeps_segments_short_covers_speech_and_cuts_in_silence(clips):
         assert np.abs(audio[max(0, cut - window):cut + window]).max() < 0.1 * peak, f"cut in speech at {cut}"
 
 
-def test_stitch_joins_in_order_and_keeps_failed_segments():
+def test_stitch_joins_in_order_and_keeps_segments_of_failed_pieces():
     def part(text, tokens, error=None):
         return Transcript(id="x", text=text, token_ids=tokens, output_tokens=len(tokens), prompt_tokens=10,
                           finish_reason="stop", error=error)
 
-    ok = stitch("x", 70.0, [Segment(0, 20, part("你好", [1, 2])), Segment(21, 40, part("world", [3])),
-                            Segment(41, 60, part("again", [4]))])
+    ok = stitch("x", 70.0, [Piece(0, 20, part("你好", [1, 2])), Piece(21, 40, part("world", [3])),
+                            Piece(41, 60, part("again", [4]))])
     assert (ok.text, ok.token_ids, ok.output_tokens, ok.prompt_tokens) == ("你好world again", [1, 2, 3, 4], 4, 30)
-    failed = stitch("x", 70.0, [Segment(0, 20, part("你好", [1, 2])), Segment(21, 40, part("", [], "boom"))])
-    assert not failed.ok and "21.0-40.0 s: boom" in failed.error and failed.segments[0].transcript.text == "你好"
+    assert ok.segments == [Segment(0, 20, "你好"), Segment(21, 40, "world"), Segment(41, 60, "again")]
+    failed = stitch("x", 70.0, [Piece(0, 20, part("你好", [1, 2])), Piece(21, 40, part("", [], "boom"))])
+    assert not failed.ok and "21.0-40.0 s: boom" in failed.error and failed.segments == [Segment(0, 20, "你好")]
     assert join_texts(["", "a", "b", "。c"]) == "a b。c"
 
 
-def test_long_audio_matches_segmentwise_transcripts(engine, clips):
+def test_short_clip_is_one_segment(engine, demo_clips):
+    result = engine.transcribe(demo_clips[0])
+    assert result.segments == [Segment(0.0, result.duration_s, result.text)] and result.text
+
+
+@pytest.fixture(scope="module")
+def long_result(engine, clips):
+    """All bundled clips joined by pauses (120-180 s) through long-audio mode."""
     audio, spans = concatenate(clips, GAP_S)
     assert 120 < len(audio) / SAMPLE_RATE < 180
-
     with pytest.raises(AudioError, match="longer than the model's 30 s limit.*long_audio=True"):
         engine.transcribe(audio, id="long")
-    result = engine.transcribe(audio, id="long", long_audio=True)
+    return engine.transcribe(audio, id="long", long_audio=True), spans, audio
 
+
+def test_long_audio_segments_cover_each_clip_with_its_sentence(engine, long_result, demo_clips, references):
+    result, spans, audio = long_result
     assert result.ok, result.error
-    assert result.duration_s == pytest.approx(len(audio) / SAMPLE_RATE)
+    assert result.duration_s == pytest.approx(spans[-1][1] / SAMPLE_RATE + GAP_S)
     # One segment per clip: each cut falls in the silence between clip k and clip k + 1.
-    assert len(result.segments) == len(clips)
+    assert len(result.segments) == len(spans)
     for segment, (start, end) in zip(result.segments, spans):
         assert segment.start_s * SAMPLE_RATE <= start + 0.1 * SAMPLE_RATE
         assert segment.end_s * SAMPLE_RATE >= end - 0.4 * SAMPLE_RATE  # the clips end in ~0.35 s of silence
         assert segment.end_s * SAMPLE_RATE < end + GAP_S * SAMPLE_RATE
-    # Each piece decodes as that stretch of audio does on its own, and the pieces are stitched in order.
-    # (Per-clip references would differ by the silence around each cut, which changes the random
-    # tiny model's output completely, so the reference is the exact span.)
-    references = engine.transcribe_many(
+    # Each segment's text is what that stretch of audio gives on its own, in order.
+    alone = engine.transcribe_many(
         [audio[round(s.start_s * SAMPLE_RATE):round(s.end_s * SAMPLE_RATE)] for s in result.segments])
-    rates = [token_error_rate(r.token_ids, s.transcript.token_ids) for r, s in zip(references, result.segments)]
-    assert np.mean(rates) < 0.05, rates
-    assert result.token_ids == [t for s in result.segments for t in s.transcript.token_ids]
-    assert result.text == join_texts([s.transcript.text for s in result.segments])
-    assert result.output_tokens == sum(s.transcript.output_tokens for s in result.segments)
-    assert result.latency_s > 0 and result.prompt_tokens == sum(r.prompt_tokens for r in references)
+    assert jiwer.cer([a.text for a in alone], [s.text for s in result.segments]) < 0.02
+    # ... and says the clip's sentence. The trained model memorised its clips with their own leading and
+    # trailing silence (1.4 % CER on them); cut at the VAD's 0.2 s padding it slips on some (measured 30 %).
+    said = [references[clip.stem] for clip in demo_clips]
+    assert jiwer.cer(said, [s.text for s in result.segments]) < 0.4
+    assert sum(s.text == r for s, r in zip(result.segments, said)) >= len(said) // 2
+    assert result.text == join_texts([s.text for s in result.segments])
+    assert result.latency_s > 0 and result.output_tokens >= len(spans)
+
+
+def test_subtitles_of_long_audio_parse_and_cover_the_speech(long_result, tmp_path):
+    result, spans, _ = long_result
+    subtitles = list(srt.parse(write_subtitles(tmp_path / "long.srt", result.segments).read_text("utf-8")))
+    captions = webvtt.read(str(write_subtitles(tmp_path / "long.vtt", result.segments)))
+    vtt_seconds = [(c.start_time.in_milliseconds() / 1000, c.end_time.in_milliseconds() / 1000) for c in captions]
+    assert len(subtitles) == len(captions) == len(spans)
+    for cue, vtt_cue, (start, end), (vtt_start, vtt_end), segment in zip(
+            subtitles, captions, spans, vtt_seconds, result.segments):
+        assert cue.content == vtt_cue.text == segment.text
+        for cue_start, cue_end in ((cue.start.total_seconds(), cue.end.total_seconds()), (vtt_start, vtt_end)):
+            assert cue_start <= start / SAMPLE_RATE + 0.1 and cue_end >= end / SAMPLE_RATE - 0.4
+            assert cue_start == pytest.approx(segment.start_s, abs=5e-4)

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
 from fireredasr_vllm.audio import SAMPLE_RATE
-from workbench.options import DecodingOptions, Transcript
+from workbench.options import DecodingOptions, Segment, Transcript
 
 
 @dataclass(frozen=True)
@@ -33,20 +33,13 @@ class SplitOptions:
     min_speech_s: float = 0.25  # shorter blips are dropped
 
 
-@dataclass
-class Segment:
-    """One piece of a long input and its transcript."""
+@dataclass(frozen=True)
+class Piece:
+    """One piece of a long input (seconds from its start) and its own transcript."""
 
     start_s: float
     end_s: float
     transcript: Transcript
-
-
-@dataclass
-class LongTranscript(Transcript):
-    """A stitched transcript; ``segments`` keeps every piece (also when another piece failed)."""
-
-    segments: list[Segment] = field(default_factory=list)
 
 
 @lru_cache(maxsize=1)
@@ -78,16 +71,20 @@ def join_texts(texts: list[str]) -> str:
     return joined
 
 
-def stitch(id: str, duration_s: float, segments: list[Segment]) -> LongTranscript:
-    """One transcript from the ordered segment transcripts (error names the first failed segment)."""
-    parts = [s.transcript for s in segments]
-    result = LongTranscript(id=id, duration_s=duration_s, segments=segments, finish_reason="stop",
-                            prompt_tokens=sum(p.prompt_tokens for p in parts),
-                            output_tokens=sum(p.output_tokens for p in parts))
-    failed = [s for s in segments if not s.transcript.ok]
+def stitch(id: str, duration_s: float, pieces: list[Piece]) -> Transcript:
+    """One transcript from the ordered pieces: their texts joined, one timed segment per transcribed piece.
+
+    When a piece failed, ``error`` names the first failed one and ``segments`` still keeps the others.
+    """
+    parts = [p.transcript for p in pieces]
+    result = Transcript(id=id, duration_s=duration_s, finish_reason="stop",
+                        prompt_tokens=sum(p.prompt_tokens for p in parts),
+                        output_tokens=sum(p.output_tokens for p in parts),
+                        segments=[Segment(p.start_s, p.end_s, p.transcript.text) for p in pieces if p.transcript.ok])
+    failed = [p for p in pieces if not p.transcript.ok]
     if failed:
         first = failed[0]
-        result.error = (f"{id}: {len(failed)} of {len(segments)} segments failed; first, "
+        result.error = (f"{id}: {len(failed)} of {len(pieces)} segments failed; first, "
                         f"{first.start_s:.1f}-{first.end_s:.1f} s: {first.transcript.error}")
         return result
     result.token_ids = [t for p in parts for t in p.token_ids]
@@ -98,7 +95,7 @@ def stitch(id: str, duration_s: float, segments: list[Segment]) -> LongTranscrip
 
 
 async def transcribe_long(engine, prepared, options: DecodingOptions,
-                          split: SplitOptions | None = None) -> LongTranscript:
+                          split: SplitOptions | None = None) -> Transcript:
     """Split ``prepared`` (a PreparedAudio of any length), decode all pieces at once, stitch in order.
 
     Runs on the engine's event loop; the VAD runs in a worker thread so other requests keep flowing.
@@ -111,8 +108,8 @@ async def transcribe_long(engine, prepared, options: DecodingOptions,
     vad_s = time.perf_counter() - started
     pieces = [PreparedAudio(f"{prepared.id}@{a / SAMPLE_RATE:.2f}", prepared.samples[a:b]) for a, b in ranges]
     transcripts = await asyncio.gather(*[engine._generate(piece, options) for piece in pieces])
-    segments = [Segment(a / SAMPLE_RATE, b / SAMPLE_RATE, t) for (a, b), t in zip(ranges, transcripts)]
-    result = stitch(prepared.id, prepared.duration_s, segments)
+    pieces = [Piece(a / SAMPLE_RATE, b / SAMPLE_RATE, t) for (a, b), t in zip(ranges, transcripts)]
+    result = stitch(prepared.id, prepared.duration_s, pieces)
     result.latency_s = time.perf_counter() - started
     result.ttft_s = vad_s + (transcripts[0].ttft_s if transcripts else 0.0)
     return result
