@@ -14,6 +14,9 @@ references hold no CJK character, then as English (WER).
 
 The audio column is cast to ``Audio(decode=False)``: utterances carry the encoded bytes or a file
 path, and decoding happens in the engine.
+
+Sets loaded for other people (the web app) pass ``allowed_dirs``: local sets only inside those folders,
+every file read (manifest, audio) inside them as a real path, and nothing run (no Kaldi pipes).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 from urllib.parse import quote
 
 import soundfile as sf
@@ -38,6 +41,10 @@ STREAM_SHUFFLE_BUFFER = 1000
 
 class DatasetUnavailable(RuntimeError):
     """A test set that cannot be loaded; the message names it and how to use a local copy."""
+
+
+class DatasetRefused(DatasetUnavailable):
+    """A set that ``allowed_dirs`` forbids: outside the allowed folders, or it would run a command."""
 
 
 @dataclass(frozen=True)
@@ -134,27 +141,34 @@ def list_test_sets() -> list[tuple[str, str]]:
 
 
 def load_test_set(name_or_path: str | os.PathLike, *, limit: int | None = None, shuffle_seed: int | None = None,
-                  max_duration: float | None = None, streaming: bool | None = None,
-                  split: str | None = None) -> TestSet:
+                  max_duration: float | None = None, streaming: bool | None = None, split: str | None = None,
+                  allowed_dirs: Sequence[str | os.PathLike] | None = None) -> TestSet:
     """Load a registered set or a local path; keep the first ``limit`` utterances of at most
     ``max_duration`` seconds, after shuffling with ``shuffle_seed`` if given.
 
     ``streaming`` applies to hub sets; by default they stream when ``limit`` is set and are otherwise
     downloaded into the hub cache once. ``split`` picks a split of a local folder that has several.
+    ``allowed_dirs`` (for a service, the web app): local sets only inside these folders (a relative path
+    is looked up in each), every file read inside them after resolving ``..`` and symlinks, and no Kaldi
+    ``cmd |`` or ``ark:`` entries (nothing is run); raises ``DatasetRefused`` otherwise. ``None`` (the
+    command line, where the user owns the data): any path, pipes included.
     """
     name = str(name_or_path)
+    roots = None if allowed_dirs is None else [Path(os.path.realpath(d)) for d in allowed_dirs]
     if name in REGISTRY:
         source = REGISTRY[name]
         table, base_dir = _load_registered(name, source, streaming, limit), None
         where, revision, id_columns = _describe(source), source.revision, source.id_columns
-    elif os.path.exists(name):
-        path = Path(name).resolve()
-        table, base_dir = _load_local(path, split)
+    elif roots is not None or os.path.exists(name):
+        path = Path(name).resolve() if roots is None else confined_path(name, roots)
+        table, base_dir = _load_local(path, split, roots)
         name, where, revision, id_columns = path.name, str(path), None, ID_COLUMNS
     else:
         raise DatasetUnavailable(
             f"unknown test set {name!r}: neither a registered name ({', '.join(REGISTRY)}) nor an existing path")
     table, columns = _standardize(table, id_columns, where)
+    if roots is not None and base_dir is not None:
+        _check_audio_paths(table, base_dir, roots, where)
     if base_dir is None:
         language, metric = source.language, source.metric
     else:
@@ -163,6 +177,46 @@ def load_test_set(name_or_path: str | os.PathLike, *, limit: int | None = None, 
     return TestSet(name, language, metric, where, revision, _Utterances(table, columns, base_dir),
                    size=len(table) if hasattr(table, "__len__") else None,
                    published=source.published if base_dir is None else ())
+
+
+def confined_path(name: str, roots: Sequence[Path]) -> Path:
+    """The real path of a local set inside one of ``roots``; relative names are looked up in each root."""
+    if not roots:
+        raise DatasetRefused(f"{name!r} is not a registered test set ({', '.join(REGISTRY)}); this app loads "
+                             "local sets only from folders its operator allows (python -m workbench --data-dir DIR)")
+    candidates = [Path(name)] if os.path.isabs(name) else [root / name for root in roots]
+    for candidate in candidates:
+        real = Path(os.path.realpath(candidate))
+        if real.exists() and _inside(real, roots):
+            return real
+    raise DatasetRefused(f"{name!r} is neither a registered test set nor a set inside the allowed data folders "
+                         f"({', '.join(map(str, roots))}; --data-dir); paths that leave them through '..' or "
+                         "symlinks are refused")
+
+
+def _inside(path: Path | str, roots: Sequence[Path]) -> bool:
+    real = Path(os.path.realpath(path))
+    return any(real.is_relative_to(root) for root in roots)
+
+
+def _check_readable(path: Path, roots: Sequence[Path] | None, where: Path) -> None:
+    """Refuse a file that a confined load would read outside ``roots`` (a symlink leading out)."""
+    if roots is not None and not _inside(path, roots):
+        raise DatasetRefused(f"{where}: {path.name} leads outside the allowed data folders (--data-dir)")
+
+
+def _check_audio_paths(table, base_dir: Path, roots: Sequence[Path], where: str) -> None:
+    """Every row without embedded bytes must name an audio file inside ``roots`` (read from the arrow
+    columns, without touching the audio)."""
+    import pyarrow.compute as pc
+
+    for batch in table.select_columns(["audio"]).with_format("arrow").iter(batch_size=4096):
+        audio = batch.column("audio")
+        embedded = pc.fill_null(pc.binary_length(pc.struct_field(audio, "bytes")), 0).to_pylist()
+        for path, size in zip(pc.struct_field(audio, "path").to_pylist(), embedded):
+            if not size and not _inside(_resolve(path or "", base_dir), roots):
+                raise DatasetRefused(f"{where}: audio {path!r} is outside the allowed data folders (--data-dir); "
+                                     "a set served by this app may only use audio inside them")
 
 
 def _guess_language(texts: list) -> tuple[str, str]:
@@ -224,8 +278,8 @@ def _load_parquet(files: list[str], streaming: bool):
     return datasets.load_dataset("parquet", data_files={"test": files}, split="test", streaming=streaming)
 
 
-def _load_local(path: Path, split: str | None):
-    """(table, folder that relative audio paths are resolved against)."""
+def _load_local(path: Path, split: str | None, roots: Sequence[Path] | None):
+    """(table, folder that relative audio paths are resolved against); ``roots``: see ``load_test_set``."""
     import datasets
 
     try:
@@ -235,12 +289,16 @@ def _load_local(path: Path, split: str | None):
                 raise DatasetUnavailable(f"{path}: unsupported file type; use .parquet, .jsonl/.json or .csv")
             return datasets.load_dataset(kind, data_files={"test": str(path)}, split="test"), path.parent
         if (path / "wav.scp").is_file() and (path / "text").is_file():
-            return _load_kaldi(path), path
+            return _load_kaldi(path, roots), path
         for metadata, kind in (("metadata.jsonl", "json"), ("metadata.csv", "csv")):
             if (path / metadata).is_file():
+                _check_readable(path / metadata, roots, path)
                 table = datasets.load_dataset(kind, data_files={"test": str(path / metadata)}, split="test")
                 return table, path
-        return _load_parquet(_parquet_files(path, split), streaming=False), path
+        files = _parquet_files(path, split)
+        for file in files:
+            _check_readable(Path(file), roots, path)
+        return _load_parquet(files, streaming=False), path
     except (OSError, ValueError, datasets.exceptions.DatasetGenerationError) as error:
         raise DatasetUnavailable(f"{path}: cannot be read as a test set: {error}") from None
 
@@ -267,16 +325,19 @@ def _parquet_files(folder: Path, split: str | None) -> list[str]:
     return list(splits[split])
 
 
-def _load_kaldi(folder: Path):
-    """wav.scp + text; wav.scp entries may be paths, ``cmd |`` pipes or ``file.ark:offset`` (kaldiio)."""
+def _load_kaldi(folder: Path, roots: Sequence[Path] | None):
+    """wav.scp + text; wav.scp entries may be paths, ``cmd |`` pipes or ``file.ark:offset`` (kaldiio),
+    the last two only when not confined to ``roots`` (they run commands or read arbitrary archives)."""
     import datasets
 
+    for listing in ("text", "wav.scp"):
+        _check_readable(folder / listing, roots, folder)
     texts = dict(_kaldi_lines(folder / "text"))
     rows = {"id": [], "audio": [], "text": []}
     for utt_id, value in _kaldi_lines(folder / "wav.scp"):
         if utt_id in texts:
             rows["id"].append(utt_id)
-            rows["audio"].append(_kaldi_audio(value, folder))
+            rows["audio"].append(_kaldi_audio(value, folder, roots is not None))
             rows["text"].append(texts[utt_id])
     if not rows["id"]:
         raise DatasetUnavailable(f"{folder}: no utterance id appears in both wav.scp and text")
@@ -290,10 +351,15 @@ def _kaldi_lines(path: Path) -> Iterator[tuple[str, str]]:
             yield parts[0], parts[1] if len(parts) > 1 else ""
 
 
-def _kaldi_audio(value: str, folder: Path) -> dict:
+def _kaldi_audio(value: str, folder: Path, confined: bool) -> dict:
     path = _resolve(value, folder)
     if os.path.isfile(path):
         return {"bytes": None, "path": path}
+    if confined:
+        kind = "a command (`cmd |`)" if value.rstrip().endswith("|") else "not an audio file (an `ark:` entry?)"
+        raise DatasetRefused(f"{folder / 'wav.scp'}: an entry is {kind}; sets loaded here never run commands "
+                             "or read archives: convert them to audio files, or evaluate the set on the command "
+                             "line (python -m eval.run DIR)")
     import kaldiio
 
     rate, samples = kaldiio.load_mat(value)

@@ -160,11 +160,14 @@ def evaluate(test_set: str, *, engine=None, model: str = DEFAULT_MODEL, decoding
              engine_options: EngineOptions = EngineOptions(), output_dir: str | Path | None = None,
              limit: int | None = None, shuffle_seed: int | None = None, max_duration: float | None = None,
              normalizer: NormalizerOptions = NormalizerOptions(), long_audio: bool = False,
-             progress: bool = True, on_row=None, max_in_flight: int = 256) -> Run:
-    """Transcribe and score ``test_set``; returns the run (see module docstring)."""
+             progress: bool = True, on_row=None, max_in_flight: int = 256,
+             allowed_dirs=None) -> Run:
+    """Transcribe and score ``test_set``; returns the run (see module docstring). ``allowed_dirs``: as
+    ``eval.datasets.load_test_set`` (the web app confines its sets)."""
     from tqdm import tqdm
 
-    data = load_test_set(test_set, limit=limit, shuffle_seed=shuffle_seed, max_duration=max_duration)
+    data = load_test_set(test_set, limit=limit, shuffle_seed=shuffle_seed, max_duration=max_duration,
+                         allowed_dirs=allowed_dirs)
     out_dir = Path(output_dir) if output_dir else default_output_dir(
         test_set, engine.model_spec if engine else model, decoding)
     if is_complete(out_dir, data):

@@ -155,7 +155,9 @@ class Engine:
         ``long_audio``: accept inputs over the model's limit, up to ``max_long_audio_seconds`` (split at
         pauses when decoded). Longer inputs are refused from their header, before decoding."""
         name = id or default_id(item, 0)
-        limit = self.max_long_audio_seconds if long_audio else self.max_audio_seconds
+        # getattr: workbench.client.RemoteEngine borrows this method
+        limit = getattr(self, "max_long_audio_seconds", audio_lib.DEFAULT_MAX_LONG_AUDIO_SECONDS) if long_audio \
+            else self.max_audio_seconds
         try:
             samples = audio_lib.load_audio(item, sample_rate, name=name, max_seconds=limit, long_audio=long_audio)
             audio_lib.check_duration(samples, max_seconds=None if long_audio else self.max_audio_seconds,
