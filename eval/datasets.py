@@ -263,13 +263,28 @@ def _load_registered(name: str, source: Source, streaming: bool | None, limit: i
         if not files:
             raise FileNotFoundError(f"no files match {source.data_files}")
         return _load_parquet(files, streaming=False)
-    except OSError as error:
+    except Exception as error:  # network down, DNS, 401/404, gated, offline: whatever the hub client raised
         raise DatasetUnavailable(
-            f"test set {name!r} ({source.repo} at revision {source.revision}) is unavailable: {error}\n"
+            f"test set {name!r} ({source.repo} at revision {source.revision}) is unavailable: "
+            f"{_hub_failure(error)}\n"
             f"Download it where the hub is reachable:\n"
             f"  hf download {source.repo} --repo-type dataset --revision {source.revision} "
             f"--include '{source.data_files}' --local-dir DIR\n"
             f"then evaluate the local copy:  python -m eval.run DIR") from None
+
+
+def _hub_failure(error: Exception) -> str:
+    """Why the hub did not deliver, in one line (the client's errors span many, with URLs and advice)."""
+    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    if isinstance(error, GatedRepoError):
+        return "the dataset is gated: accept its conditions on its hub page, then log in (hf auth login)"
+    if isinstance(error, RepositoryNotFoundError):
+        return "the hub has no such dataset, or it needs a login (hf auth login)"
+    if isinstance(error, LocalEntryNotFoundError):
+        return "the hub cannot be reached and the files are not in the hub cache"
+    first_line = (str(error).strip().splitlines() or [""])[0]
+    return f"{type(error).__name__}: {first_line}" if first_line else type(error).__name__
 
 
 def _load_parquet(files: list[str], streaming: bool):
