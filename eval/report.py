@@ -1,6 +1,8 @@
-"""Compare run folders: summary table, worst utterances, utterances where two runs differ.
+"""Compare run folders (summary table, worst utterances, utterances where two runs differ) and sweep
+folders (their configurations side by side).
 
     python -m eval.report RUN_DIR [RUN_DIR ...] [--worst 10]
+    python -m eval.report SWEEP_DIR [SWEEP_DIR ...]      # folders written by eval.sweep or the Benchmark tab
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import sys
 import pandas as pd
 
 from eval.records import Run, load_run
+from eval.sweep_report import compare_sweeps, is_sweep
 
 SUMMARY_COLUMNS = ["cer", "n", "s", "d", "i", "ser", "utterances", "failed", "rtfx", "utts_per_s",
                    "output_tokens_per_s", "latency_p50", "latency_p90", "latency_p99"]
@@ -48,15 +51,20 @@ def differing_utterances(run_a: Run, run_b: Run) -> pd.DataFrame:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("runs", nargs="+")
+    parser.add_argument("runs", nargs="+", metavar="DIR", help="run folders (eval.run) or sweep folders (eval.sweep)")
     parser.add_argument("--worst", type=int, default=10)
     args = parser.parse_args(argv)
+    sweeps = [path for path in args.runs if is_sweep(path)]
     try:
-        runs = [load_run(path) for path in args.runs]
+        runs = [load_run(path) for path in args.runs if path not in sweeps]
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     with pd.option_context("display.max_columns", None, "display.width", 200, "display.max_colwidth", 60):
+        if sweeps:
+            print(compare_sweeps(sweeps).round(3).to_string(index=False))
+        if not runs:
+            return 0
         print(compare_runs(runs).to_markdown(index=False) if _has_tabulate() else compare_runs(runs))
         for run in runs:
             print(f"\nworst utterances of {run.name}:")

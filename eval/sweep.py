@@ -8,7 +8,7 @@ Grid keys are ``decoding`` (parse_decoding labels) and any EngineOptions field (
 ``max_num_batched_tokens``, ``dtype``, ``enable_prefix_caching``, ...; ``default`` = vLLM's default).
 A vLLM engine is built per engine-option combination (or an existing one is reused when its options
 match) and closed before the next; decoding and load vary per request. Per engine and decoding, an
-untimed warm-up submits a full batch (max_num_seqs requests, at most the test set) so that the first
+untimed warm-up submits a full batch (max_num_seqs requests, at most the test set; per load mode) so that the first
 measured point is not the one that pays for the large batch shapes. Per configuration: ``offline``
 submits every utterance at once (Engine.transcribe_many); ``online`` runs N concurrent clients
 (Engine.transcribe_async), optionally with Poisson arrivals at ``--request-rate``. Each configuration is
@@ -49,7 +49,8 @@ from eval.datasets import DatasetUnavailable, load_test_set
 from eval.metrics import corpus_score, score_utterance
 from eval.normalize import NormalizerOptions
 from eval.records import write_json_atomic
-from eval.run import fmt, git_revision, percentiles
+from eval.run import git_revision, percentiles
+from eval.sweep_report import SPREAD_WARNING, SWEEP_TABLE, markdown_table, results_table, write_report
 from fireredasr_vllm import DEFAULT_MODEL, MODEL_HELP
 from fireredasr_vllm.audio import SAMPLE_RATE, AudioError, load_audio
 from workbench.options import DecodingOptions, EngineOptions, Transcript, parse_decoding
@@ -59,12 +60,8 @@ MODES = ("offline", "online")
 BASELINES = ("builtin", "official")
 BUILTIN_ARCHITECTURE = "FireRedASR2ForConditionalGeneration"
 KEY = ["test_set", "model", "system", "engine_config", "decoding", "mode", "concurrency", "request_rate"]
-REPORT_COLUMNS = ["system", "engine_config", "decoding", "mode", "concurrency", "cer", "rtfx", "utts_per_s",
-                  "output_tokens_per_s", "latency_p50", "latency_p90", "latency_p99", "ttft_p50", "peak_rss_mb",
-                  "failed", "spread"]
 SPEED_FIELDS = ("wall_seconds", "rtfx", "utts_per_s", "output_tokens_per_s", "latency_p50", "latency_p90",
                 "latency_p99", "ttft_p50", "ttft_p90", "ttft_p99")
-SPREAD_WARNING = 0.20  # relative range of a configuration's pass times above which its figures are suspect
 
 
 # ----------------------------------------------------------------------------------- configuration
@@ -366,9 +363,13 @@ class VllmRunner:
         return getattr(getattr(vllm_config, "scheduler_config", None), "max_num_seqs", None)
 
     def warm_up(self, clips, decoding: DecodingOptions, job: Job) -> None:
-        """One full batch at once: max_num_seqs requests (at most one per clip, the largest batch measured)."""
-        clips = clips[:self.batch(job) or len(clips)]
-        self.engine.transcribe_many([s for _, s in clips], decoding, ids=[f"warmup-{i}" for i, _ in clips])
+        """One full batch at once, through the job's path (offline or online clients): max_num_seqs
+        requests, at most one per clip (the largest batch measured)."""
+        clips = [(f"warmup-{i}", s) for i, s in clips[:self.batch(job) or len(clips)]]
+        if job.mode == "online":
+            run_in_thread(lambda: online_load(self.engine, clips, decoding, len(clips), None, 0))
+        else:
+            self.engine.transcribe_many([s for _, s in clips], decoding, ids=[i for i, _ in clips])
 
     def run(self, job: Job, clips, config: SweepConfig) -> tuple[list[Transcript], float]:
         if job.mode == "online":
@@ -492,7 +493,8 @@ class SweepStore:
 
     def __init__(self, out_dir: str | Path, resume: bool):
         self.path = Path(out_dir)
-        self.table_stem, self.utterances_stem = self.path / "sweep", self.path / "sweep_utterances"
+        self.table_stem = self.path / Path(SWEEP_TABLE).stem
+        self.utterances_stem = self.path / "sweep_utterances"
         existing = self.table_stem.with_suffix(".parquet")
         if existing.exists() and not resume:
             raise FileExistsError(f"{self.path} already holds a sweep: pass --resume to continue it or pick "
@@ -516,73 +518,12 @@ class SweepStore:
         return pd.DataFrame(self.rows)
 
 
-def markdown_table(frame: pd.DataFrame) -> str:
-    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
-    lines += ["| " + " | ".join(fmt(None if pd.isna(v) else v) for v in row) + " |"
-              for row in frame.itertuples(index=False)]
-    return "\n".join(lines)
-
-
-def results_table(table: pd.DataFrame) -> pd.DataFrame:
-    """The report's columns, error rate in percent."""
-    shown = table[[c for c in REPORT_COLUMNS if c in table]].copy()
-    metric = str(table["metric"].iloc[0]).upper() if len(table) else "CER"
-    shown["cer"] = 100 * shown["cer"]
-    return shown.rename(columns={"cer": f"{metric} %"})
-
-
-def speedups(table: pd.DataFrame) -> pd.DataFrame:
-    """Best RTFx per decoding and system, and each system's ratio to the official implementation."""
-    best = table.pivot_table(index="decoding", columns="system", values="rtfx", aggfunc="max", sort=False)
-    for system in [s for s in best.columns if s != "official"]:
-        if "official" in best.columns:
-            best[f"{system} / official"] = best[system] / best["official"]
-    return best.reset_index()
-
-
-def write_report(table: pd.DataFrame, out_dir: str | Path, manifest: dict) -> Path:
-    """plots/*.png and report.md (figures embedded) for a sweep table."""
-    from eval.plots import plot_sweep, save_figures
-
-    out_dir = Path(out_dir)
-    paths = save_figures(plot_sweep(table), out_dir / "plots") if len(table) else []
-    config = manifest["config"]
-    lines = [
-        f"# Sweep: {config['test_set']} / {config['model']}", "",
-        f"- device: {manifest.get('device')}",
-        f"- utterances: {manifest.get('utterances')} ({manifest.get('audio_seconds', 0):.1f} s of audio), "
-        f"warm-up {config['warmup']} full batch(es) per engine and decoding, {config.get('repeats', 1)} timed "
-        f"pass(es) per configuration (median; `spread` = (max - min) / median of the pass times), order seed "
-        f"{config.get('order_seed')}",
-        f"- git revision: {manifest.get('git_revision')}; created {manifest.get('created')}",
-        f"- command: `{manifest.get('command')}`", "",
-        "Latencies in seconds; `concurrency` is the number of clients (online), every utterance at once "
-        "(offline) or the static batch size (official). Peak RSS: this process plus the engine's processes.",
-        "",
-        "## Results", "",
-        markdown_table(results_table(table)) if len(table) else "(no configuration finished)", "",
-    ]
-    if len(table) and "spread" in table and (table["spread"] > SPREAD_WARNING).any():
-        unstable = table[table["spread"] > SPREAD_WARNING]
-        lines += [f"## Warning: {len(unstable)} configuration(s) varied by more than {SPREAD_WARNING:.0%} "
-                  "between passes", "", "Their figures are suspect (a busy machine?); measure them again "
-                  "(`--repeats`, a quieter machine):", "",
-                  markdown_table(unstable[["system", "engine_config", "decoding", "mode", "concurrency", "spread"]]),
-                  ""]
-    if len(table) and {"official", "vllm"} <= set(table["system"]):
-        lines += ["## Best RTFx and speed-up over the official implementation", "", markdown_table(speedups(table)),
-                  ""]
-    lines += ["## Figures", ""] + [f"![{p.stem}](plots/{p.name})" for p in paths]
-    report = out_dir / "report.md"
-    report.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return report
-
-
 # ----------------------------------------------------------------------------------- the sweep
-def load_clips(config: SweepConfig):
-    """The test set, decoded once (decoding stays out of the timings); unreadable clips are skipped."""
+def load_clips(config: SweepConfig, allowed_dirs=None):
+    """The test set, decoded once (decoding stays out of the timings); unreadable clips are skipped.
+    ``allowed_dirs``: as ``load_test_set``'s (the web app confines local sets)."""
     data = load_test_set(config.test_set, limit=config.limit, shuffle_seed=config.shuffle_seed,
-                         max_duration=config.max_duration)
+                         max_duration=config.max_duration, allowed_dirs=allowed_dirs)
     clips, references, skipped = [], {}, []
     for utterance in data.utterances:
         try:
@@ -628,18 +569,18 @@ def needs_new_engine(config: SweepConfig, jobs: list[Job], engine) -> list[str]:
 
 def run_sweep(config: SweepConfig, *, engine=None, resume: bool = False, progress: bool = True,
               normalizer: NormalizerOptions = NormalizerOptions(), new_engines: bool = True, stop=None,
-              on_pass=None) -> pd.DataFrame:
+              on_pass=None, allowed_dirs=None) -> pd.DataFrame:
     """Measure every configuration of ``config``; returns the sweep table (also written to disk).
 
     ``engine``: an existing Engine, used (not closed) for the configurations whose engine options
     and model match it; ``new_engines=False`` refuses a plan that needs any other engine.
     ``stop``: a ``threading.Event``; once set, the sweep ends after the pass in progress, keeping
     the finished configurations. ``on_pass(done, total, table, label)`` is called after each timed
-    pass (``table``: the finished configurations).
+    pass (``table``: the finished configurations). ``allowed_dirs``: as ``load_test_set``'s.
     """
     from tqdm import tqdm
 
-    data, clips, references, skipped = load_clips(config)
+    data, clips, references, skipped = load_clips(config, allowed_dirs)
     store = SweepStore(config.output_dir, resume)
     done = store.done()
     jobs = shuffled([job for job in plan(config, len(clips)) if job_key(job, config, data.name) not in done],
@@ -664,10 +605,10 @@ def run_sweep(config: SweepConfig, *, engine=None, resume: bool = False, progres
                 for job in group:
                     label = job_label(job, config.engine_keys)
                     bar.set_postfix_str(label)
-                    if job.decoding not in warmed:
+                    if (job.decoding, job.mode) not in warmed:
                         for _ in range(config.warmup):
                             runner.warm_up(clips, job.decoding, job)
-                        warmed.add(job.decoding)
+                        warmed.add((job.decoding, job.mode))
                     passes, utterances = [], []
                     for number in range(1, config.repeats + 1):
                         if stop is not None and stop.is_set():

@@ -11,7 +11,8 @@ import pandas as pd
 import psutil
 import pytest
 
-from eval import plots, sweep
+from eval import plots, sweep, sweep_report
+from eval import report as eval_report
 from eval.metrics import score_corpus
 from workbench.options import EngineOptions
 
@@ -85,14 +86,20 @@ def test_sweep_on_the_shared_engine(engine, tmp_path, monkeypatch):
                                concurrency=[1, 4], output_dir=str(tmp_path))
     assert engine.options == EngineOptions() and (config.warmup, config.repeats, config.order_seed) == (1, 2, 0)
 
-    warm_ups, transcribe_many = [], engine.transcribe_many
+    warm_ups, transcribe_many, online_load = [], engine.transcribe_many, sweep.online_load
 
-    def record_warm_up(samples, decoding, ids=None, **kwargs):
+    def record_offline_warm_up(samples, decoding, ids=None, **kwargs):
         if ids and ids[0].startswith("warmup-"):
-            warm_ups.append((decoding.label, len(samples)))
+            warm_ups.append(("offline", decoding.label, len(samples)))
         return transcribe_many(samples, decoding, ids=ids, **kwargs)
 
-    monkeypatch.setattr(engine, "transcribe_many", record_warm_up)
+    def record_online_warm_up(engine, clips, decoding, concurrency, *args):
+        if clips[0][0].startswith("warmup-"):
+            warm_ups.append(("online", decoding.label, concurrency))
+        return online_load(engine, clips, decoding, concurrency, *args)
+
+    monkeypatch.setattr(engine, "transcribe_many", record_offline_warm_up)
+    monkeypatch.setattr(sweep, "online_load", record_online_warm_up)
     summarize, calls = sweep.summarize, []
 
     def interrupt_fifth_pass(*args, **kwargs):
@@ -112,8 +119,9 @@ def test_sweep_on_the_shared_engine(engine, tmp_path, monkeypatch):
     monkeypatch.setattr(sweep, "summarize", summarize)
     table = sweep.run_sweep(config, engine=engine, resume=True, progress=False)
 
-    # warm-up: one full batch (vLLM's max_num_seqs >= 6: the whole test set at once) per decoding and run
-    assert sorted(set(warm_ups)) == [("greedy", 6), ("t0.7", 6)]
+    # warm-up: one full batch (vLLM's max_num_seqs >= 6: the whole test set at once) per decoding and load mode
+    assert sorted(set(warm_ups)) == [(mode, decoding, 6) for mode in ("offline", "online")
+                                     for decoding in ("greedy", "t0.7")]
     assert len(table) == 6 and not table.duplicated(sweep.KEY).any()
     assert sorted(table["mode"] + table["concurrency"].astype(str)) == sorted(
         ["offline6", "online1", "online4"] * 2)
@@ -146,6 +154,10 @@ def test_sweep_on_the_shared_engine(engine, tmp_path, monkeypatch):
         assert len(mine) == 6
         assert row["cer"] == pytest.approx(score_corpus(list(mine["reference"]), list(mine["hypothesis"])).cer)
 
+    assert sweep_report.list_sweeps(tmp_path) == [tmp_path]
+    both = sweep_report.compare_sweeps([tmp_path, tmp_path])
+    assert len(both) == 12 and list(both.columns[:3]) == ["sweep", "system", "engine_config"]
+    assert eval_report.main([str(tmp_path)]) == 0
     report = (tmp_path / "report.md").read_text()
     assert "2 timed pass(es) per configuration" in report and "order seed 0" in report
     images = [line.split("(")[1].rstrip(")") for line in report.splitlines() if line.startswith("![")]
@@ -202,7 +214,7 @@ def test_baselines_in_the_same_sweep(engine, tmp_path):
     official = table[table["system"] == "official"]
     assert list(official["batch"]) == [1] and official["ttft_p50"].isna().all()
 
-    ratios = sweep.speedups(table).set_index("decoding")
+    ratios = sweep_report.speedups(table).set_index("decoding")
     assert ratios.loc["greedy", "vllm / official"] == pytest.approx(
         table[table.system == "vllm"]["rtfx"].max() / official["rtfx"].max())
     report = (tmp_path / "report.md").read_text()

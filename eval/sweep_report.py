@@ -1,0 +1,108 @@
+"""Sweep folders as tables and reports: the results table, report.md with its figures, and listing /
+comparing sweep folders (``python -m eval.report``, the Runs tab, notebook 04). No engine is imported.
+
+    compare_sweeps(list_sweeps("results"))      # one row per sweep x configuration
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+SWEEP_TABLE = "sweep.parquet"
+SWEEP_MANIFEST = "sweep.json"
+REPORT_COLUMNS = ["system", "engine_config", "decoding", "mode", "concurrency", "cer", "rtfx", "utts_per_s",
+                  "output_tokens_per_s", "latency_p50", "latency_p90", "latency_p99", "ttft_p50", "peak_rss_mb",
+                  "failed", "spread"]
+SPREAD_WARNING = 0.20  # relative range of a configuration's pass times above which its figures are suspect
+
+
+def is_sweep(path: str | Path) -> bool:
+    return (Path(path) / SWEEP_TABLE).exists()
+
+
+def list_sweeps(root: str | Path = "results") -> list[Path]:
+    """Sweep folders under ``root`` (any depth), newest first."""
+    root = Path(root)
+    found = {p.parent for p in root.rglob(SWEEP_TABLE)} if root.exists() else set()
+    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def compare_sweeps(paths: list[str | Path]) -> pd.DataFrame:
+    """The results tables of several sweep folders, one row per sweep and configuration."""
+    tables = [results_table(pd.read_parquet(Path(p) / SWEEP_TABLE)).assign(sweep=Path(p).name) for p in paths]
+    if not tables:
+        return pd.DataFrame(columns=["sweep", *REPORT_COLUMNS])
+    combined = pd.concat(tables, ignore_index=True)
+    return combined[["sweep", *(c for c in combined.columns if c != "sweep")]]
+
+
+def cell(value) -> str:
+    """A table cell: ``-`` for missing, 2 decimals (3 below 0.1)."""
+    if value is None or pd.isna(value):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.2f}" if abs(value) >= 0.1 or value == 0 else f"{value:.3f}"
+    return str(value)
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def results_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The report's columns, error rate in percent."""
+    shown = table[[c for c in REPORT_COLUMNS if c in table]].copy()
+    metric = str(table["metric"].iloc[0]).upper() if len(table) else "CER"
+    shown["cer"] = 100 * shown["cer"]
+    return shown.rename(columns={"cer": f"{metric} %"})
+
+
+def speedups(table: pd.DataFrame) -> pd.DataFrame:
+    """Best RTFx per decoding and system, and each system's ratio to the official implementation."""
+    best = table.pivot_table(index="decoding", columns="system", values="rtfx", aggfunc="max", sort=False)
+    for system in [s for s in best.columns if s != "official"]:
+        if "official" in best.columns:
+            best[f"{system} / official"] = best[system] / best["official"]
+    return best.reset_index()
+
+
+def write_report(table: pd.DataFrame, out_dir: str | Path, manifest: dict) -> Path:
+    """plots/*.png and report.md (figures embedded) for a sweep table."""
+    from eval.plots import plot_sweep, save_figures
+
+    out_dir = Path(out_dir)
+    paths = save_figures(plot_sweep(table), out_dir / "plots") if len(table) else []
+    config = manifest["config"]
+    lines = [
+        f"# Sweep: {config['test_set']} / {config['model']}", "",
+        f"- device: {manifest.get('device')}",
+        f"- utterances: {manifest.get('utterances')} ({manifest.get('audio_seconds', 0):.1f} s of audio), "
+        f"warm-up {config['warmup']} full batch(es) per engine and decoding, {config.get('repeats', 1)} timed "
+        f"pass(es) per configuration (median; `spread` = (max - min) / median of the pass times), order seed "
+        f"{config.get('order_seed')}",
+        f"- git revision: {manifest.get('git_revision')}; created {manifest.get('created')}",
+        f"- command: `{manifest.get('command')}`", "",
+        "Latencies in seconds; `concurrency` is the number of clients (online), every utterance at once "
+        "(offline) or the static batch size (official). Peak RSS: this process plus the engine's processes.",
+        "",
+        "## Results", "",
+        markdown_table(results_table(table)) if len(table) else "(no configuration finished)", "",
+    ]
+    if len(table) and "spread" in table and (table["spread"] > SPREAD_WARNING).any():
+        unstable = table[table["spread"] > SPREAD_WARNING]
+        lines += [f"## Warning: {len(unstable)} configuration(s) varied by more than {SPREAD_WARNING:.0%} "
+                  "between passes", "", "Their figures are suspect (a busy machine?); measure them again "
+                  "(`--repeats`, a quieter machine):", "",
+                  markdown_table(unstable[["system", "engine_config", "decoding", "mode", "concurrency", "spread"]]),
+                  ""]
+    if len(table) and {"official", "vllm"} <= set(table["system"]):
+        lines += ["## Best RTFx and speed-up over the official implementation", "", markdown_table(speedups(table)),
+                  ""]
+    lines += ["## Figures", ""] + [f"![{p.stem}](plots/{p.name})" for p in paths]
+    report = out_dir / "report.md"
+    report.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return report

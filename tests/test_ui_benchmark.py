@@ -1,0 +1,99 @@
+"""The Benchmark tab in a real headless Chromium on the shared app and engine (tests/conftest.py): a 2x2
+sweep on the bundled set draws its figures and leaves a sweep folder that the Runs tab and eval.report list;
+Stop keeps the finished points; engine settings become a command line, never a restart."""
+
+import json
+
+import pandas as pd
+
+from eval import report
+from workbench.ui_benchmark import DECODING_CHOICES, FIGURES
+
+LIMIT = 3  # clips per pass: enough for 2 in flight, small for CI
+
+
+def open_tab(page) -> None:
+    page.get_by_role("tab", name="Benchmark").click()
+    page.locator("#benchmark-run").wait_for()
+
+
+def tick(page, group: str, wanted: list[str]) -> None:
+    """Leave exactly ``wanted`` ticked in the checkbox group ``group``."""
+    for box in page.locator(f"#{group} label").all():
+        checkbox = box.locator("input")
+        if checkbox.is_checked() != (box.inner_text().strip() in wanted):
+            box.click()
+
+
+def fill_sweep(page, folder: str, decodings: list[str], in_flight: list[str], offline: bool) -> None:
+    page.locator("#benchmark-limit input").fill(str(LIMIT))
+    tick(page, "benchmark-decodings", decodings)
+    tick(page, "benchmark-in-flight", in_flight)
+    if page.locator("#benchmark-offline input").is_checked() != offline:
+        page.locator("#benchmark-offline input").click()
+    page.locator("#benchmark-name textarea").fill(folder)
+
+
+def test_two_by_two_sweep_draws_figures_and_is_listed(page, app_results_dir, capsys):
+    open_tab(page)
+    fill_sweep(page, "bench-2x2", ["greedy", "t0.7"], ["1", "2"], offline=False)
+    page.locator("#benchmark-run").click()
+    page.locator("#benchmark-status", has_text="finished ·").wait_for()
+
+    folder = app_results_dir / "bench-2x2"
+    table = pd.read_parquet(folder / "sweep.parquet")
+    assert sorted(zip(table["decoding"], table["concurrency"])) == [("greedy", 1), ("greedy", 2), ("t0.7", 1),
+                                                                     ("t0.7", 2)]
+    assert (table["passes"] == 2).all() and (table["utterances"] == LIMIT).all() and (table["failed"] == 0).all()
+    assert json.loads((folder / "sweep.json").read_text())["config"]["repeats"] == 2
+    assert (folder / "report.md").exists() and len(list((folder / "plots").glob("*.png"))) >= len(FIGURES)
+    # every figure is drawn on the page, the table lists the four points
+    for stem in FIGURES:
+        image = page.locator(f"#benchmark-{stem.replace('_', '-')} img")
+        image.wait_for()
+        assert image.evaluate("img => img.naturalWidth") > 100
+    for decoding in ("greedy", "t0.7"):
+        assert page.locator("#benchmark-table [role=row]", has_text=decoding).count() == 2
+    assert page.locator("#benchmark-folder textarea").input_value() == str(folder)
+
+    # the Runs tab lists and opens the folder; eval.report compares it
+    page.get_by_role("tab", name="Runs").click()
+    page.locator("#runs-refresh").click()
+    page.locator("#runs-a input").click()
+    page.locator("#runs-a").get_by_role("option", name="bench-2x2", exact=True).click()
+    page.locator("#runs-summary", has_text="4 configurations").wait_for()
+    assert report.main([str(folder)]) == 0
+    printed = capsys.readouterr().out
+    assert "bench-2x2" in printed and printed.count("t0.7") >= 2
+
+
+def test_stop_keeps_finished_points(page, app_results_dir):
+    open_tab(page)
+    fill_sweep(page, "bench-stopped", ["greedy"], ["1", "2", "4", "8"], offline=True)
+    page.locator("#benchmark-run").click()
+    page.locator("#benchmark-status", has_text="1 of 5 points done").wait_for()
+    page.locator("#benchmark-stop").click()
+    page.locator("#benchmark-status", has_text="stopped: the finished points are kept").wait_for()
+    finished = pd.read_parquet(app_results_dir / "bench-stopped" / "sweep.parquet")
+    assert 1 <= len(finished) < 5 and (finished["passes"] == 2).all()
+
+
+def test_engine_settings_become_a_command_and_bad_input_one_sentence(page, app_results_dir):
+    open_tab(page)
+    assert set(DECODING_CHOICES) >= {"greedy", "official", "beam3", "t0.7-p0.9"}
+    page.get_by_text("Engine settings (each value needs a new engine)").click()
+    page.locator("#benchmark-max-num-seqs textarea").fill("8, 32")
+    page.locator("#benchmark-name textarea").fill("bench-engines")
+    command = page.locator("#benchmark-command")
+    command.get_by_text("max_num_seqs=8,32").wait_for()
+    assert "python -m eval.sweep demo" in command.inner_text() and "bench-engines" in command.inner_text()
+    page.locator("#benchmark-run").click()
+    page.locator(".toast-body", has_text="Engine settings need new engines").first.wait_for()
+    assert not (app_results_dir / "bench-engines").exists()
+
+    page.locator("#benchmark-max-num-seqs textarea").fill("")
+    page.locator("#benchmark-more textarea").fill("beam")
+    page.locator("#benchmark-run").click()
+    toast = page.locator(".toast-body", has_text="unknown decoding 'beam'").first
+    toast.wait_for()
+    assert "Traceback" not in toast.inner_text()
