@@ -57,20 +57,30 @@ def server_command(argv: list[str] | None = None, *, cpu: bool | None = None) ->
 
 
 class PlainTextTranscription:
-    """ASGI middleware: ``response_format=text`` gets ``text/plain`` (vLLM 0.32 answers it with JSON)."""
+    """ASGI middleware: ``response_format=text`` gets ``text/plain`` (vLLM 0.32 answers it with JSON).
+
+    It reads the request body to find that field before vLLM's ``--api-key`` check runs, so it reads at
+    most vLLM's own upload limit (``VLLM_MAX_AUDIO_CLIP_FILESIZE_MB``) and answers a larger body 413."""
 
     def __init__(self, app):
+        from vllm import envs  # here, in the api_server process: the fireredasr-serve CLI never imports vLLM
+
         self.app = app
+        self.max_body = (envs.VLLM_MAX_AUDIO_CLIP_FILESIZE_MB + 1) << 20  # the file + the small form fields
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or not scope["path"].startswith("/v1/audio/"):
             return await self.app(scope, receive, send)
-        body = b""
+        chunks, size = [], 0
         while True:
             message = await receive()
-            body += message.get("body", b"")
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_body:
+                return await too_large(send, self.max_body)
             if not message.get("more_body"):
                 break
+        body = b"".join(chunks)
         if not wants_plain_text(body):
             return await self.app(scope, replay(body, receive), send)
         start: dict = {}
@@ -91,6 +101,16 @@ class PlainTextTranscription:
             await send({"type": "http.response.body", "body": text})
 
         await self.app(scope, replay(body, receive), send_text)
+
+
+async def too_large(send, limit: int) -> None:
+    """A 413 in vLLM's error format, sent before the rest of the body is read."""
+    message = (f"request body larger than {limit >> 20} MB; the audio file limit is "
+               "VLLM_MAX_AUDIO_CLIP_FILESIZE_MB (docs/serving.md)")
+    body = json.dumps({"error": {"message": message, "type": "RequestEntityTooLarge", "code": 413}}).encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def wants_plain_text(multipart_body: bytes) -> bool:

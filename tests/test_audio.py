@@ -109,6 +109,60 @@ def test_bad_paths(tmp_path):
         audio.load_audio(text)
 
 
+def test_block_decoding_equals_decoding_at_once(tmp_path):
+    """Several blocks of 44.1 kHz stereo, down-mixed and resampled as they arrive = the whole file at once."""
+    rate = 44100
+    left, right = tone(rate, seconds=5.0), tone(rate, seconds=5.0, amplitude=0.1)
+    path = tmp_path / "stereo.flac"
+    sf.write(path, np.stack([left, right], axis=1), rate, subtype="PCM_24")
+    assert sf.info(path).frames > 3 * audio.DECODE_BLOCK
+    whole, _ = sf.read(path, dtype="float32", always_2d=True)
+    np.testing.assert_allclose(audio.load_audio(path), audio.resample(whole.mean(axis=1), rate), atol=1e-6)
+
+
+def test_too_long_is_refused_from_the_header(tmp_path):
+    path = tmp_path / "long.wav"
+    sf.write(path, np.zeros(40 * 8000, np.int16), 8000)
+    with pytest.raises(audio.AudioError, match=r"long.wav: 40\.0 s is longer than the model.s 30 s limit; split"):
+        audio.load_audio(path, max_seconds=30)
+    with pytest.raises(audio.AudioError, match=r"0\.7 min is longer than the 0\.5 min limit of long-audio mode"):
+        audio.load_audio(path, max_seconds=30, long_audio=True)
+    with pytest.raises(audio.AudioError, match="40.0 s is longer"):
+        audio.load_audio(np.zeros(40 * 16000, np.float32), max_seconds=30)
+    assert len(audio.load_audio(path, max_seconds=40)) == 40 * 16000
+
+
+def test_too_long_m4a_is_refused_from_its_container(tmp_path):
+    import av
+
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="ipod") as container:
+        stream = container.add_stream("aac", rate=16000)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(tone(16000, seconds=3.0)[None, :], format="fltp", layout="mono")
+        frame.sample_rate = 16000
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+    with pytest.raises(audio.AudioError, match=r"clip.m4a: 3\.\d s is longer than the model's 2 s limit"):
+        audio.load_audio(buffer.getvalue(), name="clip.m4a", max_seconds=2)
+
+
+@pytest.mark.parametrize("data", [
+    np.random.default_rng(0).integers(128, 256, 4000, dtype=np.uint8).tobytes(),
+    b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00",  # a truncated WAV header
+    b"fLaC\x00\x00\x00\x22" + bytes(range(200, 250)),  # a FLAC signature, then garbage
+])
+def test_errors_show_no_bytes_and_no_object_reprs(data, tmp_path):
+    path = tmp_path / "upload.wav"
+    path.write_bytes(data)
+    for source in (data, path):
+        with pytest.raises(audio.AudioError) as error:
+            audio.load_audio(source, name="upload.wav")
+        message = str(error.value)
+        assert message.startswith("upload.wav: cannot decode as audio")
+        assert not any(internal in message for internal in ("b'", 'b"', "0x", "<_io", "object at", "\\x")), message
+
+
 def test_duration_limits():
     shortest = audio.min_samples()
     audio.check_duration(np.zeros(shortest, np.float32))

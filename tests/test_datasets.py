@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from eval.datasets import DatasetUnavailable, list_test_sets, load_test_set
+from eval.datasets import DatasetRefused, DatasetUnavailable, list_test_sets, load_test_set
 from eval.synth import DEMO_DIR, read_sentences
 from fireredasr_vllm.audio import load_audio
 
@@ -110,6 +110,30 @@ def test_kaldi_folder(tmp_path, clips):
     test_set = load_test_set(tmp_path)
     assert_matches(test_set, clips)
     assert isinstance(list(test_set)[2].audio, bytes)
+
+
+def test_confined_loading_takes_audio_files_inside_and_refuses_the_rest(tmp_path, clips):
+    """``allowed_dirs`` (the web app): a Kaldi folder of files inside loads; pipes, archive entries,
+    audio outside and any local path without allowed folders are refused (tests/test_security.py
+    drives the same refusals through the running app)."""
+    data = tmp_path / "data"
+    (data / "kaldi" / "wav").mkdir(parents=True)
+    for clip in clips:
+        shutil.copy(clip, data / "kaldi" / "wav" / clip.name)
+    listing = "".join(f"{c.stem} wav/{c.name}\n" for c in clips)
+    (data / "kaldi" / "wav.scp").write_text(listing, encoding="utf-8")
+    (data / "kaldi" / "text").write_text("".join(f"{c.stem} {t}\n" for c, t in zip(clips, TEXTS)), encoding="utf-8")
+    assert_matches(load_test_set("kaldi", allowed_dirs=[data]), clips)
+    assert len(load_test_set("demo", allowed_dirs=[])) == 30  # registered sets always load
+    refused = {f"{clips[0].stem} sox {clips[0]} -t wav - |\n": "a command",
+               f"{clips[0].stem} feats.ark:12\n": "not an audio file",
+               f"{clips[0].stem} {clips[0]}\n": "is outside the allowed data folders"}
+    for line, message in refused.items():
+        (data / "kaldi" / "wav.scp").write_text(line, encoding="utf-8")
+        with pytest.raises(DatasetRefused, match=message):
+            load_test_set(data / "kaldi", allowed_dirs=[data])
+    with pytest.raises(DatasetRefused, match="--data-dir"):
+        load_test_set(data / "kaldi", allowed_dirs=[])
 
 
 def test_jsonl_manifest(tmp_path, clips):
