@@ -3,10 +3,14 @@
     python -m eval.run aishell --model FireRedTeam/FireRedASR-LLM-L      # hub id, official dir, converted dir
     python -m eval.run demo                                              # embedded model + bundled clips
     python -m eval.run DIR_OR_FILE --limit 100 --decoding official --output-dir results/x
+    python -m eval.run aishell --data-parallel-size 2                    # vLLM data parallelism: 2 engines
+    python -m eval.run aishell --server http://gpu1:8000,http://gpu2:8000  # running fireredasr-serve servers
 
 Writes a run folder (eval/records.py): rows that survive a kill, utterances.parquet/csv, summary.json
 (CER/WER with N/S/D/I, RTFx, utts/s, tokens/s, latency percentiles) and manifest.json. Re-running into
-the same folder skips finished utterances.
+the same folder skips finished utterances. With ``--server`` the utterances go to the servers through
+their transcription route (workbench/client.py: retried on a dropped connection or a 5xx, each
+recorded once); the run folder is the same and the manifest names the servers and their models.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from eval.metrics import score_utterance
 from eval.normalize import NormalizerOptions, normalize
 from eval.records import Run, RunWriter, load_run
 from fireredasr_vllm import DEFAULT_MODEL, MODEL_HELP
+from workbench.client import ServerError, check_supported
+from workbench.engine import Engine
 from workbench.options import DecodingOptions, EngineOptions, Transcript, parse_decoding
 
 DEFAULT_RESULTS = Path("results")
@@ -136,11 +142,13 @@ def manifest_for(test_set, engine, decoding: DecodingOptions, normalizer: Normal
         "test_set": {"name": test_set.name, "source": test_set.source, "revision": test_set.revision,
                      "language": test_set.language, "metric": test_set.metric, "size": test_set.size,
                      "published": [list(entry) for entry in test_set.published]},
-        "model": info["model"], "model_dir": info["model_dir"], "model_sha256": model_checksum(engine.model_dir),
+        "model": info["model"], "model_dir": info["model_dir"],
+        "model_sha256": model_checksum(engine.model_dir) if engine.model_dir else None,
         "architecture": info["architecture"], "engine": info["engine"], "decoding": decoding.to_dict(),
         "normalizer": normalizer.to_dict(), "versions": info["versions"], "device": info["device"],
         "git_revision": git_revision(), "created": dt.datetime.now(dt.timezone.utc).isoformat(),
         "arguments": args, "command": " ".join(sys.argv),
+        **({"servers": info["servers"]} if "servers" in info else {}),
     }
 
 
@@ -161,21 +169,28 @@ def evaluate(test_set: str, *, engine=None, model: str = DEFAULT_MODEL, decoding
              limit: int | None = None, shuffle_seed: int | None = None, max_duration: float | None = None,
              normalizer: NormalizerOptions = NormalizerOptions(), long_audio: bool = False,
              progress: bool = True, on_row=None, max_in_flight: int = 256,
+             server: str | list[str] | None = None,
              allowed_dirs=None) -> Run:
     """Transcribe and score ``test_set``; returns the run (see module docstring). ``allowed_dirs``: as
-    ``eval.datasets.load_test_set`` (the web app confines its sets)."""
+    ``eval.datasets.load_test_set`` (the web app confines its sets).
+
+    ``engine``: a running engine (or client) to use; else ``server`` (URLs of running servers) or a new
+    engine on ``model``."""
     from tqdm import tqdm
 
     data = load_test_set(test_set, limit=limit, shuffle_seed=shuffle_seed, max_duration=max_duration,
                          allowed_dirs=allowed_dirs)
+    own_engine = engine is None
+    if own_engine and server:
+        check_supported(decoding)
+        engine = Engine.connect(server)  # cheap: the model is already loaded over there
     out_dir = Path(output_dir) if output_dir else default_output_dir(
         test_set, engine.model_spec if engine else model, decoding)
     if is_complete(out_dir, data):
+        if own_engine and engine is not None:
+            engine.close()
         return load_run(out_dir)
-    own_engine = engine is None
-    if own_engine:
-        from workbench.engine import Engine
-
+    if engine is None:
         engine = Engine(model, engine_options)
     args = {"test_set": test_set, "limit": limit, "shuffle_seed": shuffle_seed, "max_duration": max_duration,
             "long_audio": long_audio}
@@ -285,6 +300,10 @@ def parse_args(argv):
     parser.add_argument("--dtype", default="auto", help="auto (float32 on CPU, bfloat16 on GPUs) | float32 | bfloat16")
     parser.add_argument("--max-num-seqs", type=int)
     parser.add_argument("--tensor-parallel-size", type=int, default=1)
+    parser.add_argument("--data-parallel-size", type=int, default=1,
+                        help="vLLM data parallelism: N engines (one per GPU), requests balanced over them")
+    parser.add_argument("--server", metavar="URL[,URL...]",
+                        help="send the utterances to running fireredasr-serve servers instead of a local engine")
     parser.add_argument("--t2s", action="store_true", help="traditional -> simplified before scoring")
     parser.add_argument("--tn", action="store_true", help="Arabic numbers -> Chinese numerals before scoring")
     parser.add_argument("--nfkc", action="store_true", help="full-width -> half-width before scoring")
@@ -300,7 +319,7 @@ def main(argv=None) -> int:
     if args.quiet:
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     model = args.model or DEFAULT_MODEL
-    if args.model is None and not args.quiet:
+    if args.model is None and args.server is None and not args.quiet:
         print(f"no --model given: using the embedded '{DEFAULT_MODEL}' model, which knows only the bundled "
               "sentences; pass --model for a real release", file=sys.stderr)
     try:
@@ -309,9 +328,11 @@ def main(argv=None) -> int:
             args.test_set, model=model, decoding=decoding, output_dir=args.output_dir, limit=args.limit,
             shuffle_seed=args.shuffle_seed, max_duration=args.max_duration, long_audio=args.long_audio,
             engine_options=EngineOptions(dtype=args.dtype, max_num_seqs=args.max_num_seqs,
-                                         tensor_parallel_size=args.tensor_parallel_size),
-            normalizer=NormalizerOptions(t2s=args.t2s, tn=args.tn, nfkc=args.nfkc), progress=not args.quiet)
-    except (DatasetUnavailable, FileNotFoundError, ValueError) as error:
+                                         tensor_parallel_size=args.tensor_parallel_size,
+                                         data_parallel_size=args.data_parallel_size),
+            normalizer=NormalizerOptions(t2s=args.t2s, tn=args.tn, nfkc=args.nfkc), progress=not args.quiet,
+            server=args.server)
+    except (DatasetUnavailable, FileNotFoundError, ValueError, ServerError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.plots:

@@ -2,6 +2,7 @@
 
     fireredasr-serve --model trained --port 8000         # or an official / converted dir, or a hub id
     python -m fireredasr_vllm.serve --model DIR --host 0.0.0.0 --max-num-seqs 64
+    fireredasr-serve --model DIR --data-parallel-size 4                   # 4 engines, one per GPU
 
 ``--model`` is resolved (official release -> converted once into the cache) and everything else is
 passed to ``python -m vllm.entrypoints.openai.api_server``, which works with both the ``vllm`` and
@@ -34,7 +35,20 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
                         help=f"the name clients pass as `model` (default {SERVED_MODEL_NAME})")
     parser.add_argument("--max-model-len", type=int, default=1024,
                         help="prompt + output tokens; 30 s of audio is ~390 prompt tokens (default 1024)")
+    parser.add_argument("--data-parallel-size", "-dp", type=int, default=1,
+                        help="vLLM data parallelism: N engines (one per GPU), requests balanced over them")
+    parser.add_argument("--tensor-parallel-size", "-tp", type=int, default=1,
+                        help="vLLM tensor parallelism: one engine over N GPUs")
     return parser.parse_known_args(argv)
+
+
+def cpu_thread_binding(workers: int) -> str:
+    """``VLLM_CPU_OMP_THREADS_BIND`` giving each of ``workers`` CPU workers its own cores ("0|1", "0,1|2,3");
+    with fewer cores than workers, workers share them round robin."""
+    cores = sorted(os.sched_getaffinity(0))
+    per_worker = max(1, len(cores) // workers)
+    groups = [[cores[(i * per_worker + j) % len(cores)] for j in range(per_worker)] for i in range(workers)]
+    return "|".join(",".join(map(str, group)) for group in groups)
 
 
 def server_command(argv: list[str] | None = None, *, cpu: bool | None = None) -> tuple[list[str], dict]:
@@ -47,12 +61,16 @@ def server_command(argv: list[str] | None = None, *, cpu: bool | None = None) ->
     model_dir = resolve_model(args.model, dtype=dtype)
     command = [sys.executable, "-m", API_SERVER, "--model", str(model_dir), "--dtype", dtype,
                "--served-model-name", args.served_model_name, "--max-model-len", str(args.max_model_len),
-               "--middleware", PLAIN_TEXT_MIDDLEWARE]
+               "--middleware", PLAIN_TEXT_MIDDLEWARE, "--data-parallel-size", str(args.data_parallel_size),
+               "--tensor-parallel-size", str(args.tensor_parallel_size)]
     if cpu and not {"--enforce-eager", "--no-enforce-eager"} & set(passthrough):
         command.append("--enforce-eager")  # torch.compile on CPU only slows the start down
     env = dict(os.environ)
     if cpu:
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+        workers = args.data_parallel_size * args.tensor_parallel_size
+        if workers > 1:  # one CPU core (group) per worker, as vLLM's CPU backend expects
+            env.setdefault("VLLM_CPU_OMP_THREADS_BIND", cpu_thread_binding(workers))
     return command + passthrough, env
 
 

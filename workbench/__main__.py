@@ -8,6 +8,8 @@ from pathlib import Path
 
 from fireredasr_vllm import DEFAULT_MODEL, MODEL_HELP
 from workbench.app import AppOptions, build_app, exposure_warning, launch, parse_credentials
+from workbench.client import ServerError
+from workbench.engine import Engine
 from workbench.options import EngineOptions
 from workbench.transcribe import CliError, open_engine
 
@@ -33,6 +35,10 @@ def parse_args(argv):
     parser.add_argument("--max-model-len", type=int, default=EngineOptions.max_model_len)
     parser.add_argument("--max-num-seqs", type=int)
     parser.add_argument("--tensor-parallel-size", type=int, default=1)
+    parser.add_argument("--data-parallel-size", type=int, default=1,
+                        help="vLLM data parallelism: N engines (one per GPU), requests balanced over them")
+    parser.add_argument("--server", metavar="URL",
+                        help="serve the page on a running fireredasr-serve (no engine of its own)")
     parser.add_argument("--gpu-memory-utilization", type=float, default=EngineOptions.gpu_memory_utilization)
     return parser.parse_args(argv)
 
@@ -55,8 +61,8 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
-        engine = open_engine(args)
-    except CliError as error:
+        engine = Engine.connect(args.server) if args.server else open_engine(args)
+    except (CliError, ServerError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     warning = exposure_warning(args.host, options)

@@ -1,6 +1,7 @@
 """The one engine facade: a vLLM ``AsyncLLM`` built once, used synchronously and asynchronously.
 
     engine = Engine("trained")                             # or an official / converted dir, or a hub id
+    engine = Engine.connect("http://host:8000")            # or drive a running fireredasr-serve (client.py)
     engine.transcribe("clip.wav").text                     # one input: path, bytes, numpy, tensor, (array, sr)
     engine.transcribe_many(paths, parse_decoding("beam3")) # a batch, continuously batched by vLLM
     await engine.transcribe_async(audio)                   # from any asyncio loop (Jupyter, Gradio)
@@ -31,9 +32,11 @@ from fireredasr_vllm import audio as audio_lib
 from fireredasr_vllm.model import DEFAULT_SPEECH_TOKEN, build_prompt
 from fireredasr_vllm.penalty import HISTORY_KEY, PENALTY_KEY, PROCESSOR_FQCN
 from fireredasr_vllm.resolve import is_cpu, resolve_dtype, resolve_model
+from fireredasr_vllm.serve import cpu_thread_binding
 from workbench.options import DecodingOptions, EngineOptions, Segment, Transcript
 
 GREEDY = DecodingOptions()
+THREADS_BIND = "VLLM_CPU_OMP_THREADS_BIND"
 
 
 @dataclass
@@ -89,6 +92,14 @@ class Engine:
         self.tokenizer = self._llm.get_tokenizer()
         self.prompt_ids = list(self.tokenizer.encode(build_prompt(self.speech_token), add_special_tokens=False))
 
+    @staticmethod
+    def connect(urls, **kwargs):
+        """Client mode: the same methods over running ``fireredasr-serve`` servers, one URL or several
+        (``"http://a:8000,http://b:8000"``); see workbench/client.py for what differs."""
+        from workbench.client import RemoteEngine  # client.py builds on this module
+
+        return RemoteEngine(urls, **kwargs)
+
     # ----------------------------------------------------------------- engine lifecycle
     def engine_args(self):
         from vllm.engine.arg_utils import AsyncEngineArgs
@@ -97,12 +108,10 @@ class Engine:
         cpu = is_cpu()
         if cpu:
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(o.kv_cache_gb))
-            if o.tensor_parallel_size > 1:
-                os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "|".join(
-                    str(i) for i in range(o.tensor_parallel_size)))
         kwargs = dict(
             model=str(self.model_dir), dtype=self.dtype, max_model_len=o.max_model_len, seed=o.seed,
-            tensor_parallel_size=o.tensor_parallel_size, enforce_eager=cpu if o.enforce_eager is None else o.enforce_eager,
+            tensor_parallel_size=o.tensor_parallel_size, data_parallel_size=o.data_parallel_size,
+            enforce_eager=cpu if o.enforce_eager is None else o.enforce_eager,
             limit_mm_per_prompt={"audio": 1}, logits_processors=[PROCESSOR_FQCN],
             logprobs_mode="processed_logprobs", disable_log_stats=False,
             max_logprobs=-1,  # beam search with the official penalty needs top (2N + seen tokens)
@@ -121,7 +130,15 @@ class Engine:
         from vllm.v1.engine.async_llm import AsyncLLM
 
         started = time.perf_counter()
-        llm = AsyncLLM.from_engine_args(self.engine_args())
+        workers = self.options.tensor_parallel_size * self.options.data_parallel_size
+        bind = is_cpu() and workers > 1 and THREADS_BIND not in os.environ
+        if bind:  # one CPU core (group) per worker, for the engine processes started here only
+            os.environ[THREADS_BIND] = cpu_thread_binding(workers)
+        try:
+            llm = AsyncLLM.from_engine_args(self.engine_args())
+        finally:
+            if bind:
+                del os.environ[THREADS_BIND]
         self.build_seconds = time.perf_counter() - started
         return llm
 

@@ -144,6 +144,7 @@ def engine_options(args) -> EngineOptions:
                        "use --dtype bfloat16 on GPU or float32 (the official precision)")
     return EngineOptions(dtype=args.dtype, max_model_len=args.max_model_len, max_num_seqs=args.max_num_seqs,
                          tensor_parallel_size=args.tensor_parallel_size,
+                         data_parallel_size=args.data_parallel_size,
                          gpu_memory_utilization=args.gpu_memory_utilization)
 
 
@@ -270,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     engine.add_argument("--max-model-len", type=int, default=EngineOptions.max_model_len)
     engine.add_argument("--gpu-memory-utilization", type=float, default=EngineOptions.gpu_memory_utilization)
     engine.add_argument("--tensor-parallel-size", type=int, default=1)
+    engine.add_argument("--data-parallel-size", type=int, default=1, help="vLLM data parallelism: N engines")
     return parser
 
 

@@ -1,0 +1,354 @@
+"""Client mode of the engine facade: the same methods, served by running ``fireredasr-serve`` servers.
+
+    engine = Engine.connect("http://gpu1:8000")                    # one server: every front end shares its engine
+    engine = Engine.connect("http://gpu1:8000,http://gpu2:8000")   # several: each takes work as fast as it answers
+    engine.transcribe("clip.wav").text                             # transcribe_async, transcribe_many, submit, ...
+
+Requests go through the OpenAI transcription route (``POST /v1/audio/transcriptions``), streamed so the
+first text is timed. The audio is decoded and checked here (``Engine.prepare``) and sent as 16 kHz float
+WAV, so the server sees the samples the in-process engine would. Every server has ``max_in_flight``
+workers pulling from one queue: a faster server takes more of the work. A dropped connection, a cut
+stream or a 5xx puts the request back on the queue (another server or a later try takes it, at most
+``MAX_ATTEMPTS`` times); a server that fails ``MAX_FAILURES`` times in a row is left out. Each request is
+answered exactly once.
+
+What the route does not give: token ids (``Transcript.token_ids`` stays empty) and vLLM's queue time
+(``queue_s`` is None). Latency and time to first token are measured here, so they include the network.
+Greedy and sampling work; beam search, the official repetition penalty (generated tokens only),
+``min_tokens`` and ``ignore_eos`` need the in-process engine (``Engine(model)``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import soundfile as sf
+
+from fireredasr_vllm import audio as audio_lib
+from fireredasr_vllm.compat import installed_versions
+from workbench.engine import GREEDY, Engine, PreparedAudio
+from workbench.options import DecodingOptions, Segment, Transcript
+
+TRANSCRIPTIONS = "/v1/audio/transcriptions"
+MAX_IN_FLIGHT = 32  # requests per server at once
+MAX_ATTEMPTS = 4  # tries of one request (over all servers) before it is recorded as failed
+MAX_FAILURES = 3  # consecutive failures after which a server is left out
+RETRY_PAUSE_S = 0.5  # doubled after each consecutive failure of a server
+CONNECT_TIMEOUT_S = 10.0
+REQUEST_TIMEOUT_S = 600.0
+
+
+class ServerError(ConnectionError):
+    """A server cannot be used (not reachable, not a transcription server)."""
+
+
+class UnsupportedDecoding(ValueError):
+    """A decoding the transcription route cannot do."""
+
+
+class RetryableFailure(Exception):
+    """The server dropped the request (connection, cut stream, 5xx): another try may succeed."""
+
+
+@dataclass
+class Server:
+    url: str
+    model: str  # the served model name clients pass
+    root: str  # the model directory the server loaded
+    max_model_len: int | None
+    vllm_version: str | None
+    in_flight: int = 0
+    answered: int = 0
+    failures: int = 0  # consecutive
+    down: bool = False
+
+    def facts(self) -> dict:
+        return {"url": self.url, "model": self.model, "model_dir": self.root, "max_model_len": self.max_model_len,
+                "vllm": self.vllm_version}
+
+
+@dataclass
+class Job:
+    prepared: PreparedAudio
+    options: DecodingOptions
+    future: asyncio.Future
+    attempts: int = 0
+    failures: list = field(default_factory=list)
+
+
+def parse_urls(urls: str | Sequence[str]) -> list[str]:
+    """``"http://a:8000,http://b:8000"`` or a list -> base URLs without a trailing slash."""
+    items = urls.split(",") if isinstance(urls, str) else list(urls)
+    parsed = [item.strip().rstrip("/") for item in items if item.strip()]
+    if not parsed:
+        raise ServerError("no server URL given: pass one or more as http://HOST:PORT[,http://HOST:PORT...]")
+    for url in parsed:
+        if not url.startswith(("http://", "https://")):
+            raise ServerError(f"'{url}' is not a server URL: write it as http://HOST:PORT")
+    return parsed
+
+
+def check_supported(options: DecodingOptions) -> None:
+    """Raise one sentence when ``options`` need the in-process engine."""
+    if options.beam_size > 1:
+        raise UnsupportedDecoding(
+            f"{options.label}: beam search needs the in-process engine (Engine(model), or run without --server); "
+            "the transcription route decodes greedily or by sampling")
+    if options.repetition_penalty != 1.0 and options.penalty_scope != "vllm":
+        raise UnsupportedDecoding(
+            f"{options.label}: the official repetition penalty (generated tokens only) needs the in-process engine; "
+            "over a server use penalty_scope='vllm' (vLLM's, which also counts the prompt)")
+    if options.min_tokens or options.ignore_eos:
+        raise UnsupportedDecoding("min_tokens and ignore_eos need the in-process engine; "
+                                  "the transcription route does not take them")
+
+
+def wav_bytes(samples) -> bytes:
+    """16 kHz float WAV: the server decodes exactly these samples."""
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, audio_lib.SAMPLE_RATE, format="WAV", subtype="FLOAT")
+    return buffer.getvalue()
+
+
+def error_message(response: httpx.Response) -> str:
+    """The message of an OpenAI-style error body (or the body itself)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip()[:300] or f"HTTP {response.status_code}"
+    error = body.get("error", body) if isinstance(body, dict) else body
+    return str(error.get("message", error) if isinstance(error, dict) else error)
+
+
+class RemoteEngine:
+    """The facade's methods over one or more servers (see the module docstring)."""
+
+    def __init__(self, urls: str | Sequence[str], *, max_in_flight: int = MAX_IN_FLIGHT,
+                 timeout_s: float = REQUEST_TIMEOUT_S):
+        started = time.perf_counter()
+        self.max_in_flight = max_in_flight
+        self._http = httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=CONNECT_TIMEOUT_S),
+                                       limits=httpx.Limits(max_connections=None, max_keepalive_connections=None))
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="fireredasr-client", daemon=True)
+        self._thread.start()
+        try:
+            self.servers = self._call(self._connect(parse_urls(urls)))
+        except BaseException:
+            self.close()
+            raise
+        first = self.servers[0]
+        self.model_spec = first.root
+        local = Path(first.root) / "config.json"  # readable when the server runs on this host
+        self.model_dir = local.parent if local.exists() else None
+        self.config = json.loads(local.read_text()) if local.exists() else {}
+        fire = self.config.get("fireredasr", {})
+        self.max_audio_seconds = float(fire.get("max_audio_seconds", 30.0))
+        self.downsample_rate = int(self.config.get("encoder_downsample_rate", 2))
+        self.build_seconds = time.perf_counter() - started
+
+    # the same input handling as the in-process engine
+    prepare = Engine.prepare
+    max_tokens_for = Engine.max_tokens_for
+
+    # ----------------------------------------------------------------- lifecycle
+    async def _connect(self, urls: list[str]) -> list[Server]:
+        servers = list(await asyncio.gather(*(self._probe(url) for url in urls)))
+        self._queue: asyncio.Queue[Job] = asyncio.Queue()
+        self._workers = [asyncio.ensure_future(self._work(server))
+                         for server in servers for _ in range(self.max_in_flight)]
+        return servers
+
+    async def _probe(self, url: str) -> Server:
+        try:
+            models = (await self._http.get(f"{url}/v1/models", timeout=CONNECT_TIMEOUT_S)).raise_for_status().json()
+            version = (await self._http.get(f"{url}/version", timeout=CONNECT_TIMEOUT_S)).json().get("version")
+            model = models["data"][0]
+        except (httpx.HTTPError, ValueError, KeyError, IndexError) as error:
+            raise ServerError(f"{url}: no fireredasr-serve answers there ({type(error).__name__}); start one "
+                              "with `fireredasr-serve --port PORT` or fix the URL") from None
+        return Server(url=url, model=model["id"], root=str(model.get("root") or model["id"]),
+                      max_model_len=model.get("max_model_len"), vllm_version=version)
+
+    def _call(self, coro, timeout: float | None = None):
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    async def _shutdown(self) -> None:
+        for worker in getattr(self, "_workers", []):
+            worker.cancel()
+        await self._http.aclose()
+
+    def close(self) -> None:
+        """Stop the workers and the connections (the servers keep running)."""
+        if self._loop.is_running():
+            self._call(self._shutdown(), timeout=30)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ----------------------------------------------------------------- dispatch (client loop)
+    async def _generate(self, prepared: PreparedAudio, options: DecodingOptions) -> Transcript:
+        if prepared.error:
+            return Transcript(id=prepared.id, duration_s=prepared.duration_s, error=prepared.error)
+        if prepared.duration_s > self.max_audio_seconds:  # only prepare(long_audio=True) lets these in
+            from workbench.long_audio import transcribe_long
+
+            return await transcribe_long(self, prepared, options)
+        job = Job(prepared, options, self._loop.create_future())
+        self._requeue(job)
+        return await job.future
+
+    def _requeue(self, job: Job) -> None:
+        if all(server.down for server in self.servers):
+            self._finish(job, Transcript(id=job.prepared.id, duration_s=job.prepared.duration_s, error=(
+                f"{job.prepared.id}: no server answered ({'; '.join(job.failures) or 'all are down'})")))
+        elif job.attempts >= MAX_ATTEMPTS:
+            self._finish(job, Transcript(id=job.prepared.id, duration_s=job.prepared.duration_s, error=(
+                f"{job.prepared.id}: failed {job.attempts} times ({job.failures[-1]})")))
+        else:
+            self._queue.put_nowait(job)
+
+    @staticmethod
+    def _finish(job: Job, transcript: Transcript) -> None:
+        if not job.future.done():
+            job.future.set_result(transcript)
+
+    async def _work(self, server: Server) -> None:
+        """One of a server's ``max_in_flight`` workers."""
+        while True:
+            job = await self._queue.get()
+            if server.down:
+                self._requeue(job)
+                return
+            server.in_flight += 1
+            try:
+                transcript = await self._post(server, job.prepared, job.options)
+            except RetryableFailure as failure:
+                job.attempts += 1
+                job.failures.append(f"{server.url}: {failure}")
+                server.failures += 1
+                server.down = server.failures >= MAX_FAILURES
+                self._requeue(job)
+                if server.down:
+                    self._drain_if_all_down()
+                    return
+                await asyncio.sleep(RETRY_PAUSE_S * 2 ** (server.failures - 1))
+                continue
+            except Exception as error:  # anything else is this request's own failure
+                transcript = Transcript(id=job.prepared.id, duration_s=job.prepared.duration_s,
+                                        error=f"{job.prepared.id}: {type(error).__name__}: {error}")
+            finally:
+                server.in_flight -= 1
+            server.failures = 0
+            server.answered += 1
+            self._finish(job, transcript)
+
+    def _drain_if_all_down(self) -> None:
+        if all(server.down for server in self.servers):
+            while not self._queue.empty():
+                self._requeue(self._queue.get_nowait())
+
+    async def _post(self, server: Server, prepared: PreparedAudio, options: DecodingOptions) -> Transcript:
+        result = Transcript(id=prepared.id, duration_s=prepared.duration_s)
+        form = {"model": server.model, "stream": "true", "stream_include_usage": "true",
+                "max_completion_tokens": str(self.max_tokens_for(prepared.samples, options)),
+                "temperature": str(options.temperature), "top_p": str(options.top_p)}
+        if options.top_k:
+            form["top_k"] = str(options.top_k)
+        if options.seed is not None:
+            form["seed"] = str(options.seed)
+        if options.repetition_penalty != 1.0:
+            form["repetition_penalty"] = str(options.repetition_penalty)
+        files = {"file": (f"{prepared.id}.wav", wav_bytes(prepared.samples), "audio/wav")}
+        started = time.perf_counter()
+        text = []
+        try:
+            async with self._http.stream("POST", server.url + TRANSCRIPTIONS, data=form, files=files) as response:
+                if response.status_code >= 500:
+                    raise RetryableFailure(f"HTTP {response.status_code}")
+                if response.status_code >= 400:
+                    await response.aread()
+                    result.error = f"{prepared.id}: {error_message(response)}"
+                    return result
+                async for line in response.aiter_lines():
+                    if not line.startswith("data: ") or line == "data: [DONE]":
+                        continue
+                    chunk = json.loads(line[len("data: "):])
+                    if "error" in chunk:
+                        raise RetryableFailure(str(chunk["error"].get("message", chunk["error"]))[:200])
+                    for choice in chunk.get("choices", []):
+                        delta = choice.get("delta", {}).get("content") or ""
+                        if delta and not text:
+                            result.ttft_s = time.perf_counter() - started
+                        text.append(delta)
+                        result.finish_reason = choice.get("finish_reason") or result.finish_reason
+                    usage = chunk.get("usage") or {}
+                    result.prompt_tokens = usage.get("prompt_tokens", result.prompt_tokens)
+                    result.output_tokens = usage.get("completion_tokens", result.output_tokens)
+        except httpx.TransportError as error:
+            raise RetryableFailure(f"{type(error).__name__}: {error}"[:200]) from None
+        if result.finish_reason is None:
+            raise RetryableFailure("the stream ended before the transcription finished")
+        result.latency_s = time.perf_counter() - started
+        # vLLM 0.32's streamed usage counts the audio placeholders twice (the prompt already holds them)
+        result.prompt_tokens -= audio_lib.num_speech_tokens(len(prepared.samples), self.downsample_rate)
+        result.text = "".join(text)
+        result.segments = [Segment(0.0, prepared.duration_s, result.text)]
+        return result
+
+    # ----------------------------------------------------------------- public API (as Engine)
+    def transcribe(self, audio, options: DecodingOptions = GREEDY, *, id: str | None = None,
+                   sample_rate: int | None = None, long_audio: bool = False) -> Transcript:
+        """Transcribe one input; raises ``AudioError`` when it cannot be transcribed."""
+        check_supported(options)
+        prepared = self.prepare(audio, id=id, sample_rate=sample_rate, long_audio=long_audio)
+        if prepared.error:
+            raise audio_lib.AudioError(prepared.error)
+        return self._call(self._generate(prepared, options))
+
+    async def transcribe_async(self, audio, options: DecodingOptions = GREEDY, *, id: str | None = None,
+                               sample_rate: int | None = None, long_audio: bool = False) -> Transcript:
+        """Awaitable from any event loop; errors come back in ``Transcript.error``."""
+        check_supported(options)
+        prepared = await asyncio.to_thread(self.prepare, audio, id=id, sample_rate=sample_rate,
+                                           long_audio=long_audio)
+        future = asyncio.run_coroutine_threadsafe(self._generate(prepared, options), self._loop)
+        return await asyncio.wrap_future(future)
+
+    def submit(self, prepared: PreparedAudio, options: DecodingOptions = GREEDY) -> Future:
+        """Queue one prepared input; returns a concurrent Future of its Transcript."""
+        check_supported(options)
+        return asyncio.run_coroutine_threadsafe(self._generate(prepared, options), self._loop)
+
+    def transcribe_many(self, items, options: DecodingOptions = GREEDY, **kwargs) -> list[Transcript]:
+        """As ``Engine.transcribe_many``: results in input order, ``on_result`` as each finishes."""
+        check_supported(options)
+        return Engine.transcribe_many(self, items, options, **kwargs)
+
+    def describe(self) -> dict:
+        """What ``Engine.describe`` gives, for the servers: their URLs, models and vLLM versions."""
+        first = self.servers[0]
+        return {
+            "model": self.model_spec, "model_dir": first.root,
+            "architecture": (self.config.get("architectures") or ["(on the server)"])[0],
+            "engine": {"max_in_flight_per_server": self.max_in_flight},
+            "dtype": "(on the server)", "engine_build_seconds": round(self.build_seconds, 1),
+            "vllm_distribution": f"vLLM {first.vllm_version} server" + ("s" if len(self.servers) > 1 else ""),
+            "versions": installed_versions(("httpx", "datasets", "jiwer")),
+            "device": ", ".join(server.url for server in self.servers), "max_audio_seconds": self.max_audio_seconds,
+            "servers": [server.facts() for server in self.servers],
+        }
