@@ -13,7 +13,7 @@ dimensions (CPU tests).
 
     python -m bench.gpu_benchmark run --system ours --out ours.json        # one system per process
     python -m bench.gpu_benchmark run --system ours --tp 2 --out tp2.json  # tensor parallel
-    python -m bench.gpu_benchmark run --system ours --dp 2 --out dp2.json  # one engine per GPU, sharded
+    python -m bench.gpu_benchmark run --system ours --dp 2 --out dp2.json  # vLLM data parallelism: 2 engines
     python -m bench.gpu_benchmark report bench/results/gpu_*.json --plots bench/results
 """
 
@@ -23,9 +23,7 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -211,7 +209,7 @@ class MemoryProbe:
         return {k: (int(v) if v is not None else None) for k, v in stats.items()}
 
 
-def engine_options(system: str, *, tp: int = 1, dtype: str = "bfloat16", max_num_seqs: int = 256,
+def engine_options(system: str, *, tp: int = 1, dp: int = 1, dtype: str = "bfloat16", max_num_seqs: int = 256,
                    dummy: bool = True):
     """Identical engine settings for both vLLM systems; caches that would reuse work across passes off."""
     from workbench.options import EngineOptions
@@ -222,7 +220,7 @@ def engine_options(system: str, *, tp: int = 1, dtype: str = "bfloat16", max_num
     if not is_cpu():
         extra.append(("compilation_config", {"cudagraph_capture_sizes": CAPTURE_SIZES}))
     return EngineOptions(dtype=dtype, max_model_len=1024, max_num_seqs=max_num_seqs, max_num_batched_tokens=8192,
-                         tensor_parallel_size=tp, gpu_memory_utilization=0.85, enable_prefix_caching=False,
+                         tensor_parallel_size=tp, data_parallel_size=dp, gpu_memory_utilization=0.85, enable_prefix_caching=False,
                          kv_cache_gb=2, architecture=BUILTIN_ARCHITECTURE if system == "builtin" else None,
                          extra=tuple(extra))
 
@@ -336,61 +334,13 @@ def measure_vllm(engine, system: str, model_dir: Path, plan: Plan) -> dict:
     return record
 
 
-def run_vllm_system(system: str, model_dir: Path, plan: Plan, *, tp: int, dummy: bool = True) -> dict:
+def run_vllm_system(system: str, model_dir: Path, plan: Plan, *, tp: int, dp: int = 1, dummy: bool = True) -> dict:
+    """``dp`` > 1: vLLM's own data parallelism, one engine per GPU behind the one facade (it balances requests)."""
     from workbench.engine import Engine
 
-    with Engine(model_dir, engine_options(system, tp=tp, dummy=dummy)) as engine:
+    with Engine(model_dir, engine_options(system, tp=tp, dp=dp, dummy=dummy)) as engine:
         record = {"engine": engine.describe(), "engine_build_s": round(engine.build_seconds, 1)}
         return record | measure_vllm(engine, system, model_dir, plan)
-
-
-# ------------------------------------------------------------------------------------------ data parallel
-def run_data_parallel(args, plan: Plan) -> dict:
-    """One engine per GPU (CUDA_VISIBLE_DEVICES), each on its shard of the clips, started together."""
-    sync = Path(args.work) / "dp-sync"
-    shutil.rmtree(sync, ignore_errors=True)
-    sync.mkdir(parents=True)
-    children = []
-    for rank in range(args.dp):
-        out = sync / f"shard{rank}.json"
-        command = [sys.executable, "-m", "bench.gpu_benchmark", "shard", "--system", args.system,
-                   "--size", args.size, "--work", args.work, "--rank", str(rank), "--world", str(args.dp),
-                   "--sync", str(sync), "--clips", str(plan.clips), "--tokens", str(plan.tokens),
-                   "--concurrency", str(max(plan.concurrency)), "--out", str(out)]
-        env = os.environ | ({} if is_cpu() else {"CUDA_VISIBLE_DEVICES": str(rank)})
-        children.append((subprocess.Popen(command, env=env, cwd=REPO), out))
-    failed = [rank for rank, (child, _) in enumerate(children) if child.wait() != 0]
-    if failed:
-        raise RuntimeError(f"data-parallel ranks {failed} failed (see their output above)")
-    shards = [json.loads(out.read_text()) for _, out in children]
-    started, finished = min(s["started"] for s in shards), max(s["finished"] for s in shards)
-    short = aishell_like(plan.clips, plan.seed)
-    tokens = sum(s["output_tokens"] for s in shards)
-    offline = throughput(short, finished - started, tokens, sum(s["ok"] for s in shards),
-                         concurrency=max(plan.concurrency), per_rank_wall_s=[s["wall_s"] for s in shards])
-    return {"workload": short.summary(), "tokens_per_clip": plan.tokens, "offline": [offline],
-            "engine": shards[0]["engine"], "engine_build_s": round(max(s["engine_build_s"] for s in shards), 1)}
-
-
-def run_shard(args) -> None:
-    """A data-parallel rank: build the engine, wait for every rank, run its shard, write the timing."""
-    from workbench.engine import Engine
-
-    model_dir = Path(args.work) / f"vllm-{args.size}"
-    shard = aishell_like(args.clips, 0).shard(args.rank, args.world)
-    options = decoding(args.tokens)
-    with Engine(model_dir, engine_options(args.system)) as engine:
-        offline_pass(engine, aishell_like(32, 7), options, args.concurrency)
-        sync = Path(args.sync)
-        (sync / f"ready{args.rank}").touch()
-        while len(list(sync.glob("ready*"))) < args.world:
-            time.sleep(0.01)
-        started = time.time()
-        results, wall, _ = run_concurrent(engine, shard, options, args.concurrency)
-        record = {"started": started, "finished": time.time(), "wall_s": wall,
-                  "ok": sum(t.ok for t, _ in results), "output_tokens": sum(t.output_tokens for t, _ in results),
-                  "engine": engine.describe(), "engine_build_s": engine.build_seconds}
-    Path(args.out).write_text(json.dumps(record))
 
 
 # ------------------------------------------------------------------------------------------ official
@@ -506,10 +456,8 @@ def run(args) -> dict:
     started = time.perf_counter()
     if args.system == "official":
         record = run_official(official_dir, plan)
-    elif args.dp > 1:
-        record = run_data_parallel(args, plan)
     else:
-        record = run_vllm_system(args.system, model_dir, plan, tp=args.tp)
+        record = run_vllm_system(args.system, model_dir, plan, tp=args.tp, dp=args.dp)
     gpus = 0 if is_cpu() else max(args.tp, args.dp)
     return {"system": args.system, "label": SYSTEMS[args.system], "size": args.size, "device": device_name(),
             "gpus": gpus, "tp": args.tp, "dp": args.dp, "plan": asdict(plan),
@@ -697,7 +645,7 @@ def parse_args(argv=None):
     r.add_argument("--system", choices=sorted(SYSTEMS), required=True)
     r.add_argument("--size", choices=["real", "tiny"], default="real")
     r.add_argument("--tp", type=int, default=1, help="tensor-parallel GPUs (vLLM systems)")
-    r.add_argument("--dp", type=int, default=1, help="data-parallel engines, one per GPU (vLLM systems)")
+    r.add_argument("--dp", type=int, default=1, help="vLLM data parallelism: engines, one per GPU (vLLM systems)")
     r.add_argument("--clips", type=int, help="short clips (default 2000; tiny: 24)")
     r.add_argument("--long-clips", type=int, help="25-30 s clips (default 200; tiny: 4)")
     r.add_argument("--tokens", type=int, help="output tokens per clip (default 16)")
@@ -706,11 +654,6 @@ def parse_args(argv=None):
     r.add_argument("--machine", default="", help="a name for the machine, to match multi-GPU runs to their baseline")
     r.add_argument("--work", default="/tmp/gpu_benchmark", help="scratch folder (model dirs, wav files)")
     r.add_argument("--out", required=True, help="JSON file to write")
-    s = sub.add_parser("shard", help="(internal) one data-parallel rank")
-    for name in ("--system", "--size", "--work", "--sync", "--out"):
-        s.add_argument(name, required=True)
-    for name in ("--rank", "--world", "--clips", "--tokens", "--concurrency"):
-        s.add_argument(name, type=int, required=True)
     p = sub.add_parser("report", help="tables and plots from run JSON files")
     p.add_argument("files", nargs="+")
     p.add_argument("--plots", type=Path, help="folder for the PNG plots")
@@ -720,9 +663,6 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.command == "shard":
-        run_shard(args)
-        return 0
     if args.command == "report":
         text = report(args.files, args.plots)
         if args.out:

@@ -4,7 +4,12 @@ trained model, ``tiny_engine`` on the random-weight tiny model for parity tests)
 file shares the one app start and the one browser."""
 
 import os
+import signal
 import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -128,3 +133,76 @@ def page(browser, server):
     page.locator("#transcribe-button").wait_for()
     yield page
     page.close()
+
+
+class AsrServers:
+    """``fireredasr-serve`` processes (default model) on free loopback ports, each started on first use
+    (``urls(n)`` starts the missing ones together) and stopped at the end of the session."""
+
+    START_TIMEOUT_S = 600  # a cold start on 2 busy cores
+
+    def __init__(self, logs: Path):
+        self.logs = logs
+        self.processes: dict[int, subprocess.Popen] = {}
+        self.ports: dict[int, int] = {}
+
+    def log(self, index: int) -> Path:
+        return self.logs / f"server{index}.log"
+
+    def url(self, index: int) -> str:
+        return self.urls(index + 1)[index]
+
+    def urls(self, count: int) -> list[str]:
+        from fireredasr_vllm import DEFAULT_MODEL
+
+        starting = [i for i in range(count) if i not in self.processes or self.processes[i].poll() is not None]
+        for index in starting:
+            self.ports[index] = find_free_port()
+            with open(self.log(index), "ab") as out:
+                self.processes[index] = subprocess.Popen(
+                    [sys.executable, "-m", "fireredasr_vllm.serve", "--model", DEFAULT_MODEL, "--host", "127.0.0.1",
+                     "--port", str(self.ports[index])], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        for index in starting:
+            self.wait_healthy(index)
+        return [f"http://127.0.0.1:{self.ports[i]}" for i in range(count)]
+
+    def wait_healthy(self, index: int) -> None:
+        deadline = time.monotonic() + self.START_TIMEOUT_S
+        while True:
+            process = self.processes[index]
+            if process.poll() is not None:
+                pytest.fail(f"server {index} exited ({process.returncode}):\n{self.log(index).read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.ports[index]}/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"server {index} not healthy after {self.START_TIMEOUT_S} s:\n"
+                            f"{self.log(index).read_text()[-3000:]}")
+            time.sleep(1)
+
+    def kill(self, index: int, signal_number: int = signal.SIGKILL) -> None:
+        """Signal the server's whole process group (api_server and its engine); SIGKILL: as a crash would."""
+        process = self.processes[index]
+        os.killpg(process.pid, signal_number)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    def close(self) -> None:
+        for index, process in self.processes.items():
+            if process.poll() is None:
+                self.kill(index, signal.SIGTERM)
+
+
+@pytest.fixture(scope="session")
+def asr_servers(tmp_path_factory):
+    """Running OpenAI-compatible transcription servers, shared by test_serve and test_scale_out
+    (``asr_servers.url(0)``, ``asr_servers.urls(2)``)."""
+    servers = AsrServers(tmp_path_factory.mktemp("asr-servers"))
+    yield servers
+    servers.close()
