@@ -103,6 +103,8 @@ def build_benchmark_tab(engine, *, results_dir: Path, data_dirs: tuple[Path, ...
                           elem_id="benchmark-more", scale=2)
     with gr.Row():
         in_flight = gr.CheckboxGroup(IN_FLIGHT_CHOICES, value=[1, 4, 16], label="requests in flight (online clients)",
+                                     info="never more than the utterances picked; vLLM batches up to its "
+                                          f"max_num_seqs ({engine.options.max_num_seqs or 'its default'})",
                                      elem_id="benchmark-in-flight", scale=3)
         offline = gr.Checkbox(True, label="offline: every utterance at once", elem_id="benchmark-offline")
     with gr.Accordion("Engine settings (each value needs a new engine)", open=False, elem_id="benchmark-engine"):
