@@ -36,6 +36,7 @@ from fireredasr_vllm import DEFAULT_MODEL, MODEL_HELP
 from workbench.client import ServerError, check_supported
 from workbench.engine import Engine
 from workbench.options import DecodingOptions, EngineOptions, Transcript, parse_decoding
+from workbench.quiet import show_engine_log
 
 DEFAULT_RESULTS = Path("results")
 
@@ -311,13 +312,13 @@ def parse_args(argv):
     parser.add_argument("--bench", action="store_true",
                         help="also run the official PyTorch implementation on the same clips and compare speed")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--verbose", action="store_true", help="show vLLM's log (hidden by default)")
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.quiet:
-        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    show_engine_log(args.verbose)
     model = args.model or DEFAULT_MODEL
     if args.model is None and args.server is None and not args.quiet:
         print(f"no --model given: using the embedded '{DEFAULT_MODEL}' model, which knows only the bundled "

@@ -54,6 +54,7 @@ from eval.sweep_report import SPREAD_WARNING, SWEEP_TABLE, markdown_table, resul
 from fireredasr_vllm import DEFAULT_MODEL, MODEL_HELP
 from fireredasr_vllm.audio import SAMPLE_RATE, AudioError, load_audio
 from workbench.options import DecodingOptions, EngineOptions, Transcript, parse_decoding
+from workbench.quiet import show_engine_log
 
 ENGINE_KEYS = tuple(f.name for f in fields(EngineOptions) if f.name != "extra")
 MODES = ("offline", "online")
@@ -672,6 +673,7 @@ def parse_args(argv):
     parser.add_argument("--output-dir")
     parser.add_argument("--resume", action="store_true", help="continue the sweep in --output-dir")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--verbose", action="store_true", help="show vLLM's log (hidden by default)")
     return parser.parse_args(argv)
 
 
@@ -691,6 +693,7 @@ def config_from_args(args) -> SweepConfig:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    show_engine_log(args.verbose)
     try:
         config = config_from_args(args)
     except (OSError, ValueError, tomllib.TOMLDecodeError) as error:

@@ -6,6 +6,8 @@ import shutil
 import numpy as np
 import pytest
 import soundfile as sf
+import srt
+import webvtt
 
 from fireredasr_vllm.audio import load_audio
 from workbench.transcribe import build_parser, decoding_options, main
@@ -123,6 +125,37 @@ def test_input_over_30_s_needs_long_audio(engine, demo_clips, tmp_path, capsys):
     assert len(record["segments"]) >= 2
 
 
+def test_subtitles_one_file_per_input_timed_by_segments(engine, demo_clips, clips, reference, tmp_path, capsys):
+    pause = np.zeros(16000, dtype=np.float32)
+    samples = np.concatenate([x for clip in demo_clips[:8] for x in (load_audio(clip), pause)])
+    meeting = tmp_path / "meeting.flac"
+    sf.write(meeting, samples, 16000)
+    out = tmp_path / "subs"
+
+    assert main(["--model-dir", "trained", "--long-audio", "--output-format", "srt", "--output", str(out),
+                 str(meeting), str(clips[0])], engine=engine) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(["meeting.srt", f"{clips[0].stem}.srt"])
+    cues = list(srt.parse((out / "meeting.srt").read_text(encoding="utf-8")))
+    assert len(cues) == 8  # one per clip: the 1 s pauses split them
+    starts = np.cumsum([0] + [len(load_audio(c)) / 16000 + 1 for c in demo_clips[:7]])
+    assert all(abs(cue.start.total_seconds() - start) < 0.5 for cue, start in zip(cues, starts))
+    short = list(srt.parse((out / f"{clips[0].stem}.srt").read_text(encoding="utf-8")))
+    assert [(c.start.total_seconds(), c.content) for c in short] == [(0.0, reference[clips[0].stem].text)]
+    assert "subtitles: 2 srt files in" in capsys.readouterr().err
+
+    assert main(["--model-dir", "trained", "--output-format", "vtt", "--output", str(out), str(clips[1])],
+                engine=engine) == 0
+    assert [c.text for c in webvtt.read(str(out / f"{clips[1].stem}.vtt"))] == [reference[clips[1].stem].text]
+
+
+def test_jsonl_output_format_to_stdout(engine, clips, reference, capsys):
+    assert main(["--model-dir", "trained", "--output-format", "jsonl", *map(str, clips)], engine=engine) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["id"] for r in records] == [clip.stem for clip in clips]
+    assert [r["text"] for r in records] == [reference[clip.stem].text for clip in clips]
+    assert all(r["segments"] == [{"start_s": 0.0, "end_s": r["duration_s"], "text": r["text"]}] for r in records)
+
+
 def test_official_decode_arguments_keep_their_meaning():
     args = build_parser().parse_args([
         "--model_dir", "m", "--beam_size", "3", "--repetition_penalty", "3.0", "--llm_length_penalty", "1.0",
@@ -141,6 +174,8 @@ def test_official_decode_arguments_keep_their_meaning():
     (["--asr_type", "aed"], "speech2text.py --asr_type aed"),
     (["--do_sample", "--beam_size", "3"], "beam sampling"),
     (["--wav_dir", "/no/such/folder"], "/no/such/folder: no such folder"),
+    (["--output-format", "srt"], "--output-format srt writes one file per input: give the folder for them with "
+                                 "--output DIR"),
 ])
 def test_refused_before_any_decoding(extra, expected, clips, capsys):
     assert main(["--model-dir", "trained", str(clips[0]), *extra]) == 2

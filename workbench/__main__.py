@@ -11,6 +11,7 @@ from workbench.app import AppOptions, build_app, exposure_warning, launch, parse
 from workbench.client import ServerError
 from workbench.engine import Engine
 from workbench.options import EngineOptions
+from workbench.quiet import show_engine_log
 from workbench.transcribe import CliError, open_engine
 
 
@@ -40,6 +41,7 @@ def parse_args(argv):
     parser.add_argument("--server", metavar="URL",
                         help="serve the page on a running fireredasr-serve (no engine of its own)")
     parser.add_argument("--gpu-memory-utilization", type=float, default=EngineOptions.gpu_memory_utilization)
+    parser.add_argument("--verbose", action="store_true", help="show vLLM's log (hidden by default)")
     return parser.parse_args(argv)
 
 
@@ -52,6 +54,7 @@ def existing_folders(paths: list[str]) -> tuple[Path, ...]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    show_engine_log(args.verbose)
     try:
         options = AppOptions(results_dir=Path(args.results_dir), max_upload_mb=args.max_upload_mb,
                              concurrency=args.concurrency, max_audio_minutes=args.max_audio_minutes,

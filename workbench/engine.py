@@ -15,6 +15,7 @@ from the single-item calls) and the engine stays up.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import itertools
 import os
 import platform
@@ -34,6 +35,7 @@ from fireredasr_vllm.penalty import HISTORY_KEY, PENALTY_KEY, PROCESSOR_FQCN
 from fireredasr_vllm.resolve import is_cpu, resolve_dtype, resolve_model
 from fireredasr_vllm.serve import cpu_thread_binding
 from workbench.options import DecodingOptions, EngineOptions, Segment, Transcript
+from workbench.processes import exit_on_sigterm, script_not_rerun, stopped_if_interrupted
 
 GREEDY = DecodingOptions()
 THREADS_BIND = "VLLM_CPU_OMP_THREADS_BIND"
@@ -88,7 +90,10 @@ class Engine:
         self._thread = threading.Thread(target=self._loop.run_forever, name="fireredasr-engine", daemon=True)
         self._thread.start()
         self.build_seconds = 0.0
-        self._llm = self._call(self._build())
+        exit_on_sigterm()  # SIGTERM, like Ctrl-C, ends the process through close(), not around it
+        with stopped_if_interrupted():
+            self._llm = self._call(self._build())
+        atexit.register(self.close)
         self.tokenizer = self._llm.get_tokenizer()
         self.prompt_ids = list(self.tokenizer.encode(build_prompt(self.speech_token), add_special_tokens=False))
 
@@ -135,7 +140,8 @@ class Engine:
         if bind:  # one CPU core (group) per worker, for the engine processes started here only
             os.environ[THREADS_BIND] = cpu_thread_binding(workers)
         try:
-            llm = AsyncLLM.from_engine_args(self.engine_args())
+            with script_not_rerun():  # a script without the __main__ guard works too
+                llm = AsyncLLM.from_engine_args(self.engine_args())
         finally:
             if bind:
                 del os.environ[THREADS_BIND]
@@ -151,6 +157,7 @@ class Engine:
 
     def close(self) -> None:
         """Shut the engine down (also at interpreter exit)."""
+        atexit.unregister(self.close)
         llm, self._llm = getattr(self, "_llm", None), None
         if llm is not None and self._loop.is_running():
             self._call(self._shutdown(llm), timeout=60)

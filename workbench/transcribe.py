@@ -5,7 +5,9 @@
 
 Inputs (``--wav_path``, ``--wav_paths``, ``--wav_dir``, ``--wav_scp`` or plain arguments), decoding
 options and the ``uttid<TAB>text`` output follow the official CLI; docs/migration.md maps them option
-by option. All utterances go to one engine at once (vLLM batches them continuously). One that cannot
+by option. ``--output-format jsonl`` writes one JSON record per utterance instead; ``srt`` / ``vtt``
+write one subtitle file per input, ``--output DIR/<uttid>.srt`` (timed by the long-audio segments).
+All utterances go to one engine at once (vLLM batches them continuously). One that cannot
 be read is reported on stderr and the others go on. Exit status: 0 all transcribed, 1 some failed,
 2 nothing ran (the message says how to fix it).
 """
@@ -21,8 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.options import DecodingOptions, EngineOptions, Transcript
+from workbench.quiet import show_engine_log
+from workbench.subtitles import FORMATS as SUBTITLE_FORMATS
+from workbench.subtitles import write_subtitles
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a")
+OUTPUT_FORMATS = ("txt", "jsonl", *SUBTITLE_FORMATS)
 VERIFY = "python -m fireredasr_vllm.verify --model-dir {model_dir}"
 CONVERT = "python -m fireredasr_vllm.convert OFFICIAL_DIR OUT_DIR"
 
@@ -180,25 +186,40 @@ def kaldi_line(transcript: Transcript) -> str:
     return f"{transcript.id}\t{' '.join(transcript.text.split())}\n"
 
 
-class OrderedLines:
-    """Writes result lines in input order, each as soon as every utterance before it is done."""
+def jsonl_record(transcript: Transcript, utterance: Utterance) -> str:
+    record = {**transcript.to_dict(), "wav": utterance.label, "rtf": round(transcript.rtf, 4)}
+    return json.dumps(record, ensure_ascii=False) + "\n"
 
-    def __init__(self, stream):
-        self.stream, self.done, self.next = stream, {}, 0
+
+class OrderedLines:
+    """Writes result lines in input order, each as soon as every utterance before it is done:
+    ``uttid<TAB>text`` for each transcribed one (as the official CLI) or a JSON record for every one."""
+
+    def __init__(self, stream, utterances: list[Utterance], jsonl: bool):
+        self.stream, self.utterances, self.jsonl, self.done, self.next = stream, utterances, jsonl, {}, 0
 
     def add(self, position: int, transcript: Transcript) -> None:
         self.done[position] = transcript
         while self.next in self.done:
             finished = self.done.pop(self.next)
-            self.next += 1
-            if finished.ok:
+            if self.jsonl:
+                self.stream.write(jsonl_record(finished, self.utterances[self.next]))
+            elif finished.ok:
                 self.stream.write(kaldi_line(finished))
+            self.next += 1
         self.stream.flush()
 
 
-def jsonl_record(transcript: Transcript, utterance: Utterance) -> str:
-    record = {**transcript.to_dict(), "wav": utterance.label, "rtf": round(transcript.rtf, 4)}
-    return json.dumps(record, ensure_ascii=False) + "\n"
+def output_target(args) -> Path | None:
+    """Where results go: a file (txt/jsonl, ``None`` = stdout) or the folder of subtitle files."""
+    if args.output_format in SUBTITLE_FORMATS:
+        if not args.output:
+            raise CliError(f"--output-format {args.output_format} writes one file per input: "
+                           "give the folder for them with --output DIR")
+        if Path(args.output).is_file():
+            raise CliError(f"{args.output}: is a file; --output-format {args.output_format} needs --output DIR "
+                           "(a folder, created if missing)")
+    return Path(args.output) if args.output else None
 
 
 def summary(results: list[Transcript], wall_s: float, options: DecodingOptions, model_dir: str,
@@ -242,7 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument(*both("wav_paths"), nargs="*")
     io.add_argument(*both("wav_dir"))
     io.add_argument(*both("wav_scp"))
-    io.add_argument(*both("output"), help="write 'uttid<TAB>text' lines here instead of stdout")
+    io.add_argument(*both("output"), help="write 'uttid<TAB>text' lines here instead of stdout "
+                    "(srt/vtt: the folder for <uttid>.srt / <uttid>.vtt)")
+    io.add_argument("--output-format", default="txt", choices=OUTPUT_FORMATS,
+                    help="txt: 'uttid<TAB>text' (official); jsonl: a JSON record per utterance; "
+                         "srt / vtt: subtitles, one file per input (with --long-audio, a cue per speech segment)")
     io.add_argument("--jsonl", help="also write one JSON record per utterance (text, tokens, timings)")
     decode = parser.add_argument_group("decoding (official meanings and defaults)")
     decode.add_argument(*both("beam_size"), type=int, default=1)
@@ -271,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     engine.add_argument("--max-model-len", type=int, default=EngineOptions.max_model_len)
     engine.add_argument("--gpu-memory-utilization", type=float, default=EngineOptions.gpu_memory_utilization)
     engine.add_argument("--tensor-parallel-size", type=int, default=1)
+    engine.add_argument("--verbose", action="store_true", help="show vLLM's log (hidden by default)")
     engine.add_argument("--data-parallel-size", type=int, default=1, help="vLLM data parallelism: N engines")
     return parser
 
@@ -290,12 +316,14 @@ def notices(args) -> list[str]:
 def main(argv: list[str] | None = None, engine=None) -> int:
     """Run the CLI; pass ``engine`` to reuse an already built ``workbench.engine.Engine``."""
     args = build_parser().parse_args(argv)
+    show_engine_log(args.verbose)
     err = sys.stderr
     try:
         if args.asr_type == "aed":
             raise CliError("FireRedASR-AED is not served by vLLM here; use the official "
                            "speech2text.py --asr_type aed for it")
         options = decoding_options(args)
+        output_target(args)
         utterances = collect_utterances(args)
         for line in notices(args):
             print(line, file=err)
@@ -316,9 +344,15 @@ def run(engine, utterances: list[Utterance], options: DecodingOptions, args) -> 
     """Decode everything through ``engine.transcribe_many``; stream lines, records and errors."""
     err = sys.stderr
     position = {u.id: n for n, u in enumerate(utterances) if u.error is None}  # ids unique among these
-    text_out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    target = output_target(args)
+    subtitles = args.output_format in SUBTITLE_FORMATS
+    if subtitles:
+        target.mkdir(parents=True, exist_ok=True)
+        text_out = None
+    else:
+        text_out = open(target, "w", encoding="utf-8") if target else sys.stdout
     jsonl_out = open(args.jsonl, "w", encoding="utf-8") if args.jsonl else None
-    lines = OrderedLines(text_out)
+    lines = None if subtitles else OrderedLines(text_out, utterances, jsonl=args.output_format == "jsonl")
 
     def finished(n: int, transcript: Transcript) -> None:
         if not transcript.ok:
@@ -327,7 +361,11 @@ def run(engine, utterances: list[Utterance], options: DecodingOptions, args) -> 
         if jsonl_out is not None:
             jsonl_out.write(jsonl_record(transcript, utterances[n]))
             jsonl_out.flush()
-        lines.add(n, transcript)
+        if subtitles:
+            if transcript.ok:
+                write_subtitles(target / f"{transcript.id}.{args.output_format}", transcript.segments)
+        else:
+            lines.add(n, transcript)
 
     started = time.perf_counter()
     try:
@@ -346,6 +384,8 @@ def run(engine, utterances: list[Utterance], options: DecodingOptions, args) -> 
     wall_s = time.perf_counter() - started
     for line in summary(results, wall_s, options, args.model_dir, engine.build_seconds):
         print(line, file=err)
+    if subtitles:
+        print(f"subtitles: {sum(t.ok for t in results)} {args.output_format} files in {target}/", file=err)
     return 0 if all(t.ok for t in results) else 1
 
 
