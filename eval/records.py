@@ -24,7 +24,8 @@ ROWS = "rows.jsonl"
 SUMMARY = "summary.json"
 MANIFEST = "manifest.json"
 ROW_COLUMNS = ["id", "duration", "reference", "hypothesis", "ref_norm", "hyp_norm", "n", "s", "d", "i",
-               "errors", "latency_s", "ttft_s", "prompt_tokens", "output_tokens", "finish_reason", "error"]
+               "errors", "latency_s", "ttft_s", "prompt_tokens", "output_tokens", "finish_reason", "error",
+               "segments"]  # [{start_s, end_s, text}, ...]: where in the audio each piece of the hypothesis is
 
 
 def write_json_atomic(path: Path, data: dict) -> None:

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, wait
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +106,7 @@ def make_row(utterance, transcript: Transcript, normalizer: NormalizerOptions, m
         "latency_s": transcript.latency_s, "ttft_s": transcript.ttft_s, "queue_s": transcript.queue_s,
         "prompt_tokens": transcript.prompt_tokens, "output_tokens": transcript.output_tokens,
         "finish_reason": transcript.finish_reason, "error": transcript.error,
+        "segments": [asdict(segment) for segment in transcript.segments],  # (start_s, end_s, text), long audio
     }
 
 

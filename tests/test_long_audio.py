@@ -1,9 +1,14 @@
+import json
+
 import jiwer
 import numpy as np
 import pytest
+import soundfile as sf
 import srt
 import webvtt
 
+from eval.records import load_run
+from eval.run import evaluate
 from fireredasr_vllm.audio import SAMPLE_RATE, AudioError, load_audio
 from workbench.long_audio import Piece, SplitOptions, join_texts, split_at_pauses, stitch
 from workbench.options import Segment, Transcript
@@ -116,3 +121,21 @@ def test_subtitles_of_long_audio_parse_and_cover_the_speech(long_result, tmp_pat
         for cue_start, cue_end in ((cue.start.total_seconds(), cue.end.total_seconds()), (vtt_start, vtt_end)):
             assert cue_start <= start / SAMPLE_RATE + 0.1 and cue_end >= end / SAMPLE_RATE - 0.4
             assert cue_start == pytest.approx(segment.start_s, abs=5e-4)
+
+
+def test_eval_records_keep_segment_times(engine, clips, references, demo_clips, tmp_path):
+    """eval.run --long-audio on a one-file set: its row (rows.jsonl and the parquet table) keeps the segments."""
+    audio, spans = concatenate(clips[:12], 1.0)
+    sf.write(tmp_path / "meeting.flac", audio, SAMPLE_RATE)
+    said = "".join(references[clip.stem] for clip in demo_clips[:12])
+    (tmp_path / "manifest.jsonl").write_text(json.dumps({"audio_filepath": "meeting.flac", "text": said},
+                                                        ensure_ascii=False) + "\n", encoding="utf-8")
+    run = evaluate(str(tmp_path / "manifest.jsonl"), engine=engine, output_dir=tmp_path / "run", long_audio=True,
+                   progress=False)
+    row = json.loads((tmp_path / "run" / "rows.jsonl").read_text(encoding="utf-8"))
+    assert row["error"] is None and len(row["segments"]) == len(spans)
+    for segment, (start, end) in zip(row["segments"], spans):
+        assert segment["start_s"] <= start / SAMPLE_RATE + 0.1 and segment["end_s"] >= end / SAMPLE_RATE - 0.4
+    assert join_texts([s["text"] for s in row["segments"]]) == row["hypothesis"]
+    table = load_run(run.path).rows
+    assert [s["start_s"] for s in table.loc[0, "segments"]] == [s["start_s"] for s in row["segments"]]
