@@ -36,7 +36,7 @@ import soundfile as sf
 from fireredasr_vllm import audio as audio_lib
 from fireredasr_vllm.compat import installed_versions
 from workbench.engine import GREEDY, Engine, PreparedAudio
-from workbench.options import DecodingOptions, Segment, Transcript
+from workbench.options import DecodingOptions, EngineOptions, Segment, Transcript
 
 TRANSCRIPTIONS = "/v1/audio/transcriptions"
 MAX_IN_FLIGHT = 32  # requests per server at once
@@ -154,6 +154,8 @@ class RemoteEngine:
         fire = self.config.get("fireredasr", {})
         self.max_audio_seconds = float(fire.get("max_audio_seconds", 30.0))
         self.downsample_rate = int(self.config.get("encoder_downsample_rate", 2))
+        # the engine settings as far as the route shows them; the servers' other settings are their own
+        self.options = EngineOptions(max_model_len=first.max_model_len or EngineOptions.max_model_len)
         self.build_seconds = time.perf_counter() - started
 
     # the same input handling as the in-process engine
@@ -164,8 +166,8 @@ class RemoteEngine:
     async def _connect(self, urls: list[str]) -> list[Server]:
         servers = list(await asyncio.gather(*(self._probe(url) for url in urls)))
         self._queue: asyncio.Queue[Job] = asyncio.Queue()
-        self._workers = [asyncio.ensure_future(self._work(server))
-                         for server in servers for _ in range(self.max_in_flight)]
+        self._workers = [asyncio.ensure_future(self._work(server))  # interleaved: the first requests alternate
+                         for _ in range(self.max_in_flight) for server in servers]
         return servers
 
     async def _probe(self, url: str) -> Server:
