@@ -182,16 +182,16 @@ def load_test_set(name_or_path: str | os.PathLike, *, limit: int | None = None, 
 def confined_path(name: str, roots: Sequence[Path]) -> Path:
     """The real path of a local set inside one of ``roots``; relative names are looked up in each root."""
     if not roots:
-        raise DatasetRefused(f"{name!r} is not a registered test set ({', '.join(REGISTRY)}); this app loads "
-                             "local sets only from folders its operator allows (python -m workbench --data-dir DIR)")
+        raise DatasetRefused(f"unknown test set {name!r}: not a registered name ({', '.join(REGISTRY)}); this app "
+                             "loads local sets only from folders its operator allows (python -m workbench --data-dir)")
     candidates = [Path(name)] if os.path.isabs(name) else [root / name for root in roots]
     for candidate in candidates:
         real = Path(os.path.realpath(candidate))
         if real.exists() and _inside(real, roots):
             return real
-    raise DatasetRefused(f"{name!r} is neither a registered test set nor a set inside the allowed data folders "
-                         f"({', '.join(map(str, roots))}; --data-dir); paths that leave them through '..' or "
-                         "symlinks are refused")
+    raise DatasetRefused(f"unknown test set {name!r}: neither a registered name nor a set inside the allowed data "
+                         f"folders ({', '.join(map(str, roots))}; --data-dir); paths that leave them through '..' "
+                         "or symlinks are refused")
 
 
 def _inside(path: Path | str, roots: Sequence[Path]) -> bool:

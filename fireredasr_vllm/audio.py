@@ -57,15 +57,18 @@ def min_samples(downsample_rate: int = 2) -> int:
 
 def too_long(name: str, seconds: float, max_seconds: float, *, long_audio: bool = False,
              stopped: bool = False) -> AudioError:
-    """The error for a clip over a duration limit (the model's, or long-audio mode's); ``stopped``: the
-    length is where decoding stopped, the file is longer still."""
+    """The error for a clip over a duration limit (the model's, or long-audio mode's); ``stopped``: decoding
+    stopped at ``seconds``, the file is longer still."""
     length = f"{seconds / 60:.1f} min" if long_audio else f"{seconds:.1f} s"
-    length = f"more than {length}" if stopped else length
     if long_audio:
-        return AudioError(f"{name}: {length} is longer than the {max_seconds / 60:g} min limit of long-audio mode; "
-                          "split it first (the workbench sets the limit with --max-audio-minutes)")
-    return AudioError(f"{name}: {length} is longer than the model's {max_seconds:g} s limit; split it "
-                      "first or use long-audio mode (long_audio=True / --long-audio)")
+        limit = f"the {max_seconds / 60:g} min limit of long-audio mode"
+        fix = "split it first (the workbench sets the limit with --max-audio-minutes)"
+    else:
+        limit = f"the model's {max_seconds:g} s limit"
+        fix = "split it first or use long-audio mode (long_audio=True / --long-audio)"
+    if stopped:
+        return AudioError(f"{name}: longer than {limit} (decoding stopped at {length}); {fix}")
+    return AudioError(f"{name}: {length} is longer than {limit}; {fix}")
 
 
 class _Decoded:
