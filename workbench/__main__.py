@@ -20,7 +20,8 @@ def parse_args(argv):
     parser.add_argument("--model", "--model-dir", dest="model_dir", metavar="MODEL", default=DEFAULT_MODEL,
                         help=MODEL_HELP)
     parser.add_argument("--results-dir", default="results", help="run folders read and written (as eval.run)")
-    parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve the network")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="0.0.0.0 to serve the network: add a login and TLS first (docs/security.md)")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--max-upload-mb", type=float, default=200.0, help="largest accepted upload (MiB)")
     parser.add_argument("--max-audio-minutes", type=float, default=AppOptions.max_audio_minutes,

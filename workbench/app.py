@@ -15,7 +15,7 @@ import atexit
 import ipaddress
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
@@ -37,7 +37,7 @@ class AppOptions:
     concurrency: int = 16  # transcription requests in flight at once, from all users
     max_audio_minutes: float = 60.0  # longest upload in long-audio mode (refused from its header)
     data_dirs: tuple[Path, ...] = ()  # folders whose test sets the Evaluate tab may load (besides registered ones)
-    auth: tuple[tuple[str, str], ...] = ()  # (user, password) pairs; empty: no login
+    auth: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # (user, password) pairs; empty: no login
 
     def __post_init__(self):
         object.__setattr__(self, "results_dir", Path(self.results_dir))
