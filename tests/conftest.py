@@ -3,6 +3,7 @@ trained model, ``tiny_engine`` on the random-weight tiny model for parity tests)
 ``engine`` (``server``) and one headless Chromium (``browser``; ``page`` opens the app in it). Every UI test
 file shares the one app start and the one browser."""
 
+import io
 import os
 import signal
 import socket
@@ -12,7 +13,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 REPO = Path(__file__).resolve().parents[1]
@@ -61,6 +64,54 @@ def tiny_engine(tiny_converted_dir):
 def demo_clips() -> list[Path]:
     assert DEMO_CLIPS, "bundled clips missing: run python -m eval.synth"
     return DEMO_CLIPS
+
+
+def encode(samples: np.ndarray, rate: int = 16000, fmt: str = "WAV", subtype: str | None = None) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, rate, format=fmt, subtype=subtype)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def bad_input_corpus(demo_clips, tmp_path_factory) -> dict[str, tuple[object, str | None, float | None]]:
+    """The held-out bad-input corpus: name -> (input, expected error pattern or None when it transcribes,
+    expected duration in s). Inputs are paths, encoded bytes, arrays or (array, rate), as users pass them."""
+    from fireredasr_vllm.audio import SAMPLE_RATE, load_audio, resample
+
+    clip = load_audio(demo_clips[0])
+    folder = tmp_path_factory.mktemp("bad")
+    seconds = len(clip) / SAMPLE_RATE
+    wav = encode(clip)
+    (folder / "empty.wav").write_bytes(b"")
+    (folder / "notes.wav").write_text("这不是音频, just a text file\n" * 20, encoding="utf-8")
+    with_nan, with_inf = clip.copy(), clip.copy()
+    with_nan[1000], with_inf[2000] = np.nan, np.inf
+    speech_35s = np.tile(clip, int(35 / seconds) + 1)[:35 * SAMPLE_RATE]
+    return {
+        "empty_file": (folder / "empty.wav", r"empty \(0 bytes\)", None),
+        "no_such_file": (folder / "missing.wav", "no such file", None),
+        "directory": (folder, "is a directory", None),
+        "zero_samples": (encode(np.zeros(0, np.float32)), "contains 0 samples", None),
+        "20ms": (encode(clip[:320]), r"20\.0 ms is too short", None),
+        "truncated_header": (wav[:30], "cannot decode as audio", None),
+        "truncated_data": (wav[:len(wav) // 2], None, None),
+        "random_bytes": (np.random.default_rng(0).bytes(20000), "cannot decode as audio", None),
+        "text_named_wav": (folder / "notes.wav", r"cannot decode as audio \(text, not audio\)", None),
+        "nan_samples": (with_nan, "NaN or infinite", None),
+        "inf_samples": (with_inf, "NaN or infinite", None),
+        "clipping": (np.clip(clip * 30, -1, 1), None, seconds),
+        "very_loud_int16": ((np.clip(clip * 30, -1, 1) * 32767).astype(np.int16), None, seconds),
+        "very_quiet": (clip * 1e-4, None, seconds),
+        "silence": (np.zeros(3 * SAMPLE_RATE, np.float32), None, 3.0),
+        "stereo": (encode(np.stack([clip, 0.5 * clip], axis=1)), None, seconds),
+        "8kHz": (encode(resample(clip, SAMPLE_RATE, 8000), 8000), None, seconds),
+        "44.1kHz": (encode(resample(clip, SAMPLE_RATE, 44100), 44100), None, seconds),
+        "48kHz_array": ((resample(clip, SAMPLE_RATE, 48000), 48000), None, seconds),
+        "mp3": (encode(clip, fmt="MP3"), None, seconds),
+        "flac": (encode(clip, fmt="FLAC"), None, seconds),
+        "ogg_vorbis": (encode(clip, fmt="OGG", subtype="VORBIS"), None, seconds),
+        "35s": (speech_35s, r"35\.0 s is longer than the model's 30 s limit.*long_audio=True", None),
+    }
 
 
 @pytest.fixture(scope="session")

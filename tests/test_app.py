@@ -1,17 +1,28 @@
 """The Gradio workbench in a real headless Chromium, served in-process on the session's real engine."""
 
+import io
 import json
 import re
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+import srt
+import webvtt
+from playwright.sync_api import expect
 
 from eval.records import load_run
+from fireredasr_vllm.audio import SAMPLE_RATE, load_audio
 from eval.report import differing_utterances
 from eval.run import evaluate
+from workbench.engine import UNDECODABLE
 from workbench.options import parse_decoding
 from workbench.ui_evaluate import set_choices
+
+INTERNALS = re.compile(r"0x[0-9a-fA-F]{4,}|\bb'|\bb\"|<[\w.]+ object|Traceback|Error opening|LibsndfileError"
+                       r"|FFmpegError")  # object reprs, byte dumps, decoder exceptions
 
 
 def words(text: str) -> str:
@@ -40,6 +51,23 @@ def result_row(page, name: str) -> dict:
     return dict(zip(header, (words(c) for c in row.locator("[role=gridcell]").all_inner_texts())))
 
 
+def all_rows(page, elem_id: str) -> dict[str, dict]:
+    """Every row of a table, keyed by its first cell: Gradio renders only the rows in view, so scroll through."""
+    table = page.locator(f"#{elem_id}")
+    header = [words(h) for h in table.locator("[role=columnheader]").all_inner_texts()]
+    viewport = table.locator(".virtual-table-viewport")
+    rows = {}
+    while True:
+        for row in table.locator("[role=row]").all():
+            cells = [words(c) for c in row.locator("[role=gridcell]").all_inner_texts()]
+            if cells and cells[0]:
+                rows[cells[0]] = dict(zip(header, cells))
+        if viewport.evaluate("v => v.scrollTop + v.clientHeight >= v.scrollHeight - 1"):
+            return rows
+        viewport.evaluate("v => { v.scrollTop += v.clientHeight / 2; }")
+        page.wait_for_timeout(300)  # let the virtual list render the rows scrolled in
+
+
 def test_upload_clip_shows_transcript(page, engine, demo_clips, references, tmp_path):
     expected = words(engine.transcribe(demo_clips[0]).text)  # greedy is deterministic: the page must agree
     assert expected == references[demo_clips[0].stem]  # and the trained model gets it right
@@ -47,7 +75,7 @@ def test_upload_clip_shows_transcript(page, engine, demo_clips, references, tmp_
     row = result_row(page, demo_clips[0].name)
     page.locator("#transcribe-downloads").get_by_text(".json").first.wait_for()
     page.screenshot(path=tmp_path / "transcribe.png", full_page=True)
-    assert row["transcript"] == expected and row["error"] == ""
+    assert row["transcript"] == expected and row["message"] == ""
     assert float(row["duration_s"]) == pytest.approx(sf.info(demo_clips[0]).duration, abs=0.01)
     assert int(row["tokens"]) > 0
     assert expected in words(page.locator("#transcribe-text textarea").input_value())
@@ -62,29 +90,183 @@ def test_bundled_example_transcribes_to_its_sentence(page, demo_clips, reference
     assert result_row(page, clip.name)["transcript"] == references[clip.stem]
 
 
-def test_bad_inputs_show_errors_and_the_next_clip_works(page, engine, app_options, demo_clips, tmp_path):
+def corpus_files(corpus: dict, folder: Path) -> dict[Path, tuple[str | None, float | None]]:
+    """The bad-input corpus items a browser can upload, as files named after them: path -> (expected error
+    pattern or None when it transcribes, expected duration)."""
+    files = {}
+    for name, (item, error, seconds) in corpus.items():
+        if isinstance(item, Path):
+            if not item.is_file():  # a missing file or a directory cannot be uploaded
+                continue
+            path = folder / f"{name}{item.suffix}"
+            shutil.copy(item, path)
+        elif isinstance(item, bytes):
+            kind = {b"ID3": "mp3", b"fLa": "flac", b"Ogg": "ogg"}.get(item[:3], "wav")
+            path = folder / f"{name}.{kind}"
+            path.write_bytes(item)
+        else:
+            samples, rate = item if isinstance(item, tuple) else (item, SAMPLE_RATE)
+            finite = bool(np.all(np.isfinite(samples)))  # FLAC stays under the upload limit; NaN needs float WAV
+            path = folder / f"{name}.{'flac' if finite else 'wav'}"
+            sf.write(path, samples, rate, subtype=None if finite else "FLOAT")
+        files[path] = (error, seconds)
+    return files
+
+
+def assert_no_internals(text: str) -> None:
+    assert not INTERNALS.search(text), f"decoder internals on the page: {INTERNALS.search(text).group(0)!r} in {text!r}"
+
+
+def test_bad_inputs_show_clean_errors_and_the_next_clip_works(page, engine, app_options, bad_input_corpus,
+                                                              demo_clips, tmp_path):
     too_large = tmp_path / "too_large.wav"
     too_large.write_bytes(np.random.default_rng(0).bytes(int(app_options.max_upload_mb * 1024 * 1024) + 1))
     upload(page, [too_large])
     page.get_by_text("exceed the maximum allowed size").first.wait_for()
 
     page.reload()
-    corrupt, empty, text, too_long = (tmp_path / n for n in ("corrupt.wav", "empty.flac", "notes.txt", "long.wav"))
+    files = corpus_files(bad_input_corpus, tmp_path)
+    ten_minutes = tmp_path / "ten_minutes_silence.flac"  # over the limit: the row still says how long it is
+    sf.write(ten_minutes, np.zeros(600 * 8000, np.int16), 8000)
+    files[ten_minutes] = (r"600\.0 s is longer than the model's 30 s limit", 600.0)
+    corrupt = tmp_path / "corrupt.wav"
     corrupt.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" + bytes(range(256)) * 4)
-    empty.write_bytes(b"")
-    text.write_text("not audio at all\n")
-    sf.write(too_long, np.zeros(31 * 8000, dtype=np.int16), 8000)
-    transcribe(page, [corrupt, empty, text, too_long])
-    expected = {corrupt: "cannot decode as audio", empty: "the file is empty", text: "text, not audio",
-                too_long: "longer than the model's 30 s limit"}
-    for path, message in expected.items():
-        assert message in result_row(page, path.name)["error"]
-    page.locator(".toast-body", has_text="corrupt.wav: cannot decode as audio").first.wait_for()
+    files[corrupt] = ("cannot decode as audio", None)
+    transcribe(page, list(files))
+    result_row(page, next(iter(files)).name)
+    rows = all_rows(page, "transcribe-results")
+    for path, (error, seconds) in files.items():
+        row = rows[path.name]
+        assert_no_internals(row["message"])
+        if error is None:  # it transcribes (an empty transcript says why)
+            assert not row["message"].startswith(path.name), row
+        else:
+            assert row["message"].startswith(f"{path.name}: ") and row["transcript"] == ""
+            assert re.search(error.replace(".*long_audio=True", ""), row["message"]), row
+        if seconds is not None:
+            assert float(row["duration_s"]) == pytest.approx(seconds, abs=0.06), row
+    too_long = rows["35s.flac"]["message"]  # page users are pointed at the checkbox, not the API
+    assert 'tick "long audio"' in too_long and "long_audio=True" not in too_long
+    toast = page.locator(".toast-body").first
+    toast.wait_for()
+    assert_no_internals(toast.inner_text())
+    assert page.locator(".toast-body").count() == 1  # one toast a batch, not one per failed file
     page.screenshot(path=tmp_path / "bad_inputs.png", full_page=True)
 
+    page.locator("#transcribe-files button[aria-label='Clear']").first.click()
     transcribe(page, demo_clips[1:2])
+    expect(page.locator(".toast-body")).to_have_count(0)  # the old warning no longer covers the new results
     row = result_row(page, demo_clips[1].name)
-    assert row["error"] == "" and row["transcript"] == words(engine.transcribe(demo_clips[1]).text)
+    assert row["message"] == "" and row["transcript"] == words(engine.transcribe(demo_clips[1]).text)
+
+
+def test_long_audio_segments_subtitles_and_no_speech(page, demo_clips, references, tmp_path):
+    clips = demo_clips[:6]
+    pause = np.zeros(int(1.5 * SAMPLE_RATE), np.float32)
+    speech, starts = [], []
+    for clip in clips:
+        starts.append(sum(len(part) for part in speech) / SAMPLE_RATE + len(pause) / SAMPLE_RATE)
+        speech += [pause, load_audio(clip)]
+    talk = tmp_path / "talk.flac"
+    sf.write(talk, np.concatenate(speech + [pause]), SAMPLE_RATE)
+    tone, silence = tmp_path / "tone_45s.flac", tmp_path / "silence_10min.flac"
+    sf.write(tone, 0.3 * np.sin(2 * np.pi * 440 * np.arange(45 * SAMPLE_RATE) / SAMPLE_RATE), SAMPLE_RATE)
+    sf.write(silence, np.zeros(600 * 8000, np.int16), 8000)
+
+    page.locator("#transcribe-long-audio input").check()
+    transcribe(page, [talk, tone, silence])
+    for path, seconds in ((tone, 45.0), (silence, 600.0)):
+        row = result_row(page, path.name)
+        assert row["transcript"] == "" and "no speech found" in row["message"], row
+        assert float(row["duration_s"]) == pytest.approx(seconds, abs=0.01)
+
+    row = result_row(page, talk.name)
+    assert row["message"] == "" and row["transcript"]
+    segments = page.locator("#transcribe-segments")
+    segments.get_by_role("gridcell", name=talk.name, exact=True).first.wait_for()
+    header = [words(h) for h in segments.locator("[role=columnheader]").all_inner_texts()]
+    shown = [dict(zip(header, (words(c) for c in r.locator("[role=gridcell]").all_inner_texts())))
+             for r in segments.locator("[role=row]", has_text=talk.name).all()]
+    assert len(shown) == len(clips)  # one segment per clip: the pauses split them
+    assert "".join(s["text"] for s in shown) == row["transcript"]
+    for segment, start, clip in zip(shown, starts, clips):
+        assert float(segment["start_s"]) == pytest.approx(start, abs=0.5)
+        assert float(segment["end_s"]) == pytest.approx(start + sf.info(clip).duration, abs=0.6)
+
+    subtitles = {}
+    for fmt in ("srt", "vtt"):
+        link = page.locator(f"#transcribe-downloads a[download='talk.{fmt}']")
+        subtitles[fmt] = page.request.get(link.get_attribute("href")).text()
+    cues = list(srt.parse(subtitles["srt"]))
+    assert [c.content for c in cues] == [s["text"] for s in shown]
+    assert [round(c.start.total_seconds(), 2) for c in cues] == [float(s["start_s"]) for s in shown]
+    vtt = webvtt.from_buffer(io.StringIO(subtitles["vtt"]))
+    assert [c.text for c in vtt] == [s["text"] for s in shown]
+
+
+def open_decoding(page) -> None:
+    page.locator("#transcribe-decoding").get_by_text("Decoding").first.click()
+    page.locator("#transcribe-max-tokens input").wait_for()
+
+
+def set_number(page, elem_id: str, value) -> None:
+    box = page.locator(f"#{elem_id} input[type=number]")
+    box.fill(str(value))
+    box.press("Enter")
+    box.blur()
+
+
+def test_invalid_max_tokens_names_the_field_and_keeps_results(page, demo_clips, references):
+    transcribe(page, demo_clips[:1])
+    assert result_row(page, demo_clips[0].name)["transcript"] == references[demo_clips[0].stem]
+    open_decoding(page)
+    set_number(page, "transcribe-max-tokens", -5)
+    page.locator("#transcribe-button").click()
+    page.locator(".toast-body", has_text='"max new tokens" is -5').first.wait_for()
+    assert result_row(page, demo_clips[0].name)["transcript"] == references[demo_clips[0].stem]  # kept
+    outputs = page.locator("#transcribe-results, #transcribe-segments, #transcribe-text, #transcribe-downloads")
+    assert outputs.get_by_text("Error", exact=True).count() == 0  # no panel turned into an error badge
+
+
+def test_preset_names_what_the_controls_say(page, demo_clips):
+    open_decoding(page)
+    preset = page.locator("#transcribe-preset input")
+    assert preset.input_value() == "greedy"
+    temperature = page.locator("#transcribe-temperature input[type=range]")
+    assert temperature.is_enabled()
+    set_number(page, "transcribe-beam", 2)
+    expect(preset).to_have_value("custom")
+    page.locator("#transcribe-preset").get_by_text("beam2").first.wait_for()  # as the export labels it
+    expect(temperature).to_be_disabled()  # beam search ignores it: it says so by being greyed out
+
+    transcribe(page, demo_clips[:1])
+    result_row(page, demo_clips[0].name)
+    link = page.locator("#transcribe-downloads a[download='transcripts.json']")
+    exported = json.loads(page.request.get(link.get_attribute("href")).text())
+    assert exported["decoding"]["label"] == "beam2" and exported["decoding"]["beam_size"] == 2
+
+    select(page, "transcribe-preset", "official")
+    expect(page.locator("#transcribe-penalty input[type=number]")).to_have_value("3")
+    set_number(page, "transcribe-penalty", 1)
+    expect(preset).to_have_value("beam3")  # official without its penalty is another preset: named so
+    set_number(page, "transcribe-beam", 4)
+    expect(preset).to_have_value("custom")
+    set_number(page, "transcribe-beam", 1)
+    expect(preset).to_have_value("greedy")
+    expect(temperature).to_be_enabled()
+
+
+def test_sampling_output_has_no_partial_character(page, engine, demo_clips):
+    stray_byte = next(i for i in range(len(engine.tokenizer)) if engine.tokenizer.decode([i]) == UNDECODABLE)
+    ids = engine.transcribe(demo_clips[0]).token_ids
+    assert engine.decode(ids + [stray_byte]) == engine.decode(ids)  # a cut character is dropped, not shown
+
+    open_decoding(page)
+    set_number(page, "transcribe-temperature", 1.5)  # seed 0: this clip samples stray byte tokens
+    transcribe(page, demo_clips[:3])
+    for clip in demo_clips[:3]:
+        row = result_row(page, clip.name)
+        assert row["message"] == "" and int(row["tokens"]) > 0 and UNDECODABLE not in row["transcript"], row
 
 
 def test_evaluate_demo_writes_run_and_shows_cer(page, app_results_dir, tmp_path):
@@ -117,6 +299,14 @@ def test_evaluate_demo_writes_run_and_shows_cer(page, app_results_dir, tmp_path)
     for op, key in (("sub", "s"), ("del", "d"), ("ins", "i")):
         assert utterances.locator(f"span.{op}").count() == summary[key]
 
+    page.locator("#evaluate-decoding").get_by_text("Decoding").first.click()
+    set_number(page, "evaluate-max-tokens", -5)
+    page.locator("#evaluate-button").click()
+    page.locator(".toast-body", has_text='"max new tokens" is -5').first.wait_for()
+    assert f"CER {100 * summary['cer']:.2f} %" in page.locator("#evaluate-summary").inner_text()  # kept
+    outputs = page.locator("#evaluate-summary, #evaluate-folder, #evaluate-plots, #evaluate-utterances")
+    assert outputs.get_by_text("Error", exact=True).count() == 0  # no panel turned into an error badge
+
 
 def test_runs_tab_lists_and_compares_two_runs(page, engine, app_results_dir, tmp_path):
     run_a = evaluate("demo", engine=engine, limit=3, output_dir=app_results_dir / "demo__trained__greedy",
@@ -135,11 +325,36 @@ def test_runs_tab_lists_and_compares_two_runs(page, engine, app_results_dir, tmp
     select(page, "runs-b", run_b.name)
     page.locator("#runs-compare").click()
     diff = differing_utterances(load_run(run_a.path), load_run(run_b.path))
-    message = f"{len(diff)} utterances differ" if len(diff) else "agree on every shared utterance"
+    message = f"{len(diff)} of the 3 shared utterances differ" if len(diff) else "agree on every shared utterance"
     page.locator("#runs-details").get_by_text(message).wait_for()
     page.locator("#runs-deltas").get_by_role("gridcell", name="B − A", exact=True).wait_for()
+    page.locator("#runs-summary").get_by_text("both runs scored the same 3 utterances").wait_for()
     page.screenshot(path=tmp_path / "compare.png", full_page=True)
     assert page.locator("#runs-details tbody tr").count() == len(diff)
+
+
+def test_runs_comparison_of_different_utterance_sets_uses_the_shared_ones(page, engine, app_results_dir):
+    small = evaluate("demo", engine=engine, limit=2, output_dir=app_results_dir / "demo-2clips", progress=False)
+    large = evaluate("demo", engine=engine, limit=5, decoding=parse_decoding("beam2"),
+                     output_dir=app_results_dir / "demo-5clips", progress=False)
+    page.get_by_role("tab", name="Runs").click()
+    page.locator("#runs-table").get_by_role("gridcell", name=large.name, exact=True).wait_for()
+    select(page, "runs-a", small.name)
+    select(page, "runs-b", large.name)
+    page.locator("#runs-compare").click()
+    note = page.locator("#runs-summary").get_by_text("the runs scored different utterances")
+    note.wait_for()
+    assert "A 2, B 5, 2 in both (0 only in A, 3 only in B)" in words(page.locator("#runs-summary").inner_text())
+
+    deltas = page.locator("#runs-deltas")
+    deltas.get_by_role("gridcell", name=f"{large.name} (shared)", exact=True).wait_for()
+    header = [words(h) for h in deltas.locator("[role=columnheader]").all_inner_texts()]
+    delta = dict(zip(header, (words(c) for c in deltas.locator("[role=row]", has=page.get_by_role(
+        "gridcell", name="B − A", exact=True)).locator("[role=gridcell]").all_inner_texts())))
+    shared = large.rows[large.rows["id"].isin(small.rows["id"])]
+    cer_shared = 100 * shared[["s", "d", "i"]].to_numpy().sum() / shared["n"].sum()
+    assert float(delta["n"]) == 0 and float(delta["utterances"]) == 0  # like with like
+    assert float(delta["cer %"]) == pytest.approx(cer_shared - 100 * small.summary["cer"], abs=0.001)
 
 
 def test_about_tab_shows_model_and_verifier(page, engine):

@@ -38,6 +38,7 @@ from workbench.options import DecodingOptions, EngineOptions, Segment, Transcrip
 from workbench.processes import exit_on_sigterm, script_not_rerun, stopped_if_interrupted
 
 GREEDY = DecodingOptions()
+UNDECODABLE = "\ufffd"  # what the tokenizer puts for bytes that are no UTF-8 character
 THREADS_BIND = "VLLM_CPU_OMP_THREADS_BIND"
 
 
@@ -324,7 +325,9 @@ class Engine:
         return top, prompt_len - len(history)
 
     def decode(self, token_ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(list(token_ids), skip_special_tokens=True)
+        """The finished token ids as text. Byte-level tokens that form no complete UTF-8 character (a stray
+        byte token sampled, or a character cut by ``max_tokens``) are dropped, never shown as U+FFFD."""
+        return self.tokenizer.decode(list(token_ids), skip_special_tokens=True).replace(UNDECODABLE, "")
 
     # ----------------------------------------------------------------- public API
     def transcribe(self, audio, options: DecodingOptions = GREEDY, *, id: str | None = None,

@@ -103,11 +103,12 @@ def utterances_html(rows: pd.DataFrame, manifest: dict, metric: str, max_rows: i
                       truncation_note(len(shown), len(rows)))
 
 
-def differences_html(diff: pd.DataFrame, manifest: dict, metric: str, names: tuple[str, str],
+def differences_html(diff: pd.DataFrame, manifest: dict, metric: str, names: tuple[str, str], shared: int,
                      max_rows: int = MAX_ROWS) -> str:
-    """Utterances where two runs differ, both hypotheses marked against the reference."""
+    """Utterances where two runs differ (of the ``shared`` ones both ran), both hypotheses marked against the
+    reference."""
     if diff.empty:
-        return "<p>the two runs agree on every shared utterance</p>"
+        return f"<p>the two runs agree on every shared utterance ({shared})</p>"
     normalizer = normalizer_of(manifest)
     shown = diff.head(max_rows)
     cells = [[escape(str(row.id)), escape(str(row.reference)),
@@ -116,5 +117,5 @@ def differences_html(diff: pd.DataFrame, manifest: dict, metric: str, names: tup
               f"{int(row.errors_a)} → {int(row.errors_b)} ({int(row.delta_errors):+d})"]
              for row in shown.itertuples()]
     note = truncation_note(len(shown), len(diff))
-    return (f"<p>{len(diff)} utterances differ</p>"
+    return (f"<p>{len(diff)} of the {shared} shared utterances differ</p>"
             + table_html(["id", "reference", f"A: {names[0]}", f"B: {names[1]}", "errors A → B"], cells, note))

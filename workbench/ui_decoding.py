@@ -1,4 +1,9 @@
-"""Decoding controls shared by the Transcribe and Evaluate tabs, mapped to ``DecodingOptions``."""
+"""Decoding controls shared by the Transcribe and Evaluate tabs, mapped to ``DecodingOptions``.
+
+The preset box always names what the controls say: a preset when they match one, else ``custom`` with the
+label exports use (``beam8``). Controls a mode ignores are greyed out (temperature, top-p and seed under beam
+search; top-p and seed under greedy). A value no decoding can take raises ``ControlError`` naming the control.
+"""
 
 from __future__ import annotations
 
@@ -9,24 +14,68 @@ import gradio as gr
 from workbench.options import DecodingOptions, parse_decoding
 
 PRESET_NAMES = ("greedy", "official", "beam3", "t0.7", "t0.7-p0.9")
+CUSTOM = "custom"
+PRESET_INFO = "fills the controls below; 'official' = beam 3, repetition penalty 3"
+MAX_TOKENS_LABEL = "max new tokens"
+SEED_LABEL = "seed"
+SLIDER_DECIMALS = 2  # the sliders' steps are 0.05 / 0.1: round away float noise before comparing
+
+
+class ControlError(ValueError):
+    """A control holds a value no decoding can take; the message names the control and the fix."""
+
+
+def whole_number(value, label: str, hint: str) -> int | None:
+    if value is None or value == "":
+        return None
+    if float(value) < 0 or float(value) != int(float(value)):
+        raise ControlError(f'"{label}" is {value:g}: {hint}')
+    return int(float(value))
 
 
 def decoding_options(beam_size, temperature, top_p, repetition_penalty, max_tokens, seed) -> DecodingOptions:
     """Control values -> options; 0 / empty max tokens means the official rule (one per speech frame)."""
+    max_tokens = whole_number(max_tokens, MAX_TOKENS_LABEL,
+                              "enter 0 (one token per speech frame) or a positive whole number")
+    seed = whole_number(seed, SEED_LABEL, "enter 0 or a positive whole number")
     beam_size = int(beam_size or 1)
-    temperature = float(temperature or 0.0) if beam_size == 1 else 0.0
+    temperature = round(float(temperature or 0.0), SLIDER_DECIMALS) if beam_size == 1 else 0.0
+    sampling = temperature > 0
     return DecodingOptions(
-        beam_size=beam_size, temperature=temperature, top_p=float(top_p or 1.0) if temperature > 0 else 1.0,
-        repetition_penalty=float(repetition_penalty or 1.0),
-        max_tokens=int(max_tokens) if max_tokens else None,
-        seed=int(seed) if seed is not None and temperature > 0 else None,
+        beam_size=beam_size, temperature=temperature,
+        top_p=round(float(top_p or 1.0), SLIDER_DECIMALS) if sampling else 1.0,
+        repetition_penalty=round(float(repetition_penalty or 1.0), SLIDER_DECIMALS),
+        max_tokens=max_tokens or None, seed=(seed or 0) if sampling else None,
     )
 
 
 def preset_values(name: str) -> tuple:
     """A preset name -> the control values (beam, temperature, top_p, penalty, max tokens, seed)."""
+    if name not in PRESET_NAMES:  # "custom" changes nothing
+        return tuple(gr.skip() for _ in range(6))
     o = parse_decoding(name)
     return o.beam_size, o.temperature, o.top_p, o.repetition_penalty, o.max_tokens or 0, o.seed or 0
+
+
+def preset_for(*values) -> gr.Dropdown:
+    """The preset box for the current control values: the matching preset, or ``custom`` and its label."""
+    try:
+        options = decoding_options(*values)
+    except ControlError as error:
+        return gr.Dropdown(value=CUSTOM, info=str(error))
+    match = next((name for name in PRESET_NAMES if parse_decoding(name) == options), None)
+    if match:
+        return gr.Dropdown(value=match, info=PRESET_INFO)
+    return gr.Dropdown(value=CUSTOM, info=f"custom: {options.label} (exports and run folders name it so)")
+
+
+def sampling_interactivity(beam_size, temperature) -> tuple:
+    """Grey out what the chosen mode ignores: beam search uses no temperature, greedy no top-p or seed."""
+    beam = int(beam_size or 1) > 1
+    sampling = not beam and float(temperature or 0) > 0
+    return (gr.Slider(interactive=not beam, info="unused with beam search (beam size > 1)" if beam else None),
+            gr.Slider(interactive=sampling, info=None if sampling else "used only when sampling (temperature > 0)"),
+            gr.Number(interactive=sampling))
 
 
 @dataclass
@@ -46,18 +95,29 @@ class DecodingControls:
 
 
 def decoding_controls(prefix: str) -> DecodingControls:
-    """Render the controls (inside the current layout) and wire the preset picker."""
+    """Render the controls (inside the current layout) and wire the preset picker both ways."""
     with gr.Accordion("Decoding", open=False, elem_id=f"{prefix}-decoding"):
-        preset = gr.Dropdown(list(PRESET_NAMES), value="greedy", label="preset", elem_id=f"{prefix}-preset",
-                             info="fills the controls below; 'official' = beam 3, repetition penalty 3")
+        preset = gr.Dropdown([*PRESET_NAMES, CUSTOM], value="greedy", label="preset", elem_id=f"{prefix}-preset",
+                             info=PRESET_INFO)
         with gr.Row():
-            beam_size = gr.Slider(1, 8, value=1, step=1, label="beam size")
-            temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label="temperature (beam size 1 only)")
-            top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="top-p (sampling only)")
+            beam_size = gr.Slider(1, 8, value=1, step=1, label="beam size", elem_id=f"{prefix}-beam")
+            temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label="temperature (beam size 1 only)",
+                                    elem_id=f"{prefix}-temperature")
+            top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="top-p (sampling only)", interactive=False,
+                              elem_id=f"{prefix}-top-p")
         with gr.Row():
-            repetition_penalty = gr.Slider(1.0, 5.0, value=1.0, step=0.1, label="repetition penalty")
-            max_tokens = gr.Number(0, precision=0, minimum=0, label="max new tokens (0 = one per speech frame)")
-            seed = gr.Number(0, precision=0, minimum=0, label="seed (sampling only)")
+            repetition_penalty = gr.Slider(1.0, 5.0, value=1.0, step=0.1, label="repetition penalty",
+                                           elem_id=f"{prefix}-penalty")
+            # no ``minimum``: Gradio's own bound check fails every output panel without naming the field
+            max_tokens = gr.Number(0, precision=0, label=f"{MAX_TOKENS_LABEL} (0 = one per speech frame)",
+                                   elem_id=f"{prefix}-max-tokens")
+            seed = gr.Number(0, precision=0, label=f"{SEED_LABEL} (sampling only)", interactive=False,
+                             elem_id=f"{prefix}-seed")
     controls = DecodingControls(preset, beam_size, temperature, top_p, repetition_penalty, max_tokens, seed)
-    preset.change(preset_values, preset, controls.inputs, queue=False)
+    preset.input(preset_values, preset, controls.inputs, queue=False).then(
+        preset_for, controls.inputs, preset, queue=False)
+    for control in controls.inputs:  # user edits only: the preset's own fills do not loop back
+        control.input(preset_for, controls.inputs, preset, queue=False)
+    for control in (beam_size, temperature):
+        control.change(sampling_interactivity, [beam_size, temperature], [temperature, top_p, seed], queue=False)
     return controls

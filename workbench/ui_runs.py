@@ -13,6 +13,7 @@ from eval.records import MANIFEST, SUMMARY, Run, list_runs, load_run
 from eval.report import compare_runs, differing_utterances
 from eval.run import format_summary, write_plots
 from eval.sweep import markdown_table, results_table
+from eval.sweep_report import SWEEP_MANIFEST, compare_sweeps
 from workbench.ui_alignment import differences_html, utterances_html
 
 SWEEP_TABLE = "sweep.parquet"
@@ -82,11 +83,49 @@ def overview(results_dir: Path, folders: list[Path]) -> pd.DataFrame:
     return table[OVERVIEW_COLUMNS].round(3)
 
 
+def scored_ids(run: Run) -> set:
+    """Ids of the utterances a run transcribed (failed ones carry no error counts)."""
+    rows = run.rows
+    if "error" in rows:
+        rows = rows[rows["error"].map(lambda e: not (isinstance(e, str) and e))]
+    return set(rows["id"])
+
+
+def figures_on(run: Run, ids: set) -> dict:
+    """Error counts and rates, and latency percentiles, of ``run`` on the utterances ``ids`` only."""
+    rows = run.rows[run.rows["id"].isin(ids)]
+    n, s, d, i = (int(rows[column].sum()) for column in ("n", "s", "d", "i"))
+    latency = rows["latency_s"].dropna()
+    return {"run": f"{run.name} (shared)", "cer %": 100 * (s + d + i) / n if n else 0.0, "n": n, "s": s, "d": d,
+            "i": i, "ser %": 100 * float((rows["errors"] > 0).mean()) if len(rows) else 0.0,
+            "utterances": len(rows),
+            **{f"latency_p{p}": float(latency.quantile(p / 100)) if len(latency) else None for p in (50, 90, 99)}}
+
+
+def coverage_note(run_a: Run, run_b: Run) -> str:
+    """Whether the two runs scored the same utterances; if not, how they differ and what is compared."""
+    ids_a, ids_b = scored_ids(run_a), scored_ids(run_b)
+    shared = ids_a & ids_b
+    if ids_a == ids_b:
+        return f"both runs scored the same {len(shared)} utterances"
+    return (f"**the runs scored different utterances**: A {len(ids_a)}, B {len(ids_b)}, {len(shared)} in both "
+            f"({len(ids_a - shared)} only in A, {len(ids_b - shared)} only in B). The whole-run rows are not "
+            f"comparable; B − A is computed on the {len(shared)} shared utterances.")
+
+
 def deltas(run_a: Run, run_b: Run) -> pd.DataFrame:
-    """Both summaries and B − A for every numeric figure."""
+    """Both summaries and B − A. B − A compares like with like: on the utterances both runs scored (error
+    figures and latency percentiles from their rows, with two "(shared)" rows) when those differ, else on the
+    summaries."""
     table = in_percent(compare_runs([run_a, run_b]))
-    numeric = table.select_dtypes("number").columns
-    delta = {column: table[column].iloc[1] - table[column].iloc[0] for column in numeric}
+    shared = scored_ids(run_a) & scored_ids(run_b)
+    if shared != scored_ids(run_a) or shared != scored_ids(run_b):
+        table = pd.concat([table, pd.DataFrame([figures_on(run_a, shared), figures_on(run_b, shared)])],
+                          ignore_index=True)
+    first, second = table.iloc[-2], table.iloc[-1]
+    numeric = [column for column in table.select_dtypes("number").columns
+               if pd.notna(first[column]) and pd.notna(second[column])]
+    delta = {column: second[column] - first[column] for column in numeric}
     return pd.concat([table, pd.DataFrame([{"run": "B − A", **delta}])], ignore_index=True).round(3)
 
 
@@ -141,16 +180,24 @@ def build_runs_tab(tab: gr.Tab, *, results_dir: Path) -> None:
         if not choice_a or not choice_b:
             raise gr.Error("Pick two runs: A and B.")
         path_a, path_b = folder(choice_a), folder(choice_b)
+        if is_sweep(path_a) and is_sweep(path_b):  # configurations side by side, as eval.report prints them
+            manifests = {k: json.loads((p / SWEEP_MANIFEST).read_text(encoding="utf-8"))
+                         if (p / SWEEP_MANIFEST).exists() else {} for k, p in (("A", path_a), ("B", path_b))}
+            return (f"### sweeps {choice_a}  vs  {choice_b}",
+                    gr.Dataframe(compare_sweeps([path_a, path_b]).round(3), visible=True),
+                    gr.Gallery([], visible=False), "", manifests)
         if is_sweep(path_a) or is_sweep(path_b):
-            raise gr.Error("Sweeps are compared inside their own report: pick two run folders.")
+            raise gr.Error("A sweep compares with a sweep and a run with a run: pick two folders of one kind.")
         run_a, run_b = load_run(path_a), load_run(path_b)
         set_a, set_b = (r.manifest.get("test_set", {}).get("name") for r in (run_a, run_b))
         if set_a != set_b:
             gr.Warning(f"different test sets ({set_a} vs {set_b}): only shared utterance ids are compared")
         metric = str(run_a.summary.get("metric") or "cer")
         diff = differing_utterances(run_a, run_b)
-        html = differences_html(diff, run_a.manifest, metric, (choice_a, choice_b))
-        return (f"### {choice_a}  vs  {choice_b}", gr.Dataframe(deltas(run_a, run_b), visible=True),
+        shared = len(set(run_a.rows["id"]) & set(run_b.rows["id"]))
+        html = differences_html(diff, run_a.manifest, metric, (choice_a, choice_b), shared)
+        return (f"### {choice_a}  vs  {choice_b}\n\n{coverage_note(run_a, run_b)}",
+                gr.Dataframe(deltas(run_a, run_b), visible=True),
                 gr.Gallery([], visible=False), html,
                 {"A": run_a.manifest, "B": run_b.manifest})
 
