@@ -250,7 +250,9 @@ def decoding_colors(table: pd.DataFrame) -> dict[str, str]:
 
 
 def plot_sweep(table: pd.DataFrame) -> dict[str, Figure]:
-    """All sweep figures, keyed by file stem."""
+    """All sweep figures, keyed by file stem (configurations where every request failed are left out)."""
+    if "utterances" in table:
+        table = table[table["utterances"] > 0]
     return {"latency_vs_throughput": latency_vs_throughput(table),
             "latency_p90_vs_throughput": latency_vs_throughput(table, latency="latency_p90"),
             "ttft_vs_throughput": latency_vs_throughput(table, latency="ttft_p50"),

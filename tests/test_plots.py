@@ -97,7 +97,8 @@ def engine_curve(throughputs: list[float], latencies: list[float]) -> pd.DataFra
     loads = [("online", 1), ("online", 4), ("online", 16), ("online", 64), ("offline", 30)]
     return pd.DataFrame([{"system": "vllm", "decoding": "greedy", "batch": 1, "mode": mode, "concurrency": c,
                           "metric": "cer", "cer": 0.05, "utts_per_s": x, "rtfx": 3 * x, "latency_p50": y,
-                          "latency_p90": y, "ttft_p50": y / 2} for (mode, c), x, y in zip(loads, throughputs, latencies)])
+                          "latency_p90": y, "ttft_p50": y / 2}
+                         for (mode, c), x, y in zip(loads, throughputs, latencies)])
 
 
 def test_latency_curve_follows_requests_in_flight_and_joins_offline():

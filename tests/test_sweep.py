@@ -1,5 +1,6 @@
 """eval/sweep.py: configuration, planning, and real sweeps on the tiny model and the bundled clips."""
 
+import dataclasses
 import itertools
 import json
 import threading
@@ -175,7 +176,7 @@ def test_sweep_on_the_shared_engine(engine, tmp_path, monkeypatch):
     assert sum(len(line.get_xdata()) for line in online) == 4
 
 
-def test_stop_keeps_finished_points_and_refuses_new_engines(engine, tmp_path):
+def test_stop_keeps_finished_points_and_refuses_new_engines(engine, tmp_path, monkeypatch):
     """A set stop event ends the sweep after the pass in progress; on_pass reports every pass; a plan
     that needs another engine is refused when new engines are not allowed (the Benchmark tab)."""
     stop, seen = threading.Event(), []
@@ -191,6 +192,24 @@ def test_stop_keeps_finished_points_and_refuses_new_engines(engine, tmp_path):
     assert seen == [(1, 6, 0), (2, 6, 1), (3, 6, 1)] and len(table) == 1
     assert len(pd.read_parquet(tmp_path / "stopped" / "sweep.parquet")) == 1
     assert (tmp_path / "stopped" / "report.md").exists()
+
+    # an engine that dies mid-sweep: the pass where every request failed ends the sweep, finished points kept
+    transcribe_many = engine.transcribe_many
+
+    def dead_engine(samples, decoding, ids=None, **kwargs):
+        results = transcribe_many(samples, decoding, ids=ids, **kwargs)
+        if decoding.label == "t0.7":
+            return [dataclasses.replace(t, text="", error="EngineDeadError: EngineCore encountered an issue")
+                    for t in results]
+        return results
+
+    monkeypatch.setattr(engine, "transcribe_many", dead_engine)
+    dying = sweep.SweepConfig(test_set="demo", model=engine.model_spec, limit=3, grid={"decoding": ["greedy", "t0.7"]},
+                              modes=["offline"], repeats=1, warmup=0, order_seed=None,
+                              output_dir=str(tmp_path / "dying"))
+    with pytest.raises(sweep.SweepFailed, match="t0.7 offline c=3: every request failed .EngineDeadError"):
+        sweep.run_sweep(dying, engine=engine, progress=False)
+    assert list(pd.read_parquet(tmp_path / "dying" / "sweep.parquet")["decoding"]) == ["greedy"]
 
     other = sweep.SweepConfig(test_set="demo", model=engine.model_spec, limit=3, grid={"max_num_seqs": [2]},
                               output_dir=str(tmp_path / "refused"))

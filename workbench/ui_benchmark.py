@@ -20,7 +20,7 @@ import gradio as gr
 
 from eval import plots
 from eval.datasets import DatasetUnavailable
-from eval.sweep import SweepConfig, engine_grid, results_table, run_sweep
+from eval.sweep import SweepConfig, SweepFailed, engine_grid, results_table, run_sweep
 from workbench.ui_evaluate import set_choices
 from workbench.options import parse_decoding
 
@@ -138,7 +138,7 @@ def build_benchmark_tab(engine, *, results_dir: Path, data_dirs: tuple[Path, ...
         labels = decoding_labels(picked or [], typed)
         out_dir = results_dir / folder_name(set_name, engine.model_spec, typed_name)
         engine_values = (number_list(seqs, "max_num_seqs"), number_list(batched, "max_num_batched_tokens"))
-        return set_name, int(count) or None, labels, sorted(int(c) for c in clients or []), out_dir, engine_values
+        return set_name, int(count or 0) or None, labels, sorted(int(c) for c in clients or []), out_dir, engine_values
 
     def show_command(*values):
         try:
@@ -171,24 +171,30 @@ def build_benchmark_tab(engine, *, results_dir: Path, data_dirs: tuple[Path, ...
                 run_sweep(config, engine=engine, progress=False, new_engines=False, stop=stop,
                           allowed_dirs=data_dirs, on_pass=lambda *update: updates.put(update))
                 updates.put(DONE)
-            except (DatasetUnavailable, OSError, ValueError) as error:
+            except (DatasetUnavailable, OSError, ValueError, SweepFailed) as error:
                 updates.put(error)
 
         progress(0, desc=f"loading {set_name} and warming up")
         threading.Thread(target=measure, daemon=True).start()
-        shown = -1
-        while (update := updates.get()) is not DONE:
-            if isinstance(update, Exception):
-                raise gr.Error(str(update))
-            done, total, finished, label = update
-            progress((done, total), desc=label, unit="passes")
-            head = f"**{len(finished)} of {total // config.repeats} points done** · pass {done} of {total} ({label})"
-            if len(finished) in (shown, 0):
-                yield head, str(out_dir), gr.skip(), *(gr.skip() for _ in FIGURES)
-                continue
-            shown = len(finished)
-            yield (head, str(out_dir), results_table(finished).round(3),
-                   *(draw(finished) for draw in FIGURES.values()))
+        shown, ended = -1, False
+        try:
+            while (update := updates.get()) is not DONE:
+                if isinstance(update, Exception):
+                    raise gr.Error(str(update))
+                done, total, finished, label = update
+                progress((done, total), desc=label, unit="passes")
+                points = total // config.repeats
+                head = f"**{len(finished)} of {points} points done** · pass {done} of {total} ({label})"
+                if len(finished) in (shown, 0):
+                    yield head, str(out_dir), gr.skip(), *(gr.skip() for _ in FIGURES)
+                    continue
+                shown = len(finished)
+                yield (head, str(out_dir), results_table(finished).round(3),
+                       *(draw(finished) for draw in FIGURES.values()))
+            ended = True
+        finally:
+            if not ended:  # the page went away (or the sweep failed): stop after the pass in progress
+                stop.set()
         outcome = "stopped: the finished points are kept" if stop.is_set() else "finished"
         report = out_dir / "report.md"
         yield (f"**{outcome}** · `{report}` · open it in the Runs tab, or "
