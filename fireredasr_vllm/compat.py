@@ -95,8 +95,8 @@ def multimodal_items_as_list(value) -> list:
 
 
 def multimodal_ints(value) -> list[int]:
-    """Per-item integer kwargs (lengths, counts) as Python ints, read in one transfer: vLLM 0.26 moves
-    them to the GPU (``batched("audio")``), 0.32 keeps them on the CPU (``keep_on_cpu=True``)."""
+    """Per-item integer kwargs (lengths, counts; ``keep_on_cpu=True``) as Python ints: a stacked
+    tensor or a list of 0-d tensors."""
     if value is None:
         return []
     if hasattr(value, "tolist"):
@@ -105,35 +105,39 @@ def multimodal_ints(value) -> list[int]:
 
 
 def frontend_processor_mixin() -> type:
-    """Glue between vLLM's multimodal processor and a plain feature-extractor callable.
+    """Glue between vLLM's multimodal processor and a plain front-end callable.
 
     Put it before ``FireRedASR2MultiModalProcessor`` in the bases. ``info.get_hf_processor()`` returns
-    a callable ``(audio=[...]) -> BatchFeature`` of features and counts; it neither tokenizes nor
-    expands placeholders (vLLM applies the ``PromptReplacement``).
+    a callable ``(audio=[...]) -> BatchFeature`` of samples and counts; it neither tokenizes nor
+    expands placeholders (vLLM applies the ``PromptReplacement``). It is called directly, not through
+    ``ctx.call_hf_processor``: that would cast the float32 samples to the model dtype (bf16 cannot hold
+    int16 audio), and the model computes features in float32 from them.
 
-    * vLLM >= 0.27 (``_get_hf_mm_inputs`` exists): the processor gets dummy text plus the audio;
+    * vLLM >= 0.27 (``_get_hf_mm_inputs`` exists): the processor gets the audio items;
       FireRedASR2's override (which adds ``sampling_rate`` for its HF feature extractor) is skipped.
     * vLLM 0.26: ``_call_hf_processor(prompt, mm_data, mm_kwargs, tok_kwargs)`` must also return the
-      prompt's ``input_ids``, and must say that it applied no prompt update. The features still go
-      through ``ctx.call_hf_processor``, which casts them to the model dtype (bf16 engines need it).
+      prompt's ``input_ids``, and must say that it applied no prompt update.
     """
+    from transformers import BatchFeature
     from vllm.multimodal.processing import BaseMultiModalProcessor
+
+    def run_frontend(processor, mm_data) -> BatchFeature:
+        audio = mm_data.get("audios", mm_data.get("audio"))
+        return BatchFeature() if audio is None else processor.info.get_hf_processor()(audio=audio)
 
     if hasattr(BaseMultiModalProcessor, "_get_hf_mm_inputs"):
         class FrontendProcessorMixin:
             def _get_hf_mm_inputs(self, mm_items, hf_kwargs):
                 return BaseMultiModalProcessor._get_hf_mm_inputs(self, mm_items, hf_kwargs)
 
+            def _call_hf_processor(self, hf_data, hf_kwargs):
+                return run_frontend(self, hf_data)
+
         return FrontendProcessorMixin
 
     class FrontendProcessorMixin026:
         def _call_hf_processor(self, prompt, mm_data, mm_kwargs, tok_kwargs):
-            from transformers import BatchFeature
-
-            audio = mm_data.get("audios", mm_data.get("audio"))
-            # through the context: it casts the features to the model dtype
-            outputs = BatchFeature() if audio is None else self.info.ctx.call_hf_processor(
-                self.info.get_hf_processor(), {"audio": audio})
+            outputs = run_frontend(self, mm_data)
             outputs["input_ids"] = [self.info.get_tokenizer().encode(prompt, add_special_tokens=False)]
             return outputs
 

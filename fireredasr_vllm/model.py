@@ -3,10 +3,12 @@
 Built on vLLM's in-tree ``FireRedASR2ForConditionalGeneration`` (same Conformer encoder, adapter,
 Qwen2 decoder and weight names). What this subclass changes:
 
-* front end: any rate/channels -> 16 kHz mono (soxr) -> int16-scaled kaldi-native-fbank -> CMVN,
-  features kept at their real length (no padding to 30 s); the placeholder count follows the
-  official length arithmetic; too short / too long clips are rejected with a clear message;
-* encoder: clips of similar length are batched together and each sees only its own frames;
+* front end: the processor (API process) only takes any rate/channels to 16 kHz mono (soxr),
+  validates the clip (too short / too long get a clear message) and ships the float32 samples with
+  their length and the placeholder count (the official length arithmetic); no padding to 30 s;
+* features where the model runs: ``embed_multimodal`` computes the int16-scaled Kaldi fbank and
+  CMVN for the whole batch in torch on the model's device (``features.KaldiFbank``; kaldi-native-fbank
+  stays the reference), then runs the encoder on one padded batch, each clip seeing only its frames;
 * transcription API: Mandarin by default, the official prompt, the clip limit from the config.
 """
 
@@ -17,7 +19,6 @@ from typing import cast
 
 import numpy as np
 import torch
-from torch.nn.utils.rnn import pad_sequence
 from transformers import BatchFeature
 
 from vllm.config import ModelConfig, SpeechToTextConfig
@@ -34,6 +35,7 @@ from vllm.multimodal.parse import MultiModalDataParser
 
 from fireredasr_vllm import audio as audio_lib
 from fireredasr_vllm.compat import frontend_processor_mixin, multimodal_items_as_list, multimodal_ints
+from fireredasr_vllm.features import KaldiFbank
 
 DEFAULT_SPEECH_TOKEN = "<|AUDIO|>"
 INSTRUCTION = "请转写音频为文字"
@@ -53,44 +55,43 @@ def model_options(hf_config) -> dict:
     return dict(options)
 
 
-def length_buckets(lengths: Sequence[int], max_ratio: float = 1.25) -> list[list[int]]:
-    """Group item indices so that in each group longest / shortest <= max_ratio (less padding)."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    groups: list[list[int]] = []
-    for i in order:
-        if groups and lengths[i] <= max_ratio * max(1, lengths[groups[-1][0]]):
-            groups[-1].append(i)
-        else:
-            groups.append([i])
-    return groups
+def host_batch(clips: Sequence[torch.Tensor], lengths: Sequence[int], pin: bool) -> torch.Tensor:
+    """(B, longest) float32 CPU tensor of zero-padded clips, in page-locked memory when ``pin``
+    (so the copy to the GPU is one asynchronous transfer)."""
+    batch = torch.zeros((len(clips), max(lengths)), dtype=torch.float32, pin_memory=pin)
+    for row, (clip, n) in enumerate(zip(clips, lengths)):
+        batch[row, :n] = clip[:n]
+    return batch
 
 
 class FireRedFrontend:
-    """Feature extractor called by vLLM's processor: raw 16 kHz float audio -> features + counts."""
+    """Called by vLLM's processor: 16 kHz float audio -> validated samples + sample and token counts.
 
-    def __init__(self, means, istd, downsample_rate: int = 2, max_seconds: float = 30.0):
-        self.means = np.asarray(means, dtype=np.float64)
-        self.istd = np.asarray(istd, dtype=np.float64)
+    Features are not computed here (the API process is one core for every request); the model
+    computes them on its device from these samples.
+    """
+
+    def __init__(self, downsample_rate: int = 2, max_seconds: float = 30.0):
         self.downsample_rate = downsample_rate
         self.max_seconds = max_seconds
 
     def __call__(self, audio=None, text=None, **kwargs) -> BatchFeature:
         items = [audio] if isinstance(audio, np.ndarray) else list(audio or [])
-        feats, lengths, tokens = [], [], []
+        clips, lengths, tokens = [], [], []
         for i, samples in enumerate(items):
-            samples = np.asarray(samples, dtype=np.float32)
+            samples = np.ascontiguousarray(samples, dtype=np.float32)
             audio_lib.check_duration(samples, max_seconds=self.max_seconds,
                                      downsample_rate=self.downsample_rate, name=f"audio item {i}")
-            feat = audio_lib.features(samples, self.means, self.istd)
-            feats.append(torch.from_numpy(feat))
-            lengths.append(feat.shape[0])
+            if not np.all(np.isfinite(samples)):
+                raise audio_lib.AudioError(f"audio item {i}: contains NaN or infinite samples")
+            clips.append(torch.from_numpy(samples))
+            lengths.append(len(samples))
             tokens.append(audio_lib.num_speech_tokens(len(samples), self.downsample_rate))
         return BatchFeature({
-            "input_features": feats,
-            "speech_lengths": torch.tensor(lengths, dtype=torch.int32),
+            "input_audio": clips,
+            "audio_lengths": torch.tensor(lengths, dtype=torch.int64),
             "fake_token_lengths": torch.tensor(tokens, dtype=torch.int64),
         })
-
 
 
 class FireRedASRLLMProcessingInfo(FireRedASR2ProcessingInfo):
@@ -98,10 +99,7 @@ class FireRedASRLLMProcessingInfo(FireRedASR2ProcessingInfo):
         return model_options(self.get_hf_config())
 
     def get_hf_processor(self, **kwargs: object) -> FireRedFrontend:
-        opts = self.options()
-        cfg = self.get_hf_config()
-        return FireRedFrontend(opts["cmvn_means"], opts["cmvn_istd"],
-                               cfg.encoder_downsample_rate, opts.get("max_audio_seconds", 30.0))
+        return FireRedFrontend(self.get_hf_config().encoder_downsample_rate, self.max_audio_seconds())
 
     def get_supported_mm_processor_kwargs(self) -> dict[str, set[str]]:
         return {"text_kwargs": set(), "audio_kwargs": set()}
@@ -132,6 +130,14 @@ class FireRedASRLLMDummyInputsBuilder(FireRedASR2DummyInputsBuilder):
 
 
 class FireRedASRLLMMultiModalProcessor(frontend_processor_mixin(), FireRedASR2MultiModalProcessor):
+    def _get_mm_fields_config(self, hf_inputs, hf_processor_mm_kwargs):
+        from vllm.multimodal.inputs import MultiModalFieldConfig
+
+        # All on the CPU: embed_multimodal packs the samples into one pinned buffer, copied in one go.
+        return dict(input_audio=MultiModalFieldConfig.batched("audio", keep_on_cpu=True),
+                    audio_lengths=MultiModalFieldConfig.batched("audio", keep_on_cpu=True),
+                    fake_token_lengths=MultiModalFieldConfig.batched("audio", keep_on_cpu=True))
+
     def _get_prompt_updates(self, mm_items, hf_processor_mm_kwargs, out_mm_kwargs):
         from vllm.multimodal.processing import PromptReplacement, PromptUpdateDetails
 
@@ -186,14 +192,28 @@ class FireRedASRLLMForConditionalGeneration(FireRedASR2ForConditionalGeneration)
         return audio_lib.num_speech_tokens(samples, model_config.hf_config.encoder_downsample_rate)
 
     def embed_multimodal(self, **kwargs: object):
-        feats = multimodal_items_as_list(kwargs.get("input_features"))
-        lengths = multimodal_ints(kwargs.get("speech_lengths"))
+        """Samples -> one host-to-device copy -> features on this device -> the encoder on one padded
+        batch (masks keep each clip to its own frames; the padding is zeros, as the official batching
+        has it). One launch sequence per call instead of one per length group: the GPU stays fed."""
+        clips = multimodal_items_as_list(kwargs.get("input_audio"))
+        lengths = multimodal_ints(kwargs.get("audio_lengths"))
         tokens = multimodal_ints(kwargs.get("fake_token_lengths"))
-        outputs: list[torch.Tensor | None] = [None] * len(feats)
-        for group in length_buckets(lengths):
-            batch = pad_sequence([feats[i][: lengths[i]] for i in group], batch_first=True)
-            group_lengths = torch.tensor([lengths[i] for i in group], dtype=torch.int32, device=batch.device)
-            embeds = self.model.get_encoder_outputs(speech=batch, speech_lengths=group_lengths)
-            for row, i in enumerate(group):
-                outputs[i] = embeds[row, : tokens[i]]
-        return outputs
+        if not clips:
+            return []
+        device = next(self.model.encoder_projector.parameters()).device
+        samples = host_batch(clips, lengths, pin=device.type == "cuda").to(device, non_blocking=True)
+        frames = torch.tensor([audio_lib.num_frames(n) for n in lengths], dtype=torch.int32)
+        frames = frames.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else frames
+        feats = self.fbank(device)(samples)
+        padding = torch.arange(feats.shape[1], device=device)[None, :] >= frames[:, None]
+        feats = feats.masked_fill_(padding[..., None], 0.0).to(self.dtype)
+        embeds = self.model.get_encoder_outputs(speech=feats, speech_lengths=frames)
+        return [embeds[row, :count] for row, count in enumerate(tokens)]
+
+    def fbank(self, device: torch.device) -> KaldiFbank:
+        """The fbank + CMVN constants on ``device`` (built on first use; the CMVN comes from the config)."""
+        cached = getattr(self, "_fbank", None)
+        if cached is None or cached.device != device:
+            opts = model_options(self.config)
+            cached = self._fbank = KaldiFbank(opts["cmvn_means"], opts["cmvn_istd"], device)
+        return cached
