@@ -176,12 +176,37 @@ def browser(playwright_session):
 
 
 @pytest.fixture
-def page(browser, server):
+def launch_chromium(playwright_session):
+    """``launch_chromium(*flags)``: another headless Chromium with extra flags (a fake microphone, ...), closed
+    after the test; the shared ``browser`` cannot take flags after its start."""
+    launched = []
+
+    def launch(*flags):
+        launched.append(playwright_session.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + [*flags]))
+        return launched[-1]
+
+    yield launch
+    for chromium in launched:
+        chromium.close()
+
+
+@pytest.fixture(scope="session")
+def open_app(server):
+    """``open_app(browser, **context_options)``: a new tab on the shared app, loaded."""
+    def open_tab(chromium, **context_options):
+        page = chromium.new_page(viewport={"width": 1400, "height": 1000}, **context_options)
+        page.set_default_timeout(PAGE_TIMEOUT_MS)
+        page.goto(server)
+        page.locator("#transcribe-button").wait_for()
+        return page
+
+    return open_tab
+
+
+@pytest.fixture
+def page(browser, open_app):
     """A fresh tab on the shared app, loaded."""
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.set_default_timeout(PAGE_TIMEOUT_MS)
-    page.goto(server)
-    page.locator("#transcribe-button").wait_for()
+    page = open_app(browser)
     yield page
     page.close()
 

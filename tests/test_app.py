@@ -269,6 +269,36 @@ def test_sampling_output_has_no_partial_character(page, engine, demo_clips):
         assert row["message"] == "" and int(row["tokens"]) > 0 and UNDECODABLE not in row["transcript"], row
 
 
+@pytest.fixture
+def recorded_clip(demo_clips, tmp_path) -> Path:
+    """A bundled clip as 16-bit WAV, what Chromium's fake microphone plays."""
+    wav = tmp_path / f"{demo_clips[3].stem}.wav"
+    sf.write(wav, load_audio(demo_clips[3]), SAMPLE_RATE, subtype="PCM_16")
+    return wav
+
+
+@pytest.fixture
+def microphone_page(launch_chromium, open_app, recorded_clip):
+    """The app in a Chromium whose microphone plays ``recorded_clip`` once, from the start of a recording."""
+    chromium = launch_chromium("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                               f"--use-file-for-fake-audio-capture={recorded_clip}%noloop")
+    return open_app(chromium, permissions=["microphone"])
+
+
+def test_microphone_recording_transcribes_to_its_sentence(microphone_page, recorded_clip, references):
+    page = microphone_page
+    recorder = page.locator("#transcribe-record")
+    recorder.get_by_role("button", name="Record", exact=True).click()
+    page.wait_for_timeout(1000 * sf.info(recorded_clip).duration + 800)  # the clip plays in real time
+    recorder.get_by_role("button", name="Stop", exact=True).first.click()
+    recorder.get_by_role("button", name="Clear").wait_for()  # a recording is loaded
+    page.locator("#transcribe-button").click()
+    row = page.locator("#transcribe-results [role=row]", has_text=".wav").first
+    row.wait_for()
+    cells = [words(c) for c in row.locator("[role=gridcell]").all_inner_texts()]
+    assert references[recorded_clip.stem] in cells, cells
+
+
 def test_evaluate_demo_writes_run_and_shows_cer(page, app_results_dir, tmp_path):
     before = set(app_results_dir.iterdir())
     page.get_by_role("tab", name="Evaluate").click()
