@@ -178,7 +178,7 @@ def evaluate(test_set: str, *, engine=None, model: str = DEFAULT_MODEL, decoding
 
     ``engine``: a running engine (or client) to use; else ``server`` (URLs of running servers) or a new
     engine on ``model``."""
-    from tqdm import tqdm
+    from tqdm.auto import tqdm  # a widget in Jupyter, a text bar elsewhere
 
     data = load_test_set(test_set, limit=limit, shuffle_seed=shuffle_seed, max_duration=max_duration,
                          allowed_dirs=allowed_dirs)

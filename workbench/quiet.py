@@ -14,8 +14,8 @@ import warnings
 
 NOISY_WARNINGS = (
     ("`torch.distributed.reduce_op` is deprecated", FutureWarning),  # vLLM's CPU code, each engine process
-    ("resource_tracker: There appear to be", UserWarning),  # vLLM's shared memory, cleaned up at exit
-)
+    ("resource_tracker", UserWarning),  # "... leaked shared_memory objects": vLLM's, cleaned up at exit
+)  # (PYTHONWARNINGS takes no ':' inside a message)
 QUIET = {
     "VLLM_LOGGING_LEVEL": "ERROR",
     "TRANSFORMERS_VERBOSITY": "error",
