@@ -22,7 +22,8 @@ from nbformat.v4 import new_code_cell
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
-NAMES = ["01_quickstart", "02_evaluate", "03_latency_throughput", "04_compare_runs"]
+# 05_shared_server needs a running server: tests/test_scale_out.py executes it beside the app on one server.
+NAMES = ["01_quickstart", "02_evaluate", "03_latency_throughput", "04_compare_runs", "05_shared_server"]
 CELL_TIMEOUT_S = 1800
 # One engine per notebook at most: a single max_num_seqs value for the sweep.
 PARAMETERS = {"02_evaluate": "LIMIT = 8",
@@ -37,6 +38,8 @@ assert from_numpy.ok and from_torch.ok and from_numpy.text == from_torch.text
 assert len(concurrent) == 8 and all(t.ok and t.output_tokens > 0 for t in concurrent)
 assert [t.ok for t in outputs] == [True] * len(decodings)
 assert [row["processor_cache_hits"] for row in cache_rows] == [0, 1]
+assert page_status == 200 and url.startswith("http://127.0.0.1:")
+assert len(engine_processes) == 1  # the page runs on the notebook's engine: no second model
 """,
     "02_evaluate": """
 assert list(runs) == DECODINGS
@@ -145,6 +148,7 @@ def test_quickstart(run_notebook):
     assert any("processor_cache_hits" in table for table in tables)
     assert any("t1.0-p0.9" in table and "official" in table for table in tables)
     assert "same transcripts as the batch:" in printed(notebook)
+    assert "answers HTTP 200; vLLM engine processes of this kernel: 1" in printed(notebook)
 
 
 def test_evaluate(run_notebook, results_dir):

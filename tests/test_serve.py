@@ -1,65 +1,23 @@
 """fireredasr-serve: vLLM's OpenAI server on the default (trained) model, driven with the ``openai`` client."""
 
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 
 import openai
 import pytest
 
-from fireredasr_vllm import DEFAULT_MODEL
 from fireredasr_vllm.audio import load_audio, num_speech_tokens
-from fireredasr_vllm.serve import SERVED_MODEL_NAME, server_command, wants_plain_text
-
-START_TIMEOUT_S = 600  # a cold start on 2 busy cores
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from fireredasr_vllm.serve import SERVED_MODEL_NAME, cpu_thread_binding, server_command, wants_plain_text
 
 
 @pytest.fixture(scope="module")
-def server(engine, tmp_path_factory):
-    """One server process for the module, on a free loopback port; yields its base URL."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("serve") / "server.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "fireredasr_vllm.serve", "--model", DEFAULT_MODEL, "--host", "127.0.0.1",
-             "--port", str(port)], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"server exited ({process.returncode}):\n{log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server not healthy after {START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
-            time.sleep(1)
-        yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)  # the api_server and its engine process
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+def asr_server(asr_servers) -> str:
+    """The session's first transcription server (tests/conftest.py), shared with test_scale_out."""
+    return asr_servers.url(0)
 
 
 @pytest.fixture(scope="module")
-def client(server) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{server}/v1", api_key="unused", max_retries=0, timeout=300)
+def client(asr_server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{asr_server}/v1", api_key="unused", max_retries=0, timeout=300)
 
 
 def transcribe(client, path, **kwargs):
@@ -77,6 +35,23 @@ def test_server_command_resolves_model_and_passes_arguments_through(tiny_convert
     assert command[-4:] == ["--port", "9", "--max-num-seqs", "4"] and "--enforce-eager" in command
     assert env["VLLM_CPU_KVCACHE_SPACE"]
     assert "--enforce-eager" not in server_command(["--no-enforce-eager"], cpu=True)[0][:-1]
+
+
+def test_data_parallel_flag_reaches_vllm_with_one_core_group_per_engine(monkeypatch):
+    monkeypatch.delenv("VLLM_CPU_OMP_THREADS_BIND", raising=False)
+    command, env = server_command(["--data-parallel-size", "2", "--port", "9"], cpu=True)
+    assert command[command.index("--data-parallel-size") + 1] == "2"
+    assert command[command.index("--tensor-parallel-size") + 1] == "1"
+    assert env["VLLM_CPU_OMP_THREADS_BIND"] == cpu_thread_binding(2) and cpu_thread_binding(2).count("|") == 1
+    assert "VLLM_CPU_OMP_THREADS_BIND" not in server_command(["--port", "9"], cpu=True)[1]
+    assert server_command(["-dp", "2"], cpu=False)[1].get("VLLM_CPU_OMP_THREADS_BIND") is None  # GPUs: vLLM's own
+
+
+def test_cpu_thread_binding_gives_each_worker_its_own_cores():
+    cores = sorted(os.sched_getaffinity(0))  # 2 or more on any machine that runs two engines
+    groups = [set(group.split(",")) for group in cpu_thread_binding(2).split("|")]
+    assert len(groups) == 2 and not groups[0] & groups[1] and groups[0] | groups[1] <= set(map(str, cores))
+    assert cpu_thread_binding(1) == ",".join(map(str, cores))
 
 
 def test_transcription_matches_the_engine_and_defaults_to_mandarin(client, engine, demo_clips, references):

@@ -68,6 +68,7 @@ class Server:
     vllm_version: str | None
     in_flight: int = 0
     answered: int = 0
+    dropped: int = 0  # requests it dropped (put back on the queue)
     failures: int = 0  # consecutive
     down: bool = False
 
@@ -243,6 +244,7 @@ class RemoteEngine:
                 job.attempts += 1
                 job.failures.append(f"{server.url}: {failure}")
                 server.failures += 1
+                server.dropped += 1
                 server.down = server.failures >= MAX_FAILURES
                 self._requeue(job)
                 if server.down:
