@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import shutil
+import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -190,6 +191,9 @@ class Plan:
     official_long: int = 16
     warmup: int = 64
     seed: int = 0
+    decoding: str = "greedy"  # or "official" (beam 3 + the official repetition penalty)
+    penalty_processor: bool = False  # register the official penalty's logits processor (vLLM 0.26: V1 runner)
+    renderer_workers: int = 1  # vLLM renderer_num_workers
 
 
 # ------------------------------------------------------------------------------------------ vLLM systems
@@ -202,7 +206,8 @@ class MemoryProbe:
         runner = getattr(self, "model_runner", None)
         stats = {"weights_bytes": getattr(runner, "model_memory_usage", None),
                  "peak_activation_bytes": getattr(self, "peak_activation_memory", None),
-                 "kv_cache_bytes": getattr(self, "available_kv_cache_memory_bytes", None)}
+                 "kv_cache_bytes": getattr(self, "available_kv_cache_memory_bytes", None),
+                 "v2_model_runner": getattr(self, "use_v2_model_runner", None)}
         if torch.cuda.is_available():
             stats |= {"max_allocated_bytes": torch.cuda.max_memory_allocated(),
                       "reserved_bytes": torch.cuda.memory_reserved()}
@@ -210,19 +215,30 @@ class MemoryProbe:
 
 
 def engine_options(system: str, *, tp: int = 1, dp: int = 1, dtype: str = "bfloat16", max_num_seqs: int = 256,
-                   dummy: bool = True):
-    """Identical engine settings for both vLLM systems; caches that would reuse work across passes off."""
+                   dummy: bool = True, penalty_processor: bool = False, reuse_caches: bool = False,
+                   renderer_workers: int = 1):
+    """Identical engine settings for both vLLM systems; caches that would reuse work across passes off.
+
+    ``penalty_processor``: register the official repetition-penalty logits processor (what in-process
+    engines do by default); it keeps vLLM 0.26 on its V1 model runner. No decoding here needs it.
+    ``reuse_caches``: prefix and processor caches on, for the step-wise beam search (each step re-sends
+    the clip and the prompt so far; a user runs it with the caches on). ``renderer_workers``: vLLM's
+    ``renderer_num_workers`` (threads for input processing in the API process; needs the processor cache off)."""
     from workbench.options import EngineOptions
 
-    extra = [("mm_processor_cache_gb", 0), ("worker_extension_cls", "bench.gpu_benchmark.MemoryProbe")]
+    extra = [("mm_processor_cache_gb", 4 if reuse_caches else 0),
+             ("worker_extension_cls", "bench.gpu_benchmark.MemoryProbe")]
+    if renderer_workers > 1:
+        extra.append(("renderer_num_workers", renderer_workers))
     if dummy:
         extra.append(("load_format", "dummy"))
     if not is_cpu():
         extra.append(("compilation_config", {"cudagraph_capture_sizes": CAPTURE_SIZES}))
     return EngineOptions(dtype=dtype, max_model_len=1024, max_num_seqs=max_num_seqs, max_num_batched_tokens=8192,
-                         tensor_parallel_size=tp, data_parallel_size=dp, gpu_memory_utilization=0.85, enable_prefix_caching=False,
+                         tensor_parallel_size=tp, data_parallel_size=dp, gpu_memory_utilization=0.85,
+                         enable_prefix_caching=reuse_caches,
                          kv_cache_gb=2, architecture=BUILTIN_ARCHITECTURE if system == "builtin" else None,
-                         extra=tuple(extra))
+                         official_penalty=penalty_processor, extra=tuple(extra))
 
 
 def is_cpu() -> bool:
@@ -231,10 +247,54 @@ def is_cpu() -> bool:
     return not torch.cuda.is_available()
 
 
-def decoding(tokens: int):
-    from workbench.options import DecodingOptions
+def decoding(tokens: int, preset: str = "greedy"):
+    """``preset`` (greedy or official: beam 3 + the official repetition penalty) with exactly ``tokens``
+    output tokens per clip."""
+    from workbench.options import PRESETS
 
-    return DecodingOptions(max_tokens=tokens, min_tokens=tokens, ignore_eos=True, name=f"fixed{tokens}")
+    return replace(PRESETS[preset], max_tokens=tokens, min_tokens=tokens, ignore_eos=True,
+                       name=f"{preset}-fixed{tokens}")
+
+
+class UsageSampler:
+    """While a pass runs: GPU utilisation (nvidia-smi every 200 ms) and the CPU time of this process's
+    children (vLLM's engine core and workers), read from psutil at start and end."""
+
+    def __enter__(self):
+        import psutil
+
+        self.children = {p.pid: p for p in psutil.Process().children(recursive=True)}
+        self.child_cpu = self._child_cpu()
+        self.started = time.perf_counter()
+        self.smi = None
+        if shutil.which("nvidia-smi") and not is_cpu():
+            self.smi = subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
+                                         "-lms", "200"], stdout=subprocess.PIPE, text=True)
+        return self
+
+    def _child_cpu(self) -> float:
+        total = 0.0
+        for process in self.children.values():
+            try:
+                times = process.cpu_times()
+                total += times.user + times.system
+            except Exception:  # a child that ended
+                pass
+        return total
+
+    def __exit__(self, *exc):
+        self.wall = time.perf_counter() - self.started
+        self.engine_cpu_s = self._child_cpu() - self.child_cpu
+        self.gpu_busy = None
+        if self.smi is not None:
+            self.smi.terminate()
+            out = self.smi.communicate()[0]
+            values = [float(v) for line in out.splitlines() for v in line.split(",") if v.strip()]
+            self.gpu_busy = round(float(np.mean(values)), 1) if values else None
+
+    def record(self, clips: int) -> dict:
+        return {"gpu_busy_pct": self.gpu_busy, "engine_cpu_cores": round(self.engine_cpu_s / self.wall, 2),
+                "engine_cpu_ms_per_clip": round(1000 * self.engine_cpu_s / clips, 2)}
 
 
 def run_concurrent(engine, workload: Workload, options, concurrency: int) -> tuple[list, float, float]:
@@ -259,10 +319,12 @@ def run_concurrent(engine, workload: Workload, options, concurrency: int) -> tup
 
 def offline_pass(engine, workload: Workload, options, concurrency: int) -> dict:
     """Throughput with ``concurrency`` requests in flight, and the latency each request saw."""
-    results, wall, cpu = run_concurrent(engine, workload, options, concurrency)
+    with UsageSampler() as usage:
+        results, wall, cpu = run_concurrent(engine, workload, options, concurrency)
     ok = [t for t, _ in results if t.ok]
     errors = sorted({t.error for t, _ in results if not t.ok})[:3]
     return throughput(workload, wall, sum(t.output_tokens for t in ok), len(ok), concurrency=concurrency,
+                      **usage.record(len(results)),
                       output_tokens_per_clip=sorted({t.output_tokens for t in ok}),
                       prompt_tokens_mean=round(float(np.mean([t.prompt_tokens for t in ok])), 1) if ok else None,
                       api_cpu_ms_per_clip=round(1000 * cpu / len(results), 2), errors=errors,
@@ -280,8 +342,8 @@ def latency_pass(engine, workload: Workload, options, concurrency: int) -> dict:
 
 
 def frontend_cost(system: str, model_dir: Path, workload: Workload) -> dict:
-    """CPU ms per clip of the feature extraction alone (one thread), as each system's processor runs it."""
-    config = json.loads((model_dir / "config.json").read_text())["fireredasr"]
+    """CPU ms per clip of each system's front end in the API process (one thread): the built-in's
+    feature extractor; ours only validates and packs the samples (its features run on the model's device)."""
     if system == "builtin":
         from vllm.transformers_utils.processors.fireredasr2 import FireRedASR2FeatureExtractor
 
@@ -292,7 +354,7 @@ def frontend_cost(system: str, model_dir: Path, workload: Workload) -> dict:
     else:
         from fireredasr_vllm.model import FireRedFrontend
 
-        frontend = FireRedFrontend(config["cmvn_means"], config["cmvn_istd"])
+        frontend = FireRedFrontend()
 
         def extract(clip):
             return frontend(audio=clip)
@@ -310,12 +372,13 @@ def engine_memory(engine) -> dict:
     except Exception as error:  # an engine without the probe still gets its throughput reported
         return {"error": f"{type(error).__name__}: {error}"}
     gib = {k: (round(v / 2**30, 2) if v is not None else None) for k, v in stats[0].items()}
+    gib["v2_model_runner"] = stats[0].get("v2_model_runner")
     return {k.replace("_bytes", "_gib"): v for k, v in gib.items()} | {"workers": len(stats)}
 
 
 def measure_vllm(engine, system: str, model_dir: Path, plan: Plan) -> dict:
     """Every measurement of one vLLM system on a built engine."""
-    options = decoding(plan.tokens)
+    options = decoding(plan.tokens, plan.decoding)
     short, long = aishell_like(plan.clips, plan.seed), long_clips(plan.long_clips, plan.seed + 100)
     offline_pass(engine, aishell_like(plan.warmup, plan.seed + 7), options, max(plan.concurrency))
     record = {"workload": short.summary(), "long_workload": long.summary(), "tokens_per_clip": plan.tokens,
@@ -338,7 +401,9 @@ def run_vllm_system(system: str, model_dir: Path, plan: Plan, *, tp: int, dp: in
     """``dp`` > 1: vLLM's own data parallelism, one engine per GPU behind the one facade (it balances requests)."""
     from workbench.engine import Engine
 
-    with Engine(model_dir, engine_options(system, tp=tp, dp=dp, dummy=dummy)) as engine:
+    options = engine_options(system, tp=tp, dp=dp, dummy=dummy, penalty_processor=plan.penalty_processor,
+                             reuse_caches=plan.decoding == "official", renderer_workers=plan.renderer_workers)
+    with Engine(model_dir, options) as engine:
         record = {"engine": engine.describe(), "engine_build_s": round(engine.build_seconds, 1)}
         return record | measure_vllm(engine, system, model_dir, plan)
 
@@ -469,7 +534,9 @@ def plan_from_args(args) -> Plan:
     if args.size == "tiny":
         plan = Plan(clips=24, long_clips=4, concurrency=(4, 16), latency=((1, 6), (4, 12)), long_concurrency=4,
                     frontend_clips=8, official_batches=((1, 4), (4, 8)), official_long=2, warmup=4)
-    overrides = {"clips": args.clips, "long_clips": args.long_clips, "tokens": args.tokens}
+    overrides = {"clips": args.clips, "long_clips": args.long_clips, "tokens": args.tokens,
+                 "decoding": args.decoding, "penalty_processor": args.penalty_processor or None,
+                 "renderer_workers": args.renderer_workers}
     if args.concurrency:
         overrides["concurrency"] = tuple(int(c) for c in args.concurrency.split(","))
     if args.latency is not None:
@@ -649,6 +716,11 @@ def parse_args(argv=None):
     r.add_argument("--clips", type=int, help="short clips (default 2000; tiny: 24)")
     r.add_argument("--long-clips", type=int, help="25-30 s clips (default 200; tiny: 4)")
     r.add_argument("--tokens", type=int, help="output tokens per clip (default 16)")
+    r.add_argument("--decoding", choices=["greedy", "official"], help="greedy (default) or official: beam 3 + "
+                   "the official repetition penalty (step-wise beam search, vLLM systems)")
+    r.add_argument("--renderer-workers", type=int, help="vLLM renderer_num_workers (default 1)")
+    r.add_argument("--penalty-processor", action="store_true", help="register the official repetition-penalty "
+                   "logits processor, as in-process engines do (keeps vLLM 0.26 on its V1 model runner)")
     r.add_argument("--concurrency", help="offline passes, requests in flight, e.g. 16,64,256")
     r.add_argument("--latency", help="latency passes as in_flight:clips pairs, e.g. 1:100,16:320 ('' for none)")
     r.add_argument("--machine", default="", help="a name for the machine, to match multi-GPU runs to their baseline")

@@ -118,7 +118,8 @@ class Engine:
             model=str(self.model_dir), dtype=self.dtype, max_model_len=o.max_model_len, seed=o.seed,
             tensor_parallel_size=o.tensor_parallel_size, data_parallel_size=o.data_parallel_size,
             enforce_eager=cpu if o.enforce_eager is None else o.enforce_eager,
-            limit_mm_per_prompt={"audio": 1}, logits_processors=[PROCESSOR_FQCN],
+            limit_mm_per_prompt={"audio": 1},
+            logits_processors=[PROCESSOR_FQCN] if o.official_penalty else None,
             logprobs_mode="processed_logprobs", disable_log_stats=False,
             max_logprobs=-1,  # beam search with the official penalty needs top (2N + seen tokens)
         )
@@ -208,6 +209,10 @@ class Engine:
         if options.repetition_penalty != 1.0:
             if options.penalty_scope == "vllm":
                 penalty = options.repetition_penalty
+            elif not self.options.official_penalty:
+                raise ValueError("this engine was built without the official repetition penalty "
+                                 "(EngineOptions(official_penalty=False)); rebuild it with official_penalty=True "
+                                 "or use penalty_scope='vllm'")
             else:
                 extra = {PENALTY_KEY: options.repetition_penalty, HISTORY_KEY: list(history)}
         kwargs = dict(

@@ -22,6 +22,10 @@ class EngineOptions:
     kv_cache_gb: int = 1  # CPU only (VLLM_CPU_KVCACHE_SPACE, whole GiB)
     seed: int = 0
     architecture: str | None = None  # e.g. FireRedASR2ForConditionalGeneration for the baseline
+    # Register the official (generated-tokens-only) repetition penalty as a logits processor, needed by
+    # greedy/sampled decoding with repetition_penalty != 1 (beam search applies it itself). Off lets vLLM
+    # 0.26 use its V2 model runner (custom logits processors keep it on V1).
+    official_penalty: bool = True
     extra: tuple = ()  # extra (key, value) pairs passed to AsyncEngineArgs
 
     def to_dict(self) -> dict:
