@@ -549,6 +549,16 @@ def load_records(paths) -> list[dict]:
     return [json.loads(Path(p).read_text()) for p in paths]
 
 
+def label(record: dict) -> str:
+    """The system's name, with what set this run apart (official decoding, vLLM's V1 model runner)."""
+    notes = []
+    if record.get("plan", {}).get("decoding", "greedy") != "greedy":
+        notes.append(f"{record['plan']['decoding']} decoding")
+    if (record.get("memory") or {}).get("v2_model_runner") == 0:
+        notes.append("V1 runner")
+    return record["label"] + (f" ({', '.join(notes)})" if notes else "")
+
+
 def gpus_cell(record: dict) -> str:
     mode = f"TP={record['tp']}" if record["tp"] > 1 else f"DP={record['dp']}" if record["dp"] > 1 else ""
     return f"{record['gpus']} {mode}".strip()
@@ -574,18 +584,19 @@ def summary_table(records: list[dict]) -> str:
             "|---|---|---|---|---|---|---|---|---|"]
     for r in records:
         gpus = f"{r.get('machine', '')} | {gpus_cell(r)}"
+        name = label(r)
         for o in r["offline"]:
             setting = f"batch {o['batch']}" if "batch" in o else f"max {o['concurrency']} in flight"
-            rows.append(f"| {r['label']} | {gpus} | {setting} | {o['clips']} | {o['clips_per_s']} | {o['rtfx']} | "
+            rows.append(f"| {name} | {gpus} | {setting} | {o['clips']} | {o['clips_per_s']} | {o['rtfx']} | "
                         f"{o['output_tok_per_s']} | {latency_cell(o.get('latency') or o.get('batch_latency'))} |")
         for lat in r.get("latency", []) if r["system"] != "official" else []:
-            rows.append(f"| {r['label']} | {gpus} | latency, {lat['concurrency']} in flight | {lat['clips']} | "
+            rows.append(f"| {name} | {gpus} | latency, {lat['concurrency']} in flight | {lat['clips']} | "
                         f"{lat['clips_per_s']} | | | {latency_cell(lat)} |")
         if "long" in r:
             o = r["long"]
             setting = (f"25-30 s clips, {o['concurrency']} in flight" if "concurrency" in o
                        else f"25-30 s clips, batch {o['batch']}")
-            rows.append(f"| {r['label']} | {gpus} | {setting} | {o['clips']} | {o['clips_per_s']} | {o['rtfx']} | "
+            rows.append(f"| {name} | {gpus} | {setting} | {o['clips']} | {o['clips_per_s']} | {o['rtfx']} | "
                         f"{o['output_tok_per_s']} | {latency_cell(o.get('latency') or o.get('batch_latency'))} |")
     return "\n".join(rows)
 
@@ -595,13 +606,15 @@ def latency_cell(latency: dict | None) -> str:
 
 
 def resource_table(records: list[dict]) -> str:
-    rows = ["| system | machine | GPUs | build s | front end CPU ms/clip | API-process CPU ms/clip | weights GiB | "
-            "peak activation GiB | KV cache GiB | max allocated GiB |", "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| system | machine | GPUs | build s | front end CPU ms/clip | API-process CPU ms/clip | GPU busy % | "
+            "engine processes CPU (cores) | weights GiB | peak activation GiB | KV cache GiB | max allocated GiB |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in records:
         mem = r.get("memory") or {}
-        api = best_offline(r).get("api_cpu_ms_per_clip", "")
-        rows.append(f"| {r['label']} | {r.get('machine', '')} | {gpus_cell(r)} | {round(r.get('engine_build_s', 0), 1)} | "
-                    f"{r.get('frontend', {}).get('features_cpu_ms_per_clip', '')} | {api} | "
+        best = best_offline(r)
+        api, busy, cores = (best.get(k, "") for k in ("api_cpu_ms_per_clip", "gpu_busy_pct", "engine_cpu_cores"))
+        rows.append(f"| {label(r)} | {r.get('machine', '')} | {gpus_cell(r)} | {round(r.get('engine_build_s', 0), 1)} | "
+                    f"{r.get('frontend', {}).get('features_cpu_ms_per_clip', '')} | {api} | {busy} | {cores} | "
                     f"{mem.get('weights_gib', '')} | {mem.get('peak_activation_gib', '')} | "
                     f"{mem.get('kv_cache_gib', '')} | {mem.get('max_allocated_gib', '')} |")
     return "\n".join(rows)
@@ -609,7 +622,10 @@ def resource_table(records: list[dict]) -> str:
 
 def ratios(records: list[dict]) -> dict:
     """Best RTFx of ours over built-in and over official (single-GPU records)."""
-    best = {r["system"]: best_offline(r)["rtfx"] for r in single_gpu_runs(records)}
+    greedy = [r for r in single_gpu_runs(records) if r.get("plan", {}).get("decoding", "greedy") == "greedy"]
+    best = {}
+    for r in greedy:
+        best[r["system"]] = max(best.get(r["system"], 0), best_offline(r)["rtfx"])
     out = {}
     if "ours" in best and "builtin" in best:
         out["ours_over_builtin"] = round(best["ours"] / best["builtin"], 2)
@@ -692,7 +708,7 @@ def plot(records: list[dict], folder: Path, prefix: str = "gpu") -> list[Path]:
     return written
 
 
-def report(paths, plots: Path | None) -> str:
+def report(paths, plots: Path | None, prefix: str = "gpu") -> str:
     records = load_records(paths)
     text = ["## Throughput and latency", summary_table(records), "", "## Resources", resource_table(records), "",
             "## Ratios (best RTFx)", json.dumps(ratios(records)), ""]
@@ -701,7 +717,7 @@ def report(paths, plots: Path | None) -> str:
         text += ["## Multi-GPU scaling", "| mode | GPUs | RTFx | RTFx 1 GPU | efficiency |", "|---|---|---|---|---|"]
         text += [f"| {r['mode']} | {r['gpus']} | {r['rtfx']} | {r['rtfx_1gpu']} | {r['efficiency']} |" for r in rows]
     if plots:
-        text += ["", "Plots: " + ", ".join(str(p) for p in plot(records, plots))]
+        text += ["", "Plots: " + ", ".join(str(p) for p in plot(records, plots, prefix))]
     return "\n".join(text)
 
 
@@ -729,6 +745,7 @@ def parse_args(argv=None):
     p = sub.add_parser("report", help="tables and plots from run JSON files")
     p.add_argument("files", nargs="+")
     p.add_argument("--plots", type=Path, help="folder for the PNG plots")
+    p.add_argument("--prefix", default="gpu", help="file name prefix of the plots")
     p.add_argument("--out", type=Path, help="write the markdown here too")
     return parser.parse_args(argv)
 
@@ -736,7 +753,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.command == "report":
-        text = report(args.files, args.plots)
+        text = report(args.files, args.plots, args.prefix)
         if args.out:
             args.out.write_text(text + "\n")
         print(text)
