@@ -27,6 +27,7 @@ SYSTEM_STYLES = {"vllm": "-", "builtin": "--", "official": ":"}
 SYSTEM_NAMES = {"vllm": "this project (vLLM)", "builtin": "vLLM built-in FireRedASR2", "official": "official PyTorch"}
 DURATION_EDGES = (0, 2, 5, 10, 20, 30, math.inf)
 OFFLINE_MARKER = "*"  # offline points (every utterance at once): a star at the end of their engine's line
+BATCH_MARKERS = ("o", "s", "^", "D", "v", "P")  # one per engine setting (max_num_seqs) in a figure
 LABEL_OFFSETS = ((4, 4), (4, -11), (-6, 8), (-6, -14), (8, -3), (-30, 4), (-30, -11), (4, 14), (4, -20))
 
 
@@ -122,6 +123,26 @@ def point_label(row) -> str:
     return f"{batch}/{load}" if batch else load
 
 
+def batch_markers(data: pd.DataFrame) -> dict:
+    """A marker per max_num_seqs value of the vLLM rows (all circles when there is one)."""
+    batches = sorted(data.loc[data["system"] != "official", "batch"].dropna().unique()) if "batch" in data else []
+    return {b: BATCH_MARKERS[k % len(BATCH_MARKERS)] for k, b in enumerate(batches)}
+
+
+def legend_extras(ax, data: pd.DataFrame, markers: dict) -> None:
+    """The legend's decoding entries, then one entry per max_num_seqs marker and the offline star."""
+    if data.empty:
+        return
+    handles, labels = ax.get_legend_handles_labels()
+    if len(markers) > 1:
+        handles += [Line2D([], [], linestyle="none", marker=m, color="gray") for m in markers.values()]
+        labels += [f"max_num_seqs {int(b)}" for b in markers]
+    if (data["mode"] == "offline").any():
+        handles.append(Line2D([], [], linestyle=":", marker=OFFLINE_MARKER, markersize=9, color="gray"))
+        labels.append("offline (all at once)")
+    ax.legend(handles, labels, fontsize=8)
+
+
 def in_flight_order(group: pd.DataFrame) -> pd.DataFrame:
     """Online points by requests in flight, then the offline point (every request at once)."""
     return group.assign(_offline=group["mode"] == "offline").sort_values(["_offline", "concurrency"])
@@ -134,7 +155,7 @@ def latency_vs_throughput(table: pd.DataFrame, latency: str = "latency_p50",
     batch/in-flight. Lower right is better."""
     fig, ax = new_figure()
     data = table.dropna(subset=[latency, throughput])
-    colors = decoding_colors(table)
+    colors, markers = decoding_colors(table), batch_markers(data)
     keys = [k for k in ("system", "decoding", "batch") if k in data]
     labelled, points = set(), []
     for key, group in data.groupby(keys, sort=False, dropna=False):
@@ -147,7 +168,8 @@ def latency_vs_throughput(table: pd.DataFrame, latency: str = "latency_p50",
         offline = group[group["_offline"]] if system != "official" else group.iloc[:0]
         if system == "official":
             online = group
-        ax.plot(online[throughput], online[latency], SYSTEM_STYLES.get(system, "-"), marker="o", **style)
+        ax.plot(online[throughput], online[latency], SYSTEM_STYLES.get(system, "-"),
+                marker=markers.get(key[2], "o") if len(key) > 2 else "o", **style)
         if len(offline):
             joined = pd.concat([online.tail(1), offline])
             ax.plot(joined[throughput], joined[latency], ":", color=colors[decoding])
@@ -161,10 +183,7 @@ def latency_vs_throughput(table: pd.DataFrame, latency: str = "latency_p50",
     ax.set_ylabel(f"{latency.replace('_', ' ')} (s)")
     title = "Time to first token vs throughput" if latency.startswith("ttft") else "Latency vs throughput"
     finish(fig, ax, title, data.empty, "no timed configurations")
-    if not data.empty and (data["mode"] == "offline").any():
-        handles, labels = ax.get_legend_handles_labels()
-        handles.append(Line2D([], [], linestyle=":", marker=OFFLINE_MARKER, markersize=9, color="gray"))
-        ax.legend(handles, [*labels, "offline (all at once)"], fontsize=8)
+    legend_extras(ax, data, markers)
     place_labels(ax, points)
     return fig
 
@@ -174,7 +193,7 @@ def rtfx_vs_in_flight(table: pd.DataFrame) -> Figure:
     one line per decoding config and engine setting."""
     fig, ax = new_figure()
     data = table[table["system"] != "official"].dropna(subset=["rtfx", "concurrency"]) if len(table) else table
-    colors = decoding_colors(table)
+    colors, markers = decoding_colors(table), batch_markers(data)
     labelled = set()
     keys = [k for k in ("system", "decoding", "batch") if k in data]
     for key, group in data.groupby(keys, sort=False, dropna=False):
@@ -183,15 +202,17 @@ def rtfx_vs_in_flight(table: pd.DataFrame) -> Figure:
         label = series_label(system, decoding) if (system, decoding) not in labelled else None
         labelled.add((system, decoding))
         online, offline = group[~group["_offline"]], group[group["_offline"]]
-        ax.plot(online["concurrency"], online["rtfx"], SYSTEM_STYLES.get(system, "-"), marker="o",
-                color=colors[decoding], label=label)
+        ax.plot(online["concurrency"], online["rtfx"], SYSTEM_STYLES.get(system, "-"),
+                marker=markers.get(key[2], "o") if len(key) > 2 else "o", color=colors[decoding], label=label)
         ax.plot(offline["concurrency"], offline["rtfx"], OFFLINE_MARKER, markersize=11, color=colors[decoding],
                 label=None if len(online) else label)
     log_if_wide(ax, "x", data["concurrency"] if len(data) else [], ratio=4.0)
     log_if_wide(ax, "y", data["rtfx"] if len(data) else [])
     ax.set_xlabel("requests in flight (star: offline, every utterance at once)")
     ax.set_ylabel("RTFx (audio s / wall s)")
-    return finish(fig, ax, "RTFx vs requests in flight", data.empty, "no timed configurations")
+    finish(fig, ax, "RTFx vs requests in flight", data.empty, "no timed configurations")
+    legend_extras(ax, data, markers)
+    return fig
 
 
 def rtfx_vs_max_num_seqs(table: pd.DataFrame) -> Figure:

@@ -59,7 +59,7 @@ def test_cjk_font_renders_chinese(tmp_path):
 
 def drawn_points(ax) -> list[tuple[float, float]]:
     """The data points (circle and star markers) of every line."""
-    return [(x, y) for line in ax.lines if line.get_marker() in ("o", plots.OFFLINE_MARKER)
+    return [(x, y) for line in ax.lines if line.get_marker() in (*plots.BATCH_MARKERS, plots.OFFLINE_MARKER)
             for x, y in zip(line.get_xdata(), line.get_ydata())]
 
 
@@ -73,7 +73,10 @@ def test_sweep_figures_draw_every_configuration(tmp_path):
     assert len(curve.texts) == len(table)  # every point labelled with batch/in-flight
     assert {t.get_text() for t in curve.texts} >= {"b4/all", "b16/c4", "b4/c1", "b1"}
     legend = [t.get_text() for t in curve.get_legend().get_texts()]
-    assert legend[-1] == "offline (all at once)" and len(legend) == table.groupby(["system", "decoding"]).ngroups + 1
+    assert legend[-3:] == ["max_num_seqs 4", "max_num_seqs 16", "offline (all at once)"]
+    assert len(legend) == table.groupby(["system", "decoding"]).ngroups + 3
+    marker = {line.get_label(): line.get_marker() for line in curve.lines}
+    assert marker["greedy"] == "o" and "s" in {line.get_marker() for line in curve.lines}  # b16: squares
     # official rows have no TTFT: the TTFT figure leaves them out
     ttft = figures["ttft_vs_throughput"].axes[0]
     assert len(drawn_points(ttft)) == table["ttft_p50"].notna().sum()

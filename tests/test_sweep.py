@@ -1,6 +1,7 @@
-"""eval/sweep.py: configuration, planning, and real sweeps on the tiny model and the bundled clips."""
+"""eval/sweep.py: configuration, planning, and real sweeps on the shared (trained) engine and the bundled clips."""
 
 import dataclasses
+import importlib.util
 import itertools
 import json
 import threading
@@ -240,3 +241,22 @@ def test_baselines_in_the_same_sweep(engine, tmp_path):
     assert "speed-up over the official implementation" in report and "builtin / official" in report
     rtfx = plots.rtfx_vs_max_num_seqs(table).axes[0]
     assert len(rtfx.lines) == 3 and all(len(line.get_xdata()) for line in rtfx.lines)
+
+
+def test_readme_figures_come_from_the_figures_script(tmp_path):
+    """scripts/figures.py: the trained model, real engine settings and loads, 2 passes; the README shows
+    exactly the figures it writes, and they are committed."""
+    spec = importlib.util.spec_from_file_location("figures", REPO / "scripts" / "figures.py")
+    figures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(figures)
+    config = figures.readme_sweep("trained", tmp_path)
+    assert config.model == "trained" and config.repeats == 2 and config.warmup == 1
+    assert [o.max_num_seqs for o in config.engine_options()] == [4, 32]
+    assert len(sweep.plan(config, 30)) == 2 * 3 * (1 + 6)
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    shown = {line.split("(")[1].rstrip(")") for line in readme.splitlines()
+             if line.startswith("![") and "sweep_" in line}
+    assert shown == {f"docs/img/{name}" for name in figures.FIGURES.values()}
+    for path in shown:
+        assert matplotlib.image.imread(REPO / path).std() > 0
+    assert "scripts/figures.py" in readme
