@@ -5,7 +5,8 @@
     python -m bench.model_throughput --model /models/FireRedASR-LLM-L --dtype bfloat16 --device cuda --clips 2000
 
 Same converted weights and the same ``EngineOptions`` for both vLLM classes; only the architecture
-differs (ours keeps features at their real length, the built-in pads every clip to 30 s). Right after
+differs (ours computes features inside the model from the samples at their real length, the built-in
+pads every clip to 30 s in its processor). Right after
 each engine is built, a set of clips is sent twice: identical audio hits vLLM's multimodal caches
 (processor + encoder, and the prefix cache where enabled), counted from vLLM's metrics and timed.
 Then both engines are measured alternately on the same fresh clips (2-10 s, AISHELL-like durations),
