@@ -7,12 +7,14 @@ zero-padded to 512 samples; one real FFT for the batch gives the power spectrum,
 triangular mel bins (20 Hz .. Nyquist) and the log with Kaldi's floor (float32 epsilon); then
 ``(x - mean) * istd``. No dither. Features and mel weights are float32; the frames and the FFT are
 float64 because the lowest mel bins hold ~1e-8 of a frame's energy, and float32 FFT rounding moves
-their log by up to 7e-3 (kaldi-native-fbank's own float32 FFT is off by up to 3e-3 from exact).
+their log by up to 7e-3 (kaldi-native-fbank, which works in float32, is itself up to 3e-3 off the exact
+log there; tests/test_features.py compares against both).
 """
 
 from __future__ import annotations
 
 import math
+
 import numpy as np
 import torch
 
