@@ -3,7 +3,8 @@
     .venv/bin/python scripts/screenshots.py [--model trained] [--out docs/img]
 
 Starts the real engine and the Gradio page in process, drives it in headless Chromium (Debian ``chromium``)
-and saves the Transcribe, Evaluate and Runs (compare) tabs. Needs ``fonts-noto-cjk`` for the Chinese text.
+and saves the Transcribe tab (four clips; a long recording in long-audio mode, with its segment table and
+subtitle downloads), the Evaluate tab and the Runs tab (compare). Needs ``fonts-noto-cjk`` for the Chinese text.
 """
 
 from __future__ import annotations
@@ -12,9 +13,13 @@ import argparse
 import tempfile
 from pathlib import Path
 
+import numpy as np
+import soundfile as sf
+
 from eval.run import evaluate
 from eval.synth import DEMO_DIR
 from fireredasr_vllm import DEFAULT_MODEL
+from fireredasr_vllm.audio import SAMPLE_RATE, load_audio
 from workbench.app import AppOptions, build_app, launch
 from workbench.engine import Engine
 from workbench.options import parse_decoding
@@ -22,9 +27,24 @@ from workbench.options import parse_decoding
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu"]
 VIEWPORT = {"width": 1400, "height": 1000}
 TIMEOUT_MS = 600_000
+LONG_CLIPS, PAUSE_S = 8, 1.5  # the long recording: 8 demo clips, 1.5 s apart (about 50 s)
 
 
-def capture(url: str, runs: tuple[str, str], out: Path) -> None:
+def long_recording(path: Path) -> Path:
+    """Demo clips joined with pauses: over the model's 30 s limit, so long-audio mode splits it."""
+    pause = np.zeros(int(PAUSE_S * SAMPLE_RATE), np.float32)
+    clips = sorted((DEMO_DIR / "clips").glob("*.flac"))[:LONG_CLIPS]
+    sf.write(path, np.concatenate([part for clip in clips for part in (pause, load_audio(clip))] + [pause]),
+             SAMPLE_RATE)
+    return path
+
+
+def pick(page, elem_id: str, option: str) -> None:
+    page.locator(f"#{elem_id} input").click()
+    page.locator(f"#{elem_id}").get_by_role("option", name=option, exact=True).click()
+
+
+def capture(url: str, runs: tuple[str, str], out: Path, scratch: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     clips = sorted((DEMO_DIR / "clips").glob("*.flac"))[:4]
@@ -39,15 +59,24 @@ def capture(url: str, runs: tuple[str, str], out: Path) -> None:
         page.locator("#transcribe-downloads").get_by_text(".json").first.wait_for()
         page.screenshot(path=out / "workbench_transcribe.png", full_page=True)
 
+        talk = long_recording(scratch / "meeting.flac")
+        page.locator("#transcribe-files button[aria-label='Clear']").first.click()
+        page.locator("#transcribe-long-audio input").check()
+        page.locator("#transcribe-files input[type=file]").set_input_files([str(talk)])
+        page.locator("#transcribe-files").get_by_text(talk.stem).first.wait_for()
+        page.locator("#transcribe-button").click()
+        page.locator("#transcribe-downloads a[download='meeting.srt']").wait_for()
+        page.screenshot(path=out / "workbench_long_audio.png", full_page=True)
+
         page.get_by_role("tab", name="Evaluate").click()
         page.locator("#evaluate-button").click()
         page.locator("#evaluate-plots img").first.wait_for()
         page.screenshot(path=out / "workbench_evaluate.png", full_page=True)
 
+        page.locator(".toast-close").evaluate_all("buttons => buttons.forEach(b => b.click())")  # Evaluate's notes
         page.get_by_role("tab", name="Runs").click()
         for elem_id, name in zip(("runs-a", "runs-b"), runs):
-            page.locator(f"#{elem_id} input").click()
-            page.get_by_role("option", name=name, exact=True).click()
+            pick(page, elem_id, name)
         page.locator("#runs-compare").click()
         page.locator("#runs-deltas").get_by_role("gridcell", name="B − A", exact=True).wait_for()
         page.screenshot(path=out / "workbench_compare.png", full_page=True)
@@ -68,7 +97,7 @@ def main(argv=None) -> None:
         app = build_app(engine, options)
         _, url, _ = launch(app, options, server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
         try:
-            capture(url, runs, args.out)
+            capture(url, runs, args.out, Path(tempfile.mkdtemp(prefix="screenshots-audio-")))
         finally:
             app.close()
     print(f"wrote {', '.join(p.name for p in sorted(args.out.glob('workbench_*.png')))} to {args.out}")
