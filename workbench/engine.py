@@ -35,7 +35,7 @@ from fireredasr_vllm.penalty import HISTORY_KEY, PENALTY_KEY, PROCESSOR_FQCN
 from fireredasr_vllm.resolve import is_cpu, resolve_dtype, resolve_model
 from fireredasr_vllm.serve import cpu_thread_binding
 from workbench.options import DecodingOptions, EngineOptions, Segment, Transcript
-from workbench.processes import exit_on_sigterm, script_not_rerun, stopped_if_interrupted
+from workbench.processes import StartedProcesses, exit_on_sigterm, script_not_rerun
 
 GREEDY = DecodingOptions()
 UNDECODABLE = "\ufffd"  # what the tokenizer puts for bytes that are no UTF-8 character
@@ -92,7 +92,7 @@ class Engine:
         self._thread.start()
         self.build_seconds = 0.0
         exit_on_sigterm()  # SIGTERM, like Ctrl-C, ends the process through close(), not around it
-        with stopped_if_interrupted():
+        with StartedProcesses() as self._processes:
             self._llm = self._call(self._build())
         atexit.register(self.close)
         self.tokenizer = self._llm.get_tokenizer()
@@ -152,7 +152,15 @@ class Engine:
 
     @staticmethod
     async def _shutdown(llm) -> None:
-        llm.shutdown()  # on the engine loop, so its output handler stops cleanly
+        """On the engine loop, so its output handler stops cleanly; requests still running (an interrupted
+        batch) are cancelled first, so none is left pending ("Task was destroyed but it is pending!")."""
+        pending = [task for task in asyncio.all_tasks()
+                   if task.get_coro().__qualname__.startswith(f"{Engine.__name__}.")
+                   and task is not asyncio.current_task()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        llm.shutdown()
 
     def _call(self, coro, timeout: float | None = None):
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
@@ -163,6 +171,7 @@ class Engine:
         llm, self._llm = getattr(self, "_llm", None), None
         if llm is not None and self._loop.is_running():
             self._call(self._shutdown(llm), timeout=60)
+            self._processes.stop()  # what vLLM's shutdown left running (a worker outliving its EngineCore)
         if self._loop.is_running():
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=5)

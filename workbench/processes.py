@@ -8,8 +8,8 @@ script, so ``script_not_rerun()`` hides it while they start.
 
 SIGTERM ends Python at once, skipping ``finally`` blocks and ``atexit``: the engine processes
 (~3 GB) would outlive it. ``exit_on_sigterm()`` turns SIGTERM into ``SystemExit`` as Ctrl-C is
-turned into ``KeyboardInterrupt``, so the usual clean-up (``Engine.close``) runs; ``stopped_if_interrupted()`` covers the engine start, where there is
-nothing to close yet.
+turned into ``KeyboardInterrupt``, so the usual clean-up (``Engine.close``) runs; ``StartedProcesses`` covers the engine start, where there is nothing to
+close yet, and whatever the engine's shutdown leaves behind.
 """
 
 from __future__ import annotations
@@ -52,21 +52,37 @@ def exit_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, raise_system_exit)
 
 
-@contextmanager
-def stopped_if_interrupted():
-    """Ctrl-C or SIGTERM while the engine starts: stop the processes started so far (they would finish
-    starting and outlive this one)."""
-    me = psutil.Process()
-    before = {child.pid for child in me.children(recursive=True)}
-    try:
-        yield
-    except (KeyboardInterrupt, SystemExit):
-        started = [child for child in me.children(recursive=True) if child.pid not in before]
-        for child in started:
+class StartedProcesses:
+    """The processes started inside ``with`` (the engine's, not multiprocessing's resource tracker, which
+    the whole process shares): stopped at once if the start is interrupted (Ctrl-C, SIGTERM), where they
+    would finish starting and outlive this process, and by ``stop()`` (what the engine's own shutdown left)."""
+
+    def __init__(self):
+        self._before = {child.pid for child in psutil.Process().children(recursive=True)}
+        self.processes: list[psutil.Process] = []
+
+    def __enter__(self) -> StartedProcesses:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        self.processes = [child for child in psutil.Process().children(recursive=True)
+                          if child.pid not in self._before and not is_resource_tracker(child)]
+        if kind is not None and issubclass(kind, (KeyboardInterrupt, SystemExit)):
+            self.stop()
+
+    def stop(self, grace_s: float = GRACE_S) -> None:
+        """Terminate those still running; kill what is left after ``grace_s``."""
+        for child in self.processes:
             try:
                 child.terminate()
             except psutil.NoSuchProcess:
                 pass
-        for child in psutil.wait_procs(started, timeout=GRACE_S)[1]:
+        for child in psutil.wait_procs(self.processes, timeout=grace_s)[1]:
             child.kill()
-        raise
+
+
+def is_resource_tracker(process: psutil.Process) -> bool:
+    try:
+        return "multiprocessing.resource_tracker" in " ".join(process.cmdline())
+    except psutil.Error:
+        return False
