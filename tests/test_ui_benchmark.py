@@ -3,8 +3,10 @@ sweep on the bundled set draws its figures and leaves a sweep folder that the Ru
 Stop keeps the finished points; engine settings become a command line, never a restart."""
 
 import json
+import shutil
 
 import pandas as pd
+from playwright.sync_api import expect
 
 from eval import report
 from workbench.ui_benchmark import DECODING_CHOICES, FIGURES
@@ -23,6 +25,11 @@ def tick(page, group: str, wanted: list[str]) -> None:
         checkbox = box.locator("input")
         if checkbox.is_checked() != (box.inner_text().strip() in wanted):
             box.click()
+
+
+def pick(page, dropdown: str, option: str) -> None:
+    page.locator(f"#{dropdown} input").click()
+    page.locator(f"#{dropdown}").get_by_role("option", name=option, exact=True).click()
 
 
 def fill_sweep(page, folder: str, decodings: list[str], in_flight: list[str], offline: bool) -> None:
@@ -56,12 +63,17 @@ def test_two_by_two_sweep_draws_figures_and_is_listed(page, app_results_dir, cap
         assert page.locator("#benchmark-table [role=row]", has_text=decoding).count() == 2
     assert page.locator("#benchmark-folder textarea").input_value() == str(folder)
 
-    # the Runs tab lists and opens the folder; eval.report compares it
+    # the Runs tab lists and opens the folder, and compares it with another sweep; so does eval.report
+    shutil.copytree(folder, app_results_dir / "bench-2x2-copy")
     page.get_by_role("tab", name="Runs").click()
     page.locator("#runs-refresh").click()
-    page.locator("#runs-a input").click()
-    page.locator("#runs-a").get_by_role("option", name="bench-2x2", exact=True).click()
+    pick(page, "runs-a", "bench-2x2")
     page.locator("#runs-summary", has_text="4 configurations").wait_for()
+    pick(page, "runs-b", "bench-2x2-copy")
+    page.locator("#runs-compare").click()
+    page.locator("#runs-summary", has_text="sweeps bench-2x2 vs bench-2x2-copy").wait_for()
+    rows = page.locator("#runs-deltas [role=row]")
+    assert rows.filter(has_text="bench-2x2-copy").count() == 4 and rows.filter(has_text="bench-2x2").count() == 8
     assert report.main([str(folder)]) == 0
     printed = capsys.readouterr().out
     assert "bench-2x2" in printed and printed.count("t0.7") >= 2
@@ -85,8 +97,8 @@ def test_engine_settings_become_a_command_and_bad_input_one_sentence(page, app_r
     page.locator("#benchmark-max-num-seqs textarea").fill("8, 32")
     page.locator("#benchmark-name textarea").fill("bench-engines")
     command = page.locator("#benchmark-command")
-    command.get_by_text("max_num_seqs=8,32").wait_for()
-    assert "python -m eval.sweep demo" in command.inner_text() and "bench-engines" in command.inner_text()
+    for part in ("python -m eval.sweep demo", "--grid max_num_seqs=8,32", "bench-engines"):
+        expect(command).to_contain_text(part)  # the command follows every field as it changes
     page.locator("#benchmark-run").click()
     page.locator(".toast-body", has_text="Engine settings need new engines").first.wait_for()
     assert not (app_results_dir / "bench-engines").exists()
