@@ -66,11 +66,11 @@ def test_report_compares_two_runs(engine, demo_run, tmp_path):
 
 
 def test_resume_after_kill_loses_and_duplicates_nothing(tiny_engine, tmp_path):
-    # the random tiny model decodes to the length limit: slow enough to be killed mid-run
+    # the random tiny model decodes to the length limit, one utterance at a time: slow enough to be killed mid-run
     out = tmp_path / "killed"
     env = dict(os.environ, VLLM_LOGGING_LEVEL="WARNING")
     proc = subprocess.Popen([sys.executable, "-m", "eval.run", "demo", "--model", "tiny", "--limit", "30",
-                             "--output-dir", str(out), "--quiet", "--no-plots"], cwd=REPO, env=env,
+                             "--max-num-seqs", "1", "--output-dir", str(out), "--quiet", "--no-plots"], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 600
     while time.time() < deadline and len(read_rows(out / "rows.jsonl")) < 3 and proc.poll() is None:
