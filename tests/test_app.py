@@ -18,8 +18,9 @@ from fireredasr_vllm.audio import SAMPLE_RATE, load_audio
 from eval.report import differing_utterances
 from eval.run import evaluate
 from workbench.engine import UNDECODABLE
-from workbench.options import parse_decoding
+from workbench.options import Transcript, parse_decoding
 from workbench.ui_evaluate import set_choices
+from workbench.ui_transcribe import message
 
 INTERNALS = re.compile(r"0x[0-9a-fA-F]{4,}|\bb'|\bb\"|<[\w.]+ object|Traceback|Error opening|LibsndfileError"
                        r"|FFmpegError")  # object reprs, byte dumps, decoder exceptions
@@ -160,6 +161,14 @@ def test_bad_inputs_show_clean_errors_and_the_next_clip_works(page, engine, app_
     assert row["message"] == "" and row["transcript"] == words(engine.transcribe(demo_clips[1]).text)
 
 
+def test_messages_from_deeper_layers_lose_their_internals():
+    leaked = Transcript(id="x.wav", error="x.wav: cannot read audio (RuntimeError: Error opening "
+                                          "<_io.BytesIO object at 0x7f3a2b1c5d90>: head b'RIFF\\x00\\x00')")
+    shown = message(leaked, long_mode=False)
+    assert shown.startswith("x.wav: cannot read audio (RuntimeError: Error opening")
+    assert "0x" not in shown and "b'" not in shown and "object at" not in shown, shown
+
+
 def test_long_audio_segments_subtitles_and_no_speech(page, demo_clips, references, tmp_path):
     clips = demo_clips[:6]
     pause = np.zeros(int(1.5 * SAMPLE_RATE), np.float32)
@@ -291,7 +300,7 @@ def test_microphone_recording_transcribes_to_its_sentence(microphone_page, recor
     recorder.get_by_role("button", name="Record", exact=True).click()
     page.wait_for_timeout(1000 * sf.info(recorded_clip).duration + 800)  # the clip plays in real time
     recorder.get_by_role("button", name="Stop", exact=True).first.click()
-    recorder.get_by_role("button", name="Clear").wait_for()  # a recording is loaded
+    recorder.get_by_role("button", name="Download").wait_for()  # the recording is uploaded: the app has it
     page.locator("#transcribe-button").click()
     row = page.locator("#transcribe-results [role=row]", has_text=".wav").first
     row.wait_for()

@@ -37,6 +37,9 @@ TOAST_SECONDS = 8  # short: a toast must not sit over the next batch's results
 CLEAR_TOASTS_JS = "(...args) => { document.querySelectorAll('.toast-close').forEach(b => b.click()); return args; }"
 API_HINT = re.compile(r"\s*\(long_audio=True\s*/\s*--long-audio\)")  # how scripts and the CLI turn it on
 PAGE_HINT = f' (tick "{LONG_AUDIO_LABEL}" above)'
+# Last line of defence for messages from deeper layers: object reprs, byte dumps and addresses never reach the page
+INTERNALS = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>|\bb'(?:[^'\\]|\\.)*'|\bb\"(?:[^\"\\]|\\.)*\""
+                       r"|0x[0-9a-fA-F]{4,}")
 log = logging.getLogger(__name__)
 
 
@@ -74,10 +77,15 @@ def file_duration(path: Path) -> float:
         return 0.0
 
 
+def page_error(error: str) -> str:
+    """An error as a page user acts on it: the checkbox instead of the API flag, no internals."""
+    return INTERNALS.sub("…", API_HINT.sub(PAGE_HINT, error))
+
+
 def message(transcript: Transcript, long_mode: bool) -> str:
     """What the message column says: the error as a page user acts on it, or why the transcript is empty."""
     if not transcript.ok:
-        return API_HINT.sub(PAGE_HINT, transcript.error)
+        return page_error(transcript.error)
     if transcript.text:
         return ""
     if long_mode and not transcript.segments:
@@ -140,7 +148,7 @@ def failure_toast(transcripts: list[Transcript]) -> None:
     failed = [t for t in transcripts if not t.ok]
     if failed:
         more = f" (and {len(failed) - 1} more: see the message column)" if len(failed) > 1 else ""
-        gr.Warning(API_HINT.sub(PAGE_HINT, failed[0].error) + more, duration=TOAST_SECONDS)
+        gr.Warning(page_error(failed[0].error) + more, duration=TOAST_SECONDS)
 
 
 def build_transcribe_tab(engine, *, max_upload_mb: float, export_dir: Path, concurrency: int) -> None:
