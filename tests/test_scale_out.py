@@ -9,8 +9,10 @@ import sys
 import threading
 import time
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import nbformat
 import psutil
 import pytest
@@ -152,6 +154,61 @@ def test_run_over_two_servers_matches_the_local_run(two_servers, asr_servers, lo
     assert run.manifest["model_sha256"] == local_run.manifest["model_sha256"]
     assert all(post_count(asr_servers.log(i)) > answered[i] for i in range(2)), "both servers took work"
     assert main(argv) == 0 and len(read_rows(out / "rows.jsonl")) == LIMIT  # finished: resumed, nothing redone
+
+
+class FlakyProxy(ThreadingHTTPServer):
+    """A loopback proxy in front of a real server that answers the first ``failures`` transcription
+    requests 503 (as an overloaded or restarting server would) and forwards everything else."""
+
+    def __init__(self, target: str, failures: int):
+        self.target, self.failures, self.answered_503 = target, failures, 0
+        super().__init__(("127.0.0.1", 0), ProxyHandler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class ProxyHandler(BaseHTTPRequestHandler):
+    def forward(self, method: str) -> None:
+        proxy = self.server
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if method == "POST" and proxy.answered_503 < proxy.failures:
+            proxy.answered_503 += 1
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        headers = {"Content-Type": self.headers["Content-Type"]} if body else {}
+        answer = httpx.request(method, proxy.target + self.path, content=body, headers=headers, timeout=300)
+        self.send_response(answer.status_code)
+        self.send_header("Content-Type", answer.headers.get("content-type", "application/json"))
+        self.send_header("Content-Length", str(len(answer.content)))
+        self.end_headers()
+        self.wfile.write(answer.content)
+
+    def do_GET(self):
+        self.forward("GET")
+
+    def do_POST(self):
+        self.forward("POST")
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_5xx_is_retried_and_each_request_answered_once(asr_servers, engine, demo_clips):
+    proxy = FlakyProxy(asr_servers.url(0), failures=2)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        with Engine.connect(proxy.url, max_in_flight=1) as client:
+            results = client.transcribe_many(demo_clips[:4])
+            assert proxy.answered_503 == 2 and client.servers[0].dropped == 2 and not client.servers[0].down
+            assert client.servers[0].answered == 4  # the two refused requests were sent again, once
+        assert [t.text for t in results] == [t.text.rstrip("\ufffd") for t in engine.transcribe_many(demo_clips[:4])]
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
 
 
 def test_sweep_measures_a_server(two_servers, tmp_path):
