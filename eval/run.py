@@ -337,6 +337,10 @@ def main(argv=None) -> int:
     except (DatasetUnavailable, FileNotFoundError, ValueError, ServerError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: the engine is closed on the way out, finished rows are on disk
+        print("\ninterrupted: the finished utterances are kept; run the same command again to resume",
+              file=sys.stderr)
+        return 130
     if args.plots:
         write_plots(run)
     print(format_summary(run))

@@ -1,9 +1,11 @@
-"""SIGTERM (what `kill`, systemd and docker send) to a running front end leaves no vLLM engine process.
+"""SIGTERM (what `kill`, systemd and docker send) or Ctrl-C to a running front end leaves no vLLM engine
+process.
 
 Each test starts the real command, waits until its engine serves, sends SIGTERM and checks with psutil
 that the process and every engine process it started (EngineCore, workers) are gone within 10 s.
 """
 
+import json
 import os
 import signal
 import socket
@@ -24,7 +26,8 @@ START_S = 600  # an engine start on a loaded 2-core machine
 def start(args: list[str], tmp_path: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONIOENCODING": "utf-8", "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([sys.executable, *args], cwd=REPO, env=env, stdout=open(tmp_path / "out.txt", "w"),
-                            stderr=open(tmp_path / "err.txt", "w"), text=True)
+                            stderr=open(tmp_path / "err.txt", "w"), text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as in a terminal
 
 
 def wait_until(condition, process: subprocess.Popen, tmp_path: Path, what: str) -> None:
@@ -35,11 +38,12 @@ def wait_until(condition, process: subprocess.Popen, tmp_path: Path, what: str) 
         time.sleep(0.5)
 
 
-def terminate_and_check(process: subprocess.Popen, tmp_path: Path) -> None:
+def terminate_and_check(process: subprocess.Popen, tmp_path: Path, signum=signal.SIGTERM,
+                        status: int = 128 + signal.SIGTERM) -> None:
     children = psutil.Process(process.pid).children(recursive=True)
     engine = [c for c in children if c.name().startswith("VLLM::")]  # EngineCore, Worker (vLLM names them)
     assert any(c.name() == "VLLM::EngineCore" for c in engine), [c.name() for c in children]
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signum)
     alive = psutil.wait_procs(engine, timeout=STOP_S)[1]
     leftover = [(c.pid, c.name()) for c in alive]
     exit_status = process.wait(timeout=60)  # then the process itself ends (and with it the resource tracker)
@@ -48,7 +52,7 @@ def terminate_and_check(process: subprocess.Popen, tmp_path: Path) -> None:
         child.kill()
     assert not leftover, f"engine processes still running {STOP_S} s after SIGTERM: {leftover}"
     assert not alive, [(c.pid, c.name()) for c in alive]
-    assert exit_status == 128 + signal.SIGTERM  # stopped, not finished
+    assert exit_status == status  # stopped, not finished
     assert "Traceback" not in (tmp_path / "err.txt").read_text(encoding="utf-8")
 
 
@@ -75,16 +79,21 @@ def test_sigterm_to_the_app_stops_its_engine(tmp_path):
         process.kill()
 
 
-def test_sigterm_to_eval_run_stops_its_engine_and_keeps_finished_rows(tmp_path):
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 128 + signal.SIGTERM), (signal.SIGINT, 130)],
+                         ids=["SIGTERM", "Ctrl-C"])
+def test_eval_run_stops_its_engine_and_keeps_finished_rows(signum, status, demo_clips, references, tmp_path):
+    # 300 utterances (the bundled clips 10 times), one decoded at a time: still running when interrupted
+    manifest = tmp_path / "long_set.jsonl"
+    manifest.write_text("".join(json.dumps({"id": f"{clip.stem}-{copy}", "audio_filepath": str(clip),
+                                            "text": references[clip.stem]}, ensure_ascii=False) + "\n"
+                                for copy in range(10) for clip in demo_clips), encoding="utf-8")
     out = tmp_path / "run"
-    # beam8 on one sequence at a time: decoding lasts long enough to be interrupted
-    process = start(["-m", "eval.run", "demo", "--decoding", "beam8", "--max-num-seqs", "1",
-                     "--output-dir", str(out)], tmp_path)
+    process = start(["-m", "eval.run", str(manifest), "--max-num-seqs", "1", "--output-dir", str(out)], tmp_path)
+    rows = out / "rows.jsonl"
     try:
-        wait_until(lambda: "demo:" in (tmp_path / "err.txt").read_text(encoding="utf-8"), process, tmp_path,
-                   "progress bar")
-        terminate_and_check(process, tmp_path)
+        wait_until(lambda: rows.exists() and rows.stat().st_size > 0, process, tmp_path, "finished row")
+        terminate_and_check(process, tmp_path, signum, status)
     finally:
         process.kill()
-    rows = (out / "rows.jsonl").read_text(encoding="utf-8") if (out / "rows.jsonl").exists() else ""
-    assert all(line.endswith("}") for line in rows.splitlines())  # finished rows kept whole
+    kept = [json.loads(line) for line in rows.read_text(encoding="utf-8").splitlines()]  # whole rows only
+    assert 0 < len(kept) < 300 and all(row["error"] is None for row in kept)

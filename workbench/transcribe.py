@@ -335,6 +335,9 @@ def main(argv: list[str] | None = None, engine=None) -> int:
         return 2
     try:
         return run(engine, utterances, options, args)
+    except KeyboardInterrupt:  # Ctrl-C: lines already written stay, the engine is closed below
+        print("\ninterrupted", file=sys.stderr)
+        return 130
     finally:
         if own_engine:
             engine.close()
