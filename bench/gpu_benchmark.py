@@ -123,9 +123,6 @@ class Workload:
     def take(self, n: int) -> "Workload":
         return Workload(self.clips[:n])
 
-    def shard(self, index: int, count: int) -> "Workload":
-        return Workload(self.clips[index::count])
-
 
 def speech_stream() -> np.ndarray:
     """The bundled demo clips end to end (float32, 16 kHz): real speech-like fbank input."""
