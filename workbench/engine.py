@@ -131,6 +131,10 @@ class Engine:
         if o.architecture:
             kwargs["hf_overrides"] = {"architectures": [o.architecture]}
         kwargs.update(dict(o.extra))
+        if cpu:  # a prefill split over steps rewinds a seeded request's generator, which a CPU one cannot
+            kwargs["enable_chunked_prefill"] = False  # (torch: "CPU Generator does not use offset": engine dead)
+            if kwargs.get("max_num_batched_tokens"):  # unsplit, the longest prompt must fit in one step
+                kwargs["max_num_batched_tokens"] = max(kwargs["max_num_batched_tokens"], kwargs["max_model_len"])
         return AsyncEngineArgs(**kwargs)
 
     async def _build(self):
