@@ -67,6 +67,8 @@ def server_command(argv: list[str] | None = None, *, cpu: bool | None = None) ->
         command.append("--enforce-eager")  # torch.compile on CPU only slows the start down
     env = dict(os.environ)
     if cpu:
+        command.append("--no-enable-chunked-prefill")  # a split prefill rewinds a seeded request's generator,
+        # which a CPU one cannot: the engine dies (see workbench.engine.Engine.engine_args)
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
         workers = args.data_parallel_size * args.tensor_parallel_size
         if workers > 1:  # one CPU core (group) per worker, as vLLM's CPU backend expects

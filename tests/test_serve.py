@@ -35,6 +35,8 @@ def test_server_command_resolves_model_and_passes_arguments_through(tiny_convert
     assert command[-4:] == ["--port", "9", "--max-num-seqs", "4"] and "--enforce-eager" in command
     assert env["VLLM_CPU_KVCACHE_SPACE"]
     assert "--enforce-eager" not in server_command(["--no-enforce-eager"], cpu=True)[0][:-1]
+    assert "--no-enable-chunked-prefill" in command  # seeded sampling: see test_engine_sampling
+    assert "--no-enable-chunked-prefill" not in server_command(["--port", "9"], cpu=False)[0]
 
 
 def test_data_parallel_flag_reaches_vllm_with_one_core_group_per_engine(monkeypatch):
