@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from workbench.facade import run_in_thread
+
 REPO = Path(__file__).resolve().parents[1]
 SYSTEMS = {"ours": "this project (vLLM plugin)", "builtin": "vLLM built-in FireRedASR2",
            "official": "official PyTorch (fireredasr)"}
@@ -310,7 +312,7 @@ def run_concurrent(engine, workload: Workload, options, concurrency: int) -> tup
         return await asyncio.gather(*(one(semaphore, i, c) for i, c in enumerate(workload.clips)))
 
     cpu, wall = time.process_time(), time.perf_counter()
-    results = asyncio.run(main())
+    results = run_in_thread(main)  # also under a running loop (Jupyter)
     return results, time.perf_counter() - wall, time.process_time() - cpu
 
 

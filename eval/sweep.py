@@ -53,6 +53,7 @@ from eval.run import git_revision, percentiles
 from eval.sweep_report import SPREAD_WARNING, SWEEP_TABLE, markdown_table, results_table, write_report
 from fireredasr_vllm import DEFAULT_MODEL, MODEL_HELP
 from fireredasr_vllm.audio import SAMPLE_RATE, AudioError, load_audio
+from workbench.facade import run_in_thread
 from workbench.options import DecodingOptions, EngineOptions, Transcript, parse_decoding
 from workbench.quiet import show_engine_log
 
@@ -293,24 +294,6 @@ def gpu_used_mb() -> float | None:
         free, total = torch.cuda.mem_get_info(device)
         used += total - free
     return max(used, torch.cuda.max_memory_allocated()) / 2**20
-
-
-def run_in_thread(coroutine_fn):
-    """``asyncio.run`` in a daemon thread: works under a running loop (Jupyter) and never blocks exit."""
-    outcome = {}
-
-    def target():
-        try:
-            outcome["value"] = asyncio.run(coroutine_fn())
-        except BaseException as error:  # re-raised in the caller
-            outcome["error"] = error
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
 
 
 def arrival_times(count: int, request_rate: float | None, seed: int) -> np.ndarray:

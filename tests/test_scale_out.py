@@ -295,7 +295,11 @@ def test_killing_a_server_mid_run_finishes_on_the_other(two_servers, asr_servers
     out = tmp_path / "killed"
 
     def kill_after_three(row, summary):
+        """After 3 rows, once server 1 has a request in flight (its worker may be between two)."""
         if summary["utterances"] + summary["failed"] == 3:
+            deadline = time.monotonic() + 30
+            while client.servers[1].in_flight == 0 and time.monotonic() < deadline:
+                time.sleep(0.005)
             asr_servers.kill(1)
 
     with Engine.connect(two_servers, max_in_flight=1) as client:  # one request at a time each

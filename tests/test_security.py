@@ -6,7 +6,6 @@ that holds Gradio's own upload folder: a visitor's uploads are then inside ``--d
 refusals below come from the confined loader itself, not from the folder check.
 """
 
-import asyncio
 import json
 import os
 import re
@@ -29,6 +28,7 @@ from gradio_client.exceptions import AppError
 from fireredasr_vllm.audio import DEFAULT_MAX_SECONDS, load_audio, num_speech_tokens
 from fireredasr_vllm.serve import SERVED_MODEL_NAME, PlainTextTranscription
 from workbench.app import AppOptions, build_app, exposure_warning, launch, parse_credentials
+from workbench.facade import run_in_thread
 
 USER, PASSWORD = "team", "correct horse battery staple"
 BOMB_HOURS = 6
@@ -312,6 +312,6 @@ def test_transcription_middleware_reads_at_most_the_upload_limit():
         sent.append(message)
 
     middleware = PlainTextTranscription(vllm_app)
-    asyncio.run(middleware({"type": "http", "path": "/v1/audio/transcriptions"}, endless_body, send))
+    run_in_thread(lambda: middleware({"type": "http", "path": "/v1/audio/transcriptions"}, endless_body, send))
     assert sent[0]["status"] == 413 and b"VLLM_MAX_AUDIO_CLIP_FILESIZE_MB" in sent[1]["body"]
     assert chunks == (middleware.max_body >> 20) + 1

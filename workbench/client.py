@@ -5,7 +5,7 @@
     engine.transcribe("clip.wav").text                             # transcribe_async, transcribe_many, submit, ...
 
 Requests go through the OpenAI transcription route (``POST /v1/audio/transcriptions``), streamed so the
-first text is timed. The audio is decoded and checked here (``Engine.prepare``) and sent as 16 kHz float
+first text is timed. The audio is decoded and checked here (``Facade.prepare``, as in-process) and sent as 16 kHz float
 WAV, so the server sees the samples the in-process engine would. Every server has ``max_in_flight``
 workers pulling from one queue: a faster server takes more of the work. A dropped connection, a cut
 stream or a 5xx puts the request back on the queue (another server or a later try takes it, at most
@@ -23,10 +23,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,8 +33,8 @@ import soundfile as sf
 
 from fireredasr_vllm import audio as audio_lib
 from fireredasr_vllm.compat import installed_versions
-from workbench.engine import GREEDY, Engine, PreparedAudio
-from workbench.options import DecodingOptions, EngineOptions, Segment, Transcript
+from workbench.facade import Facade
+from workbench.options import DecodingOptions, EngineOptions, PreparedAudio, Segment, Transcript
 
 TRANSCRIPTIONS = "/v1/audio/transcriptions"
 MAX_IN_FLIGHT = 32  # requests per server at once
@@ -130,7 +128,7 @@ def error_message(response: httpx.Response) -> str:
     return str(error.get("message", error) if isinstance(error, dict) else error)
 
 
-class RemoteEngine:
+class RemoteEngine(Facade):
     """The facade's methods over one or more servers (see the module docstring)."""
 
     def __init__(self, urls: str | Sequence[str], *, max_in_flight: int = MAX_IN_FLIGHT,
@@ -139,9 +137,7 @@ class RemoteEngine:
         self.max_in_flight = max_in_flight
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=CONNECT_TIMEOUT_S),
                                        limits=httpx.Limits(max_connections=None, max_keepalive_connections=None))
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="fireredasr-client", daemon=True)
-        self._thread.start()
+        self._start_loop("fireredasr-client")
         try:
             self.servers = self._call(self._connect(parse_urls(urls)))
         except BaseException:
@@ -158,10 +154,6 @@ class RemoteEngine:
         # the engine settings as far as the route shows them; the servers' other settings are their own
         self.options = EngineOptions(max_model_len=first.max_model_len or EngineOptions.max_model_len)
         self.build_seconds = time.perf_counter() - started
-
-    # the same input handling as the in-process engine
-    prepare = Engine.prepare
-    max_tokens_for = Engine.max_tokens_for
 
     # ----------------------------------------------------------------- lifecycle
     async def _connect(self, urls: list[str]) -> list[Server]:
@@ -182,9 +174,6 @@ class RemoteEngine:
         return Server(url=url, model=model["id"], root=str(model.get("root") or model["id"]),
                       max_model_len=model.get("max_model_len"), vllm_version=version)
 
-    def _call(self, coro, timeout: float | None = None):
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
-
     async def _shutdown(self) -> None:
         for worker in getattr(self, "_workers", []):
             worker.cancel()
@@ -194,23 +183,13 @@ class RemoteEngine:
         """Stop the workers and the connections (the servers keep running)."""
         if self._loop.is_running():
             self._call(self._shutdown(), timeout=30)
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=5)
+        self._stop_loop()
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+    def check_supported(self, options: DecodingOptions) -> None:
+        check_supported(options)
 
     # ----------------------------------------------------------------- dispatch (client loop)
-    async def _generate(self, prepared: PreparedAudio, options: DecodingOptions) -> Transcript:
-        if prepared.error:
-            return Transcript(id=prepared.id, duration_s=prepared.duration_s, error=prepared.error)
-        if prepared.duration_s > self.max_audio_seconds:  # only prepare(long_audio=True) lets these in
-            from workbench.long_audio import transcribe_long
-
-            return await transcribe_long(self, prepared, options)
+    async def _transcribe(self, prepared: PreparedAudio, options: DecodingOptions) -> Transcript:
         job = Job(prepared, options, self._loop.create_future())
         self._requeue(job)
         return await job.future
@@ -313,35 +292,6 @@ class RemoteEngine:
         result.text = "".join(text)
         result.segments = [Segment(0.0, prepared.duration_s, result.text)]
         return result
-
-    # ----------------------------------------------------------------- public API (as Engine)
-    def transcribe(self, audio, options: DecodingOptions = GREEDY, *, id: str | None = None,
-                   sample_rate: int | None = None, long_audio: bool = False) -> Transcript:
-        """Transcribe one input; raises ``AudioError`` when it cannot be transcribed."""
-        check_supported(options)
-        prepared = self.prepare(audio, id=id, sample_rate=sample_rate, long_audio=long_audio)
-        if prepared.error:
-            raise audio_lib.AudioError(prepared.error)
-        return self._call(self._generate(prepared, options))
-
-    async def transcribe_async(self, audio, options: DecodingOptions = GREEDY, *, id: str | None = None,
-                               sample_rate: int | None = None, long_audio: bool = False) -> Transcript:
-        """Awaitable from any event loop; errors come back in ``Transcript.error``."""
-        check_supported(options)
-        prepared = await asyncio.to_thread(self.prepare, audio, id=id, sample_rate=sample_rate,
-                                           long_audio=long_audio)
-        future = asyncio.run_coroutine_threadsafe(self._generate(prepared, options), self._loop)
-        return await asyncio.wrap_future(future)
-
-    def submit(self, prepared: PreparedAudio, options: DecodingOptions = GREEDY) -> Future:
-        """Queue one prepared input; returns a concurrent Future of its Transcript."""
-        check_supported(options)
-        return asyncio.run_coroutine_threadsafe(self._generate(prepared, options), self._loop)
-
-    def transcribe_many(self, items, options: DecodingOptions = GREEDY, **kwargs) -> list[Transcript]:
-        """As ``Engine.transcribe_many``: results in input order, ``on_result`` as each finishes."""
-        check_supported(options)
-        return Engine.transcribe_many(self, items, options, **kwargs)
 
     def describe(self) -> dict:
         """What ``Engine.describe`` gives, for the servers: their URLs, models and vLLM versions."""

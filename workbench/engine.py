@@ -19,12 +19,9 @@ import atexit
 import itertools
 import os
 import platform
-import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future
-from dataclasses import dataclass, replace
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -34,31 +31,13 @@ from fireredasr_vllm.model import DEFAULT_SPEECH_TOKEN, build_prompt
 from fireredasr_vllm.penalty import HISTORY_KEY, PENALTY_KEY, PROCESSOR_FQCN
 from fireredasr_vllm.resolve import is_cpu, resolve_dtype, resolve_model
 from fireredasr_vllm.serve import cpu_thread_binding
-from workbench.options import DecodingOptions, EngineOptions, Segment, Transcript
+from workbench.client import RemoteEngine
+from workbench.facade import GREEDY, Facade, default_id  # noqa: F401  (default_id: re-exported)
+from workbench.options import DecodingOptions, EngineOptions, PreparedAudio, Segment, Transcript
 from workbench.processes import StartedProcesses, exit_on_sigterm, script_not_rerun
 
-GREEDY = DecodingOptions()
 UNDECODABLE = "\ufffd"  # what the tokenizer puts for bytes that are no UTF-8 character
 THREADS_BIND = "VLLM_CPU_OMP_THREADS_BIND"
-
-
-@dataclass
-class PreparedAudio:
-    """Decoded, resampled and validated input."""
-
-    id: str
-    samples: np.ndarray | None
-    error: str | None = None
-
-    @property
-    def duration_s(self) -> float:
-        return 0.0 if self.samples is None else len(self.samples) / audio_lib.SAMPLE_RATE
-
-
-def default_id(item, index: int) -> str:
-    if isinstance(item, (str, Path)):
-        return Path(item).stem
-    return f"utt{index:05d}"
 
 
 def penalize_logprobs(top: list[tuple[int, float]], history: Sequence[int], penalty: float):
@@ -69,7 +48,7 @@ def penalize_logprobs(top: list[tuple[int, float]], history: Sequence[int], pena
     return [(tok, (lp * penalty if lp < 0 else lp / penalty) if tok in seen else lp) for tok, lp in top]
 
 
-class Engine:
+class Engine(Facade):
     """Build once; share between eval, the UI, notebooks and the server helpers."""
 
     def __init__(self, model: str | os.PathLike = DEFAULT_MODEL, options: EngineOptions = EngineOptions()):
@@ -83,13 +62,10 @@ class Engine:
         fire = self.config["fireredasr"]
         self.speech_token = fire.get("speech_token", DEFAULT_SPEECH_TOKEN)
         self.max_audio_seconds = float(fire.get("max_audio_seconds", 30.0))
-        self.max_long_audio_seconds = audio_lib.DEFAULT_MAX_LONG_AUDIO_SECONDS  # the app sets --max-audio-minutes
         self.downsample_rate = int(self.config.get("encoder_downsample_rate", 2))
         self.eos_token_id = int(self.config["eos_token_id"])
         self._ids = itertools.count()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="fireredasr-engine", daemon=True)
-        self._thread.start()
+        self._start_loop("fireredasr-engine")
         self.build_seconds = 0.0
         exit_on_sigterm()  # SIGTERM, like Ctrl-C, ends the process through close(), not around it
         with StartedProcesses() as self._processes:
@@ -102,8 +78,6 @@ class Engine:
     def connect(urls, **kwargs):
         """Client mode: the same methods over running ``fireredasr-serve`` servers, one URL or several
         (``"http://a:8000,http://b:8000"``); see workbench/client.py for what differs."""
-        from workbench.client import RemoteEngine  # client.py builds on this module
-
         return RemoteEngine(urls, **kwargs)
 
     # ----------------------------------------------------------------- engine lifecycle
@@ -166,9 +140,6 @@ class Engine:
         await asyncio.gather(*pending, return_exceptions=True)
         llm.shutdown()
 
-    def _call(self, coro, timeout: float | None = None):
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
-
     def close(self) -> None:
         """Shut the engine down (also at interpreter exit)."""
         atexit.unregister(self.close)
@@ -176,43 +147,9 @@ class Engine:
         if llm is not None and self._loop.is_running():
             self._call(self._shutdown(llm), timeout=60)
             self._processes.stop()  # what vLLM's shutdown left running (a worker outliving its EngineCore)
-        if self._loop.is_running():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=5)
+        self._stop_loop()
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    # ----------------------------------------------------------------- inputs
-    def prepare(self, item, *, id: str | None = None, sample_rate: int | None = None,
-                long_audio: bool = False) -> PreparedAudio:
-        """Decode + validate one input without raising (errors go into ``PreparedAudio.error``).
-
-        ``long_audio``: accept inputs over the model's limit, up to ``max_long_audio_seconds`` (split at
-        pauses when decoded). Longer inputs are refused from their header, before decoding."""
-        name = id or default_id(item, 0)
-        # getattr: workbench.client.RemoteEngine borrows this method
-        limit = getattr(self, "max_long_audio_seconds", audio_lib.DEFAULT_MAX_LONG_AUDIO_SECONDS) if long_audio \
-            else self.max_audio_seconds
-        try:
-            samples = audio_lib.load_audio(item, sample_rate, name=name, max_seconds=limit, long_audio=long_audio)
-            audio_lib.check_duration(samples, max_seconds=None if long_audio else self.max_audio_seconds,
-                                     downsample_rate=self.downsample_rate, name=name)
-            return PreparedAudio(name, samples)
-        except audio_lib.AudioError as error:
-            return PreparedAudio(name, None, str(error))
-        except Exception as error:  # an unexpected decoder failure is still a per-item error
-            return PreparedAudio(name, None, f"{name}: cannot read audio ({type(error).__name__}: {error})")
-
-    def max_tokens_for(self, samples: np.ndarray, options: DecodingOptions) -> int:
-        """The official default: as many new tokens as speech frames (at least 1)."""
-        if options.max_tokens:
-            return options.max_tokens
-        return max(1, audio_lib.num_speech_tokens(len(samples), self.downsample_rate))
-
+    # ----------------------------------------------------------------- requests
     def sampling_params(self, samples: np.ndarray, options: DecodingOptions, *, history=(), **overrides):
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
@@ -243,15 +180,8 @@ class Engine:
                 "multi_modal_data": {"audio": (samples, audio_lib.SAMPLE_RATE)}}
 
     # ----------------------------------------------------------------- decoding (engine loop)
-    async def _generate(self, prepared: PreparedAudio, options: DecodingOptions) -> Transcript:
+    async def _transcribe(self, prepared: PreparedAudio, options: DecodingOptions) -> Transcript:
         result = Transcript(id=prepared.id, duration_s=prepared.duration_s)
-        if prepared.error:
-            result.error = prepared.error
-            return result
-        if prepared.duration_s > self.max_audio_seconds:  # only prepare(long_audio=True) lets these in
-            from workbench.long_audio import transcribe_long
-
-            return await transcribe_long(self, prepared, options)
         started = time.perf_counter()
         try:
             if options.beam_size > 1:
@@ -346,54 +276,6 @@ class Engine:
         """The finished token ids as text. Byte-level tokens that form no complete UTF-8 character (a stray
         byte token sampled, or a character cut by ``max_tokens``) are dropped, never shown as U+FFFD."""
         return self.tokenizer.decode(list(token_ids), skip_special_tokens=True).replace(UNDECODABLE, "")
-
-    # ----------------------------------------------------------------- public API
-    def transcribe(self, audio, options: DecodingOptions = GREEDY, *, id: str | None = None,
-                   sample_rate: int | None = None, long_audio: bool = False) -> Transcript:
-        """Transcribe one input; raises ``AudioError`` when it cannot be transcribed.
-
-        ``long_audio=True``: inputs over the model's limit are split at pauses (workbench.long_audio)."""
-        prepared = self.prepare(audio, id=id, sample_rate=sample_rate, long_audio=long_audio)
-        if prepared.error:
-            raise audio_lib.AudioError(prepared.error)
-        return self._call(self._generate(prepared, options))
-
-    async def transcribe_async(self, audio, options: DecodingOptions = GREEDY, *, id: str | None = None,
-                               sample_rate: int | None = None, long_audio: bool = False) -> Transcript:
-        """Awaitable from any event loop; errors come back in ``Transcript.error``."""
-        prepared = await asyncio.to_thread(self.prepare, audio, id=id, sample_rate=sample_rate,
-                                           long_audio=long_audio)
-        future = asyncio.run_coroutine_threadsafe(self._generate(prepared, options), self._loop)
-        return await asyncio.wrap_future(future)
-
-    def submit(self, prepared: PreparedAudio, options: DecodingOptions = GREEDY) -> Future:
-        """Queue one prepared input; returns a concurrent Future of its Transcript."""
-        return asyncio.run_coroutine_threadsafe(self._generate(prepared, options), self._loop)
-
-    def transcribe_many(self, items: Iterable, options: DecodingOptions = GREEDY, *,
-                        ids: Sequence[str] | None = None,
-                        on_result: Callable[[Transcript], None] | None = None,
-                        progress: bool = False, long_audio: bool = False) -> list[Transcript]:
-        """Submit everything at once (vLLM batches continuously); results in input order.
-
-        ``on_result`` is called as each utterance finishes (in completion order), so callers can
-        persist results before the batch ends.
-        """
-        from concurrent.futures import as_completed
-
-        from tqdm import tqdm
-
-        items = list(items)
-        ids = list(ids) if ids is not None else [default_id(x, i) for i, x in enumerate(items)]
-        futures = {self.submit(self.prepare(x, id=i, long_audio=long_audio), options): n
-                   for n, (x, i) in enumerate(zip(items, ids))}
-        results: list[Transcript | None] = [None] * len(items)
-        for future in tqdm(as_completed(futures), total=len(futures), disable=not progress, desc="transcribe"):
-            transcript = future.result()
-            results[futures[future]] = transcript
-            if on_result is not None:
-                on_result(transcript)
-        return results  # type: ignore[return-value]
 
     def describe(self) -> dict:
         """Model, engine and environment facts for manifests and the UI's health page."""

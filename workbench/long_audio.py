@@ -19,7 +19,7 @@ from functools import lru_cache
 import numpy as np
 
 from fireredasr_vllm.audio import SAMPLE_RATE
-from workbench.options import DecodingOptions, Segment, Transcript
+from workbench.options import DecodingOptions, PreparedAudio, Segment, Transcript
 
 
 @dataclass(frozen=True)
@@ -100,8 +100,6 @@ async def transcribe_long(engine, prepared, options: DecodingOptions,
 
     Runs on the engine's event loop; the VAD runs in a worker thread so other requests keep flowing.
     """
-    from workbench.engine import PreparedAudio
-
     started = time.perf_counter()
     split = split or SplitOptions(max_seconds=engine.max_audio_seconds)
     ranges = await asyncio.to_thread(split_at_pauses, prepared.samples, split)

@@ -1,9 +1,13 @@
-"""Engine and decoding options, and the per-utterance result record shared by every front end."""
+"""Engine and decoding options, and the per-utterance input and result records shared by every front end."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+
+from fireredasr_vllm.audio import SAMPLE_RATE
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,19 @@ class Segment:
     start_s: float
     end_s: float
     text: str
+
+
+@dataclass
+class PreparedAudio:
+    """Decoded, resampled and validated input (``samples`` None and ``error`` set when it cannot be used)."""
+
+    id: str
+    samples: np.ndarray | None
+    error: str | None = None
+
+    @property
+    def duration_s(self) -> float:
+        return 0.0 if self.samples is None else len(self.samples) / SAMPLE_RATE
 
 
 @dataclass
