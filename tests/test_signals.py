@@ -8,13 +8,13 @@ that the process and every engine process it started (EngineCore, workers) are g
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
+import pandas as pd
 import psutil
 import pytest
 
@@ -56,27 +56,42 @@ def terminate_and_check(process: subprocess.Popen, tmp_path: Path, signum=signal
     assert "Traceback" not in (tmp_path / "err.txt").read_text(encoding="utf-8")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def test_sigterm_to_the_app_stops_its_engine(tmp_path):
-    port = free_port()
-    process = start(["-m", "workbench", "--port", str(port), "--results-dir", str(tmp_path / "results")], tmp_path)
-
-    def page_served() -> bool:
-        try:
-            return urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).status == 200
-        except OSError:
-            return False
-
+def answers(url: str) -> bool:
     try:
-        wait_until(page_served, process, tmp_path, "page")
+        return urllib.request.urlopen(url, timeout=2).status == 200
+    except OSError:
+        return False
+
+
+def test_sigterm_to_the_app_stops_its_engine(free_port, tmp_path):
+    process = start(["-m", "workbench", "--port", str(free_port), "--results-dir", str(tmp_path / "results")],
+                    tmp_path)
+    try:
+        wait_until(lambda: answers(f"http://127.0.0.1:{free_port}/"), process, tmp_path, "page")
         terminate_and_check(process, tmp_path)
     finally:
         process.kill()
+
+
+def test_sigterm_to_the_server_stops_its_engine(free_port, tmp_path):
+    process = start(["-m", "fireredasr_vllm.serve", "--host", "127.0.0.1", "--port", str(free_port)], tmp_path)
+    try:
+        wait_until(lambda: answers(f"http://127.0.0.1:{free_port}/health"), process, tmp_path, "healthy server")
+        terminate_and_check(process, tmp_path, status=0)  # vLLM's server shuts down cleanly on SIGTERM
+    finally:
+        process.kill()
+
+
+def test_sigterm_to_a_sweep_stops_its_engine_and_keeps_finished_points(tmp_path):
+    out = tmp_path / "sweep"
+    process = start(["-m", "eval.sweep", "demo", "--limit", "10", "--grid", "decoding=greedy,beam3",
+                     "--mode", "online", "--concurrency", "1,2", "--output-dir", str(out)], tmp_path)
+    try:
+        wait_until(lambda: (out / "sweep.parquet").exists(), process, tmp_path, "finished point")
+        terminate_and_check(process, tmp_path)
+    finally:
+        process.kill()
+    assert len(pd.read_parquet(out / "sweep.parquet")) >= 1  # the points finished before the signal are kept
 
 
 @pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 128 + signal.SIGTERM), (signal.SIGINT, 130)],
