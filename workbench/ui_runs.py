@@ -204,5 +204,6 @@ def build_runs_tab(tab: gr.Tab, *, results_dir: Path) -> None:
     outputs = [summary, comparison, plots, details, manifest]
     for trigger in (tab.select, refresh.click):
         trigger(listing, None, [table, run_a, run_b])
-    run_a.change(open_run, run_a, outputs)
-    compare.click(compare_two, [run_a, run_b], outputs)
+    # one queue for both: a run picked just before "Compare" cannot overwrite the comparison afterwards
+    run_a.change(open_run, run_a, outputs, concurrency_limit=1, concurrency_id="runs-view")
+    compare.click(compare_two, [run_a, run_b], outputs, concurrency_limit=1, concurrency_id="runs-view")
