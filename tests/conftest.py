@@ -159,6 +159,14 @@ def server(engine, app_options) -> str:
     app.close()
 
 
+def pytest_collection_modifyitems(items):
+    """Modules that drive Chromium run last (in their own order): Playwright's sync API leaves its event loop
+    marked as running in this thread for the rest of the session, so code run after it (examples, the GPU
+    benchmark's client) could not call ``asyncio.run``."""
+    late = {item.module for item in items if "playwright_session" in item.fixturenames}
+    items.sort(key=lambda item: item.module in late)
+
+
 @pytest.fixture(scope="session")
 def playwright_session():
     from playwright.sync_api import sync_playwright
