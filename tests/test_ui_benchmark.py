@@ -32,8 +32,9 @@ def pick(page, dropdown: str, option: str) -> None:
     page.locator(f"#{dropdown}").get_by_role("option", name=option, exact=True).click()
 
 
-def fill_sweep(page, folder: str, decodings: list[str], in_flight: list[str], offline: bool) -> None:
-    page.locator("#benchmark-limit input").fill(str(LIMIT))
+def fill_sweep(page, folder: str, decodings: list[str], in_flight: list[str], offline: bool,
+               limit: int = LIMIT) -> None:
+    page.locator("#benchmark-limit input").fill(str(limit))
     tick(page, "benchmark-decodings", decodings)
     tick(page, "benchmark-in-flight", in_flight)
     if page.locator("#benchmark-offline input").is_checked() != offline:
@@ -81,7 +82,8 @@ def test_two_by_two_sweep_draws_figures_and_is_listed(page, app_results_dir, cap
 
 def test_stop_keeps_finished_points(page, app_results_dir):
     open_tab(page)
-    fill_sweep(page, "bench-stopped", ["greedy"], ["1", "2", "4", "8"], offline=True)
+    # all 30 clips: each point takes seconds, so Stop lands while points remain
+    fill_sweep(page, "bench-stopped", ["greedy"], ["1", "2", "4", "8"], offline=True, limit=30)
     page.locator("#benchmark-run").click()
     page.locator("#benchmark-status", has_text="1 of 5 points done").wait_for()
     page.locator("#benchmark-stop").click()
