@@ -133,7 +133,7 @@ class Engine(Facade):
         """On the engine loop, so its output handler stops cleanly; requests still running (an interrupted
         batch) are cancelled first, so none is left pending ("Task was destroyed but it is pending!")."""
         pending = [task for task in asyncio.all_tasks()
-                   if task.get_coro().__qualname__.startswith(f"{Engine.__name__}.")
+                   if task.get_coro().__qualname__.startswith((f"{Facade.__name__}.", f"{Engine.__name__}."))
                    and task is not asyncio.current_task()]
         for task in pending:
             task.cancel()
