@@ -39,7 +39,7 @@ CACHE_METRICS = ("vllm:mm_cache_queries", "vllm:mm_cache_hits", "vllm:prefix_cac
 def model_spec(name: str):
     """``tiny`` = the embedded model; ``bench`` = tiny LLM with a 6 x 256 Conformer (encoder cost
     visible); ``{"d_model": 1280, ...}`` = any TinySpec fields (random weights of that size)."""
-    from fireredasr_vllm.tiny import TinySpec
+    from testkit.tiny import TinySpec
 
     if name.startswith("{"):
         return TinySpec(**json.loads(name))
@@ -48,7 +48,7 @@ def model_spec(name: str):
 
 def official_dir(model: str) -> Path:
     """A generated checkpoint for a spec name / JSON, else the official release directory given."""
-    from fireredasr_vllm.tiny import tiny_model_dir
+    from testkit.tiny import tiny_model_dir
 
     return tiny_model_dir(model_spec(model)) if model in ("tiny", "bench") or model.startswith("{") else Path(model)
 
@@ -105,8 +105,8 @@ def cache_pass(engine, options, args) -> dict:
 
 def measure_vllm(model: str, args) -> tuple[dict, dict, dict]:
     """Build each engine (cache experiment), then alternate them over ``repeats`` fresh workloads."""
-    from workbench.engine import Engine
-    from workbench.options import DecodingOptions, EngineOptions
+    from fireredasr_engine.engine import Engine
+    from fireredasr_engine.options import DecodingOptions, EngineOptions
 
     options = DecodingOptions()
     engines, cache = {}, {}
@@ -131,7 +131,7 @@ def measure_vllm(model: str, args) -> tuple[dict, dict, dict]:
 
 
 def measure_official(model: str, clips, args) -> tuple[dict, list]:
-    from eval.official import OfficialModel
+    from fireredasr_engine.official import OfficialModel
 
     official = OfficialModel.load(official_dir(model), dtype=args.dtype, device=args.device)
     official.transcribe(workload(2, seed=10_000))  # warm-up

@@ -16,14 +16,14 @@ import sys
 from pathlib import Path
 
 from eval.metrics import score_corpus
-from eval.synth import DEMO_DIR, read_sentences
+from eval.bundled import DEMO_DIR, read_sentences
 
 
 def run(dtype: str = "float32", model: str = "trained", engine=None) -> dict:
     """Transcribe the bundled clips on a new engine (or on ``engine``, which then sets model and dtype)."""
     if engine is None:
-        from workbench.engine import Engine
-        from workbench.options import EngineOptions
+        from fireredasr_engine.engine import Engine
+        from fireredasr_engine.options import EngineOptions
 
         with Engine(model, EngineOptions(dtype=dtype)) as engine:
             return run(engine=engine)

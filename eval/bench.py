@@ -1,6 +1,6 @@
 """``python -m eval.run ... --bench``: this project's speed next to the official PyTorch code.
 
-Runs the official implementation (eval/official.py, batch size 1 as its README recommends) on the same
+Runs the official implementation (fireredasr_engine/official.py, batch size 1 as its README recommends) on the same
 clips and weights right after the vLLM run, and reports RTFx and utts/s side by side as a ratio.
 """
 
@@ -10,18 +10,19 @@ import json
 import time
 from pathlib import Path
 
+from eval.datasets import load_test_set
 from eval.records import Run, write_json_atomic
-from workbench.options import DecodingOptions
+from fireredasr_engine.official import OfficialModel
+from fireredasr_engine.options import DecodingOptions
+from fireredasr_vllm.audio import load_audio
+from fireredasr_vllm.convert import is_official_dir
+from fireredasr_vllm.resolve import named_model_dir
 
 
 def official_dir_for(model_dir: str | Path, spec: str) -> Path | None:
     """The official-layout directory behind a model spec (the converter records its source)."""
-    from fireredasr_vllm.convert import is_official_dir
-
-    if spec == "tiny":
-        from fireredasr_vllm.tiny import tiny_model_dir
-
-        return tiny_model_dir()
+    if (named := named_model_dir(spec)) is not None:
+        return named
     if is_official_dir(spec):
         return Path(spec)
     record = Path(model_dir) / "conversion.json"
@@ -33,9 +34,6 @@ def official_dir_for(model_dir: str | Path, spec: str) -> Path | None:
 
 def bench_against_official(run: Run, decoding: DecodingOptions, limit: int = 30) -> str:
     """Time the official code on (up to ``limit`` of) the run's clips; write bench.json; return a table."""
-    from eval.datasets import load_test_set
-    from eval.official import OfficialModel
-    from fireredasr_vllm.audio import load_audio
 
     official_dir = official_dir_for(run.manifest["model_dir"], run.manifest["model"])
     if official_dir is None:

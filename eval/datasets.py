@@ -31,7 +31,7 @@ from urllib.parse import quote
 import soundfile as sf
 
 from eval.normalize import CJK_CHAR
-from eval.synth import DEMO_PARQUET, HELDOUT_PARQUET
+from eval.bundled import DEMO_PARQUET, HELDOUT_PARQUET
 
 TEXT_COLUMNS = ("text", "sentence", "normalized_text", "transcript", "transcription")
 AUDIO_COLUMNS = ("audio", "audio_filepath", "file_name", "audio_path", "path", "wav", "file")

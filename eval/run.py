@@ -9,7 +9,7 @@
 Writes a run folder (eval/records.py): rows that survive a kill, utterances.parquet/csv, summary.json
 (CER/WER with N/S/D/I, RTFx, utts/s, tokens/s, latency percentiles) and manifest.json. Re-running into
 the same folder skips finished utterances. With ``--server`` the utterances go to the servers through
-their transcription route (workbench/client.py: retried on a dropped connection or a 5xx, each
+their transcription route (fireredasr_engine/client.py: retried on a dropped connection or a 5xx, each
 recorded once); the run folder is the same and the manifest names the servers and their models.
 """
 
@@ -33,10 +33,10 @@ from eval.metrics import score_utterance
 from eval.normalize import NormalizerOptions, normalize
 from eval.records import Run, RunWriter, load_run
 from fireredasr_vllm import DEFAULT_MODEL, MODEL_HELP
-from workbench.client import ServerError, check_supported
-from workbench.engine import Engine
-from workbench.options import DecodingOptions, EngineOptions, Transcript, parse_decoding
-from workbench.quiet import show_engine_log
+from fireredasr_engine.client import ServerError, check_supported
+from fireredasr_engine.engine import Engine
+from fireredasr_engine.options import DecodingOptions, EngineOptions, Transcript, parse_decoding
+from fireredasr_engine.quiet import show_engine_log
 
 DEFAULT_RESULTS = Path("results")
 

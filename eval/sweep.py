@@ -16,7 +16,7 @@ timed ``--repeats`` times (speed figures: the median pass; ``spread``: (max - mi
 times, warned about above 20 %); the configurations of each engine run in a seeded random order
 (``--order-seed``, recorded in sweep.json) so that slow drift of the machine does not favour one of them.
 Baselines add rows: ``builtin`` = vLLM's own FireRedASR2 model class on the same converted weights,
-``official`` = the official PyTorch code (eval/official.py) at batch 1 and its static batches.
+``official`` = the official PyTorch code (fireredasr_engine/official.py) at batch 1 and its static batches.
 
 DIR/sweep.parquet + sweep.csv     one row per system x engine config x decoding x mode x concurrency
 DIR/sweep_utterances.parquet      the hypotheses and latencies behind each row (every pass)
@@ -53,9 +53,9 @@ from eval.run import git_revision, percentiles
 from eval.sweep_report import SPREAD_WARNING, SWEEP_TABLE, markdown_table, results_table, write_report
 from fireredasr_vllm import DEFAULT_MODEL, MODEL_HELP
 from fireredasr_vllm.audio import SAMPLE_RATE, AudioError, load_audio
-from workbench.facade import run_in_thread
-from workbench.options import DecodingOptions, EngineOptions, Transcript, parse_decoding
-from workbench.quiet import show_engine_log
+from fireredasr_engine.facade import run_in_thread
+from fireredasr_engine.options import DecodingOptions, EngineOptions, Transcript, parse_decoding
+from fireredasr_engine.quiet import show_engine_log
 
 ENGINE_KEYS = tuple(f.name for f in fields(EngineOptions) if f.name != "extra")
 MODES = ("offline", "online")
@@ -142,7 +142,7 @@ class SweepConfig:
             raise ValueError("with --server the engine settings are the servers' own: sweep only decoding "
                              "and concurrency (no engine keys in --grid, no builtin baseline)")
         if self.server:
-            from workbench.client import check_supported  # beam search etc. refused before any pass
+            from fireredasr_engine.client import check_supported  # beam search etc. refused before any pass
 
             for decoding in self.decodings():
                 check_supported(decoding)
@@ -333,7 +333,7 @@ class VllmRunner:
         if self.reused:
             self.engine = shared
         else:
-            from workbench.engine import Engine
+            from fireredasr_engine.engine import Engine
 
             self.engine = Engine.connect(server) if server else Engine(model, options)
         # the engine's processes: those it started (or, for the caller's engine, every child)
@@ -377,7 +377,7 @@ class OfficialRunner:
 
     def __init__(self, model: str, dtype: str = "float32"):
         from eval.bench import official_dir_for
-        from eval.official import OfficialModel
+        from fireredasr_engine.official import OfficialModel
         from fireredasr_vllm.resolve import resolve_dtype, resolve_model
 
         dtype = resolve_dtype(dtype)
@@ -522,7 +522,7 @@ def load_clips(config: SweepConfig, allowed_dirs=None):
 
 def manifest_for(config: SweepConfig, data, clips, skipped) -> dict:
     from fireredasr_vllm.compat import installed_versions
-    from workbench.engine import device_name
+    from fireredasr_engine.engine import device_name
 
     return {"config": asdict(config), "test_set": {"name": data.name, "source": data.source,
                                                    "revision": data.revision, "metric": data.metric},

@@ -12,7 +12,7 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-from workbench.engine import Engine
+from fireredasr_engine.engine import Engine
 
 DEMO_CLIPS = sorted((Path(__file__).resolve().parents[1] / "eval" / "demo" / "clips").glob("*.flac"))
 

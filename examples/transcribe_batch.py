@@ -9,8 +9,8 @@ import argparse
 from contextlib import nullcontext
 from pathlib import Path
 
-from workbench.engine import Engine
-from workbench.options import parse_decoding
+from fireredasr_engine.engine import Engine
+from fireredasr_engine.options import parse_decoding
 
 DEMO_CLIPS = sorted((Path(__file__).resolve().parents[1] / "eval" / "demo" / "clips").glob("*.flac"))[:8]
 

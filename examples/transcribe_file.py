@@ -9,7 +9,7 @@ import argparse
 from contextlib import nullcontext
 from pathlib import Path
 
-from workbench.engine import Engine
+from fireredasr_engine.engine import Engine
 
 DEMO_CLIP = Path(__file__).resolve().parents[1] / "eval" / "demo" / "clips" / "demo_000.flac"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from fireredasr_vllm.audio import load_audio
-from workbench.engine import Engine
+from fireredasr_engine.engine import Engine
 
 DEMO_CLIP = Path(__file__).resolve().parents[1] / "eval" / "demo" / "clips" / "demo_000.flac"
 SAMPLE_RATE = 16000

@@ -1,7 +1,7 @@
 """FireRedASR-LLM for vLLM: an out-of-tree model plugin (entry point ``vllm.general_plugins``)."""
 
 ARCHITECTURE = "FireRedASRLLMForConditionalGeneration"
-DEFAULT_MODEL = "trained"  # the embedded tiny model trained on the bundled clips (models/tiny-trained)
+DEFAULT_MODEL = "trained"  # the embedded tiny model trained on the bundled clips (fireredasr_vllm/trained)
 MODEL_HELP = ("trained (default: embedded tiny model trained on the bundled clips) | tiny (random weights) | "
               "official release dir | converted dir | hub id")
 

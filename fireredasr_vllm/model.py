@@ -35,6 +35,7 @@ from vllm.multimodal.parse import MultiModalDataParser
 
 from fireredasr_vllm import audio as audio_lib
 from fireredasr_vllm.compat import frontend_processor_mixin, multimodal_items_as_list, multimodal_ints
+from fireredasr_vllm.encoder_graphs import EncoderGraphs
 from fireredasr_vllm.features import KaldiFbank
 
 DEFAULT_SPEECH_TOKEN = "<|AUDIO|>"
@@ -164,6 +165,12 @@ class FireRedASRLLMForConditionalGeneration(FireRedASR2ForConditionalGeneration)
     # No timestamp tokens: vLLM then answers verbose_json with a clear 400 (FireRedASR2 claims them).
     supports_segment_timestamp = False
 
+    def __init__(self, *, vllm_config, prefix: str = ""):
+        super().__init__(vllm_config=vllm_config, prefix=prefix)
+        self._encoder_graphs = EncoderGraphs(
+            lambda feats, frames: self.model.get_encoder_outputs(speech=feats, speech_lengths=frames),
+            enabled=not vllm_config.model_config.enforce_eager)
+
     @classmethod
     def validate_language(cls, language: str | None) -> str | None:
         return super(FireRedASR2ForConditionalGeneration, cls).validate_language(language or cls.default_language)
@@ -202,13 +209,14 @@ class FireRedASRLLMForConditionalGeneration(FireRedASR2ForConditionalGeneration)
             return []
         device = next(self.model.encoder_projector.parameters()).device
         samples = host_batch(clips, lengths, pin=device.type == "cuda").to(device, non_blocking=True)
-        frames = torch.tensor([audio_lib.num_frames(n) for n in lengths], dtype=torch.int32)
+        frame_counts = [audio_lib.num_frames(n) for n in lengths]
+        frames = torch.tensor(frame_counts, dtype=torch.int32)
         frames = frames.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else frames
         feats = self.fbank(device)(samples)
         padding = torch.arange(feats.shape[1], device=device)[None, :] >= frames[:, None]
         feats = feats.masked_fill_(padding[..., None], 0.0).to(self.dtype)
-        embeds = self.model.get_encoder_outputs(speech=feats, speech_lengths=frames)
-        return [embeds[row, :count] for row, count in enumerate(tokens)]
+        embeds = self._encoder_graphs(feats, frames, frame_counts)
+        return [embeds[row][:count] for row, count in enumerate(tokens)]
 
     def fbank(self, device: torch.device) -> KaldiFbank:
         """The fbank + CMVN constants on ``device`` (built on first use; the CMVN comes from the config)."""

@@ -1,7 +1,7 @@
 """Model specs -> a vLLM-loadable directory.
 
 A spec is ``trained`` (the default: the shipped tiny model trained on synthesized Mandarin,
-models/tiny-trained), ``tiny`` (the embedded random-weight model, for parity tests), an official release
+fireredasr_vllm/trained), ``tiny`` (the embedded random-weight model, for parity tests), an official release
 directory (converted once into the cache), a converted directory, or a Hugging Face hub id (downloaded,
 then converted).
 """
@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from filelock import FileLock
 
 from fireredasr_vllm import DEFAULT_MODEL
 from fireredasr_vllm.convert import check_official_dir, convert, is_converted_dir, is_official_dir
-from fireredasr_vllm.tiny import cache_root, tiny_model_dir
-from fireredasr_vllm.train_tiny import TRAINED_DIR
+
+TRAINED_DIR = Path(__file__).parent / "trained"  # the shipped ``trained`` model, official layout
+MODEL_BUILDERS = "fireredasr_vllm.models"  # entry-point group: name -> function returning an official dir
 
 
 LLM_DIR = "Qwen2-7B-Instruct"
@@ -26,6 +28,20 @@ LLM_REPO = "Qwen/Qwen2-7B-Instruct"  # FireRedASR-LLM-L's LLM, published separat
 
 class ModelNotFoundError(FileNotFoundError):
     """The spec names nothing usable; the message says what was tried and how to fix it."""
+
+
+def cache_root() -> Path:
+    """Where converted models, linked releases and built test models are kept."""
+    return Path(os.environ.get("FIREREDASR_VLLM_CACHE", Path.home() / ".cache" / "fireredasr_vllm"))
+
+
+def named_model_dir(name: str) -> Path | None:
+    """The official-layout directory a model name stands for: ``trained``, or one an installed package
+    registers under ``fireredasr_vllm.models`` (built on first use); None for other specs."""
+    if name == "trained":
+        return TRAINED_DIR
+    builders = {point.name: point for point in entry_points(group=MODEL_BUILDERS)}
+    return Path(builders[name].load()()) if name in builders else None
 
 
 def is_cpu() -> bool:
@@ -111,10 +127,8 @@ def download(repo_id: str) -> Path:
 def resolve_model(spec: str | os.PathLike = DEFAULT_MODEL, dtype: str = "auto") -> Path:
     """Return a converted directory for ``spec``."""
     spec, dtype = str(spec), resolve_dtype(dtype)
-    if spec == "tiny":
-        return ensure_converted(tiny_model_dir())
-    if spec == "trained":
-        return ensure_converted(TRAINED_DIR, dtype)
+    if (official := named_model_dir(spec)) is not None:
+        return ensure_converted(official, dtype if spec == "trained" else "float32")
     path = Path(spec).expanduser()
     if path.exists():
         if is_converted_dir(path):

@@ -68,7 +68,7 @@ def server_command(argv: list[str] | None = None, *, cpu: bool | None = None) ->
     env = dict(os.environ)
     if cpu:
         command.append("--no-enable-chunked-prefill")  # a split prefill rewinds a seeded request's generator,
-        # which a CPU one cannot: the engine dies (see workbench.engine.Engine.engine_args)
+        # which a CPU one cannot: the engine dies (see fireredasr_engine.engine.Engine.engine_args)
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
         workers = args.data_parallel_size * args.tensor_parallel_size
         if workers > 1:  # one CPU core (group) per worker, as vLLM's CPU backend expects

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from fireredasr_vllm.compat import installed_versions
 SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 OFFICIAL_SPEECH_TOKEN = "<speech>"  # added by the official LlmTokenizerWrapper
 CONVERT = "python -m fireredasr_vllm.convert OFFICIAL_DIR OUT_DIR"
+CHECK_CLIP = Path(__file__).parent / "data" / "check_clip.flac"  # a bundled Mandarin clip (demo_000)
 REDOWNLOAD = "download the release again (huggingface-cli download FireRedTeam/FireRedASR-LLM-L --local-dir DIR)"
 
 
@@ -128,11 +130,39 @@ def check_files(model_dir: Path) -> str:
                   f"point --model-dir at the release directory, or convert it: {CONVERT}")
 
 
-def expected_encoder_shapes(conf: dict) -> dict[str, tuple[int, ...]]:
-    from fireredasr_vllm.tiny import TinySpec, encoder_shapes
+def conformer_shapes(idim: int, n_layers_enc: int, n_head: int, d_model: int,
+                     kernel_size: int) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of the official Conformer encoder parameters (without ``pe``)."""
+    d, h, k = d_model, n_head, kernel_size
+    sub = ((idim - 1) // 2 - 1) // 2
+    shapes = {
+        "input_preprocessor.conv.0.weight": (32, 1, 3, 3), "input_preprocessor.conv.0.bias": (32,),
+        "input_preprocessor.conv.2.weight": (32, 32, 3, 3), "input_preprocessor.conv.2.bias": (32,),
+        "input_preprocessor.out.weight": (d, 32 * sub), "input_preprocessor.out.bias": (d,),
+    }
+    for i in range(n_layers_enc):
+        p = f"layer_stack.{i}."
+        for ffn in ("ffn1", "ffn2"):
+            shapes |= {f"{p}{ffn}.net.0.weight": (d,), f"{p}{ffn}.net.0.bias": (d,),
+                       f"{p}{ffn}.net.1.weight": (4 * d, d), f"{p}{ffn}.net.1.bias": (4 * d,),
+                       f"{p}{ffn}.net.4.weight": (d, 4 * d), f"{p}{ffn}.net.4.bias": (d,)}
+        for name in ("w_qs", "w_ks", "w_vs", "fc", "linear_pos"):
+            shapes[f"{p}mhsa.{name}.weight"] = (d, d)
+        for ln in ("layer_norm_q", "layer_norm_k", "layer_norm_v"):
+            shapes |= {f"{p}mhsa.{ln}.weight": (d,), f"{p}mhsa.{ln}.bias": (d,)}
+        shapes |= {f"{p}mhsa.pos_bias_u": (h, d // h), f"{p}mhsa.pos_bias_v": (h, d // h),
+                   f"{p}conv.pre_layer_norm.weight": (d,), f"{p}conv.pre_layer_norm.bias": (d,),
+                   f"{p}conv.pointwise_conv1.weight": (4 * d, d, 1),
+                   f"{p}conv.depthwise_conv.weight": (2 * d, 1, k),
+                   f"{p}conv.batch_norm.weight": (2 * d,), f"{p}conv.batch_norm.bias": (2 * d,),
+                   f"{p}conv.pointwise_conv2.weight": (d, 2 * d, 1),
+                   f"{p}layer_norm.weight": (d,), f"{p}layer_norm.bias": (d,)}
+    return shapes
 
+
+def expected_encoder_shapes(conf: dict) -> dict[str, tuple[int, ...]]:
     keys = ("idim", "n_layers_enc", "n_head", "d_model", "kernel_size")
-    return encoder_shapes(TinySpec(**{k: int(conf[k]) for k in keys}))
+    return conformer_shapes(**{k: int(conf[k]) for k in keys})
 
 
 def compare_shapes(actual: dict[str, tuple], expected: dict[str, tuple], what: str) -> None:
@@ -296,28 +326,43 @@ def check_tokenizer_config(model_dir: Path) -> str:
     return f"eos = <|im_end|> = {vocab['<|im_end|>']}, pad = <|endoftext|> = {vocab['<|endoftext|>']}"
 
 
-def check_engine(engine) -> Check:
-    """Transcribe a bundled clip with a running ``workbench.engine.Engine``."""
-    from eval.synth import DEMO_DIR
+def token_check(clip: Path, token_ids, finish_reason: str | None, seconds: float, what: str) -> Check:
+    """The engine check's verdict on one transcription of ``clip``."""
+    if not token_ids:
+        return Check("engine", False, f"{clip.name} gave no tokens (finish: {finish_reason})",
+                     "the model emits end-of-sequence at once: check the speech token and CMVN checks above")
+    return Check("engine", True, f"{clip.name}: {len(token_ids)} tokens in {seconds:.2f} s ({what})")
 
-    clip = sorted((DEMO_DIR / "clips").glob("*.flac"))[0]
+
+def check_engine(engine, clip: Path = CHECK_CLIP) -> Check:
+    """Transcribe ``clip`` with a running engine facade (anything with ``transcribe_many`` and ``describe``)."""
     result = engine.transcribe_many([clip])[0]
     if not result.ok:
         return Check("engine", False, f"transcribing {clip.name} failed: {result.error}",
                      "see docs/troubleshooting.md; rerun with --no-engine to check the files alone")
-    if not result.token_ids:
-        return Check("engine", False, f"{clip.name} gave no tokens (finish: {result.finish_reason})",
-                     "the model emits end-of-sequence at once: check the speech token and CMVN checks above")
-    return Check("engine", True, f"{clip.name}: {len(result.token_ids)} tokens in {result.latency_s:.2f} s "
-                                 f"({engine.describe()['architecture']})")
+    return token_check(clip, result.token_ids, result.finish_reason, result.latency_s,
+                       engine.describe()["architecture"])
 
 
-def start_engine_and_check(model_dir: Path) -> Check:
+def start_engine_and_check(model_dir: Path, clip: Path = CHECK_CLIP) -> Check:
+    """Load ``model_dir`` in vLLM's offline engine through this plugin and transcribe ``clip`` greedily."""
     try:
-        from workbench.engine import Engine
+        from vllm import LLM, SamplingParams  # lazy: vLLM's import is heavy and --no-engine never needs it
+        from vllm.platforms import current_platform
 
-        with Engine(model_dir) as engine:
-            return check_engine(engine)
+        from fireredasr_vllm.audio import SAMPLE_RATE, load_audio
+        from fireredasr_vllm.model import DEFAULT_SPEECH_TOKEN, build_prompt
+
+        config = json.loads((model_dir / "config.json").read_text())
+        cpu = current_platform.is_cpu()
+        llm = LLM(model=str(model_dir), dtype="float32" if cpu else "bfloat16", enforce_eager=cpu,
+                  max_model_len=2048, limit_mm_per_prompt={"audio": 1}, enable_chunked_prefill=not cpu)
+        prompt = build_prompt(config["fireredasr"].get("speech_token", DEFAULT_SPEECH_TOKEN))
+        started = time.perf_counter()
+        output = llm.generate({"prompt": prompt, "multi_modal_data": {"audio": (load_audio(clip), SAMPLE_RATE)}},
+                              SamplingParams(temperature=0.0, max_tokens=64), use_tqdm=False)[0].outputs[0]
+        return token_check(clip, output.token_ids, output.finish_reason, time.perf_counter() - started,
+                           config["architectures"][0])
     except Exception as error:
         return Check("engine", False, f"the engine did not start: {type(error).__name__}: {str(error)[:300]}",
                      "fix the failed checks above first; out of memory: see docs/troubleshooting.md section 3")

@@ -144,7 +144,7 @@ def main() -> None:
     finally:
         stop_server(server)
 
-    from workbench.engine import Engine
+    from fireredasr_engine.engine import Engine
 
     with Engine(args.model) as engine:
         rows.append(summarize("engine facade (transcribe_async)", *asyncio.run(facade_requests(engine, clips)),

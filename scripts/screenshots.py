@@ -17,12 +17,12 @@ import numpy as np
 import soundfile as sf
 
 from eval.run import evaluate
-from eval.synth import DEMO_DIR
+from eval.bundled import DEMO_DIR
 from fireredasr_vllm import DEFAULT_MODEL
 from fireredasr_vllm.audio import SAMPLE_RATE, load_audio
 from workbench.app import AppOptions, build_app, launch
-from workbench.engine import Engine
-from workbench.options import parse_decoding
+from fireredasr_engine.engine import Engine
+from fireredasr_engine.options import parse_decoding
 
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu"]
 VIEWPORT = {"width": 1400, "height": 1000}

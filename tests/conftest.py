@@ -29,7 +29,7 @@ APP_MAX_UPLOAD_MB = 1  # small, so the too-large-upload path is testable with a 
 
 @pytest.fixture(scope="session")
 def tiny_official_dir() -> Path:
-    from fireredasr_vllm.tiny import tiny_model_dir
+    from testkit.tiny import tiny_model_dir
 
     return tiny_model_dir()
 
@@ -45,7 +45,7 @@ def tiny_converted_dir(tiny_official_dir) -> Path:
 def engine():
     """The real vLLM engine (AsyncLLM behind the facade) on the default model, which really transcribes."""
     from fireredasr_vllm import DEFAULT_MODEL
-    from workbench.engine import Engine
+    from fireredasr_engine.engine import Engine
 
     with Engine(DEFAULT_MODEL) as shared:
         yield shared
@@ -54,7 +54,7 @@ def engine():
 @pytest.fixture(scope="session")
 def tiny_engine(tiny_converted_dir):
     """The real vLLM engine on the random tiny model: long, varied outputs that parity tests need."""
-    from workbench.engine import Engine
+    from fireredasr_engine.engine import Engine
 
     with Engine("tiny") as tiny:
         yield tiny
@@ -62,7 +62,7 @@ def tiny_engine(tiny_converted_dir):
 
 @pytest.fixture(scope="session")
 def demo_clips() -> list[Path]:
-    assert DEMO_CLIPS, "bundled clips missing: run python -m eval.synth"
+    assert DEMO_CLIPS, "bundled clips missing: run python -m testkit.synth"
     return DEMO_CLIPS
 
 
@@ -117,7 +117,7 @@ def bad_input_corpus(demo_clips, tmp_path_factory) -> dict[str, tuple[object, st
 @pytest.fixture(scope="session")
 def references() -> dict[str, str]:
     """Clip id -> the sentence it says."""
-    from eval.synth import read_sentences
+    from eval.bundled import read_sentences
 
     return dict(read_sentences(REPO / "eval" / "demo" / "sentences.txt"))
 

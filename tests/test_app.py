@@ -17,8 +17,8 @@ from eval.records import load_run
 from fireredasr_vllm.audio import SAMPLE_RATE, load_audio
 from eval.report import differing_utterances
 from eval.run import evaluate
-from workbench.engine import UNDECODABLE
-from workbench.options import Transcript, parse_decoding
+from fireredasr_engine.engine import UNDECODABLE
+from fireredasr_engine.options import Transcript, parse_decoding
 from workbench.ui_evaluate import set_choices
 from workbench.ui_transcribe import message
 

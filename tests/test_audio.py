@@ -177,7 +177,7 @@ def test_duration_limits():
 
 @pytest.fixture(scope="module")
 def official(tiny_official_dir):
-    from eval.official import OfficialModel
+    from fireredasr_engine.official import OfficialModel
 
     return OfficialModel.load(tiny_official_dir)
 

@@ -27,7 +27,7 @@ def converted_state(converted_dir) -> dict[str, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def official(tiny_official_dir):
-    from eval.official import OfficialModel
+    from fireredasr_engine.official import OfficialModel
 
     return OfficialModel.load(tiny_official_dir)
 

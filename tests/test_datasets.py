@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 
 from eval.datasets import DatasetRefused, DatasetUnavailable, list_test_sets, load_test_set
-from eval.synth import DEMO_DIR, read_sentences
+from eval.bundled import DEMO_DIR, read_sentences
 from fireredasr_vllm.audio import load_audio
 
 TEXTS = ["第一句话", "第二句话，有标点。", "Third 句子"]

@@ -2,7 +2,7 @@
 max_num_batched_tokens) rewinds a seeded request's generator, which a CPU generator cannot do; the facade
 keeps prefills whole on CPU so such a batch transcribes and the engine stays up."""
 
-from workbench.options import parse_decoding
+from fireredasr_engine.options import parse_decoding
 
 
 def test_seeded_sampling_over_one_step_of_prompts_keeps_engine_up_and_reproduces(engine, demo_clips):

@@ -14,7 +14,7 @@ import pytest
 from eval.records import read_rows
 from eval.report import compare_runs, differing_utterances, worst_utterances
 from eval.run import evaluate, format_summary, main
-from workbench.options import parse_decoding
+from fireredasr_engine.options import parse_decoding
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

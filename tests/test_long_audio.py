@@ -10,9 +10,9 @@ import webvtt
 from eval.records import load_run
 from eval.run import evaluate
 from fireredasr_vllm.audio import SAMPLE_RATE, AudioError, load_audio
-from workbench.long_audio import Piece, SplitOptions, join_texts, split_at_pauses, stitch
-from workbench.options import Segment, Transcript
-from workbench.subtitles import write_subtitles
+from fireredasr_engine.long_audio import Piece, SplitOptions, join_texts, split_at_pauses, stitch
+from fireredasr_engine.options import Segment, Transcript
+from fireredasr_engine.subtitles import write_subtitles
 
 GAP_S = 0.6
 

@@ -56,7 +56,7 @@ assert sorted(online["concurrency"]) == CONCURRENCY
 assert table["failed"].eq(0).all() and table["utts_per_s"].gt(0).all() and table["rtfx"].gt(0).all()
 """,
     "04_compare_runs": """
-assert "vllm" not in sys.modules and "workbench.engine" not in sys.modules  # no engine in this notebook
+assert "vllm" not in sys.modules and "fireredasr_engine.engine" not in sys.modules  # no engine in this notebook
 assert [run_a.name, run_b.name] == [RUN_A, RUN_B]
 """,
 }

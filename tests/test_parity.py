@@ -1,6 +1,6 @@
 """Parity: the same random weights through the official PyTorch code and through vLLM.
 
-The official side is ``eval.official.OfficialModel`` (fireredasr 0.0.2, batch 1 unless stated);
+The official side is ``fireredasr_engine.official.OfficialModel`` (fireredasr 0.0.2, batch 1 unless stated);
 the vLLM side is the shared ``tiny_engine`` fixture (this project's model class) and, for the last test,
 vLLM's built-in ``FireRedASR2ForConditionalGeneration`` on the same converted directory.
 Nothing expected is stored: every reference is computed here.
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from fireredasr_vllm import audio
-from workbench.options import DecodingOptions, EngineOptions
+from fireredasr_engine.options import DecodingOptions, EngineOptions
 
 BEAM_CLIPS = [0, 1, 5, 6]  # official HF beam search is slow on CPU; these mix EOS stops and length limits
 
@@ -26,7 +26,7 @@ def engine(tiny_engine):
 
 @pytest.fixture(scope="module")
 def official(tiny_official_dir):
-    from eval.official import OfficialModel
+    from fireredasr_engine.official import OfficialModel
 
     return OfficialModel.load(tiny_official_dir)
 
@@ -133,7 +133,7 @@ def test_batch_equals_one_by_one(engine, clips, official, official_greedy):
 
 @pytest.fixture(scope="module")
 def builtin_engine(tiny_converted_dir):
-    from workbench.engine import Engine
+    from fireredasr_engine.engine import Engine
 
     with Engine("tiny", EngineOptions(architecture="FireRedASR2ForConditionalGeneration")) as builtin:
         yield builtin

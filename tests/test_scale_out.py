@@ -1,5 +1,5 @@
 """Scaling out on vLLM's own parallelism: data-parallel engines, evaluation over several servers, and one
-server shared by the app and a notebook (the facade's client mode, workbench/client.py). The servers are
+server shared by the app and a notebook (the facade's client mode, fireredasr_engine/client.py). The servers are
 the session's (``asr_servers`` in conftest.py): server 0 is shared with test_serve; server 1 is killed last."""
 
 import os
@@ -24,9 +24,9 @@ from nbclient import NotebookClient
 from eval.records import load_run, read_rows
 from eval.run import evaluate, main
 from eval.sweep import SweepConfig, run_sweep
-from workbench.client import ServerError, UnsupportedDecoding
-from workbench.engine import Engine
-from workbench.options import DecodingOptions, parse_decoding
+from fireredasr_engine.client import ServerError, UnsupportedDecoding
+from fireredasr_engine.engine import Engine
+from fireredasr_engine.options import DecodingOptions, parse_decoding
 
 REPO = Path(__file__).resolve().parents[1]
 LIMIT = 12  # utterances of the bundled set per run

@@ -28,7 +28,7 @@ from gradio_client.exceptions import AppError
 from fireredasr_vllm.audio import DEFAULT_MAX_SECONDS, load_audio, num_speech_tokens
 from fireredasr_vllm.serve import SERVED_MODEL_NAME, PlainTextTranscription
 from workbench.app import AppOptions, build_app, exposure_warning, launch, parse_credentials
-from workbench.facade import run_in_thread
+from fireredasr_engine.facade import run_in_thread
 
 USER, PASSWORD = "team", "correct horse battery staple"
 BOMB_HOURS = 6

@@ -1,4 +1,4 @@
-"""workbench/subtitles.py: SRT and VTT that the reference parsers (``srt``, ``webvtt-py``) read back."""
+"""fireredasr_engine/subtitles.py: SRT and VTT that the reference parsers (``srt``, ``webvtt-py``) read back."""
 
 import datetime as dt
 
@@ -6,8 +6,8 @@ import pytest
 import srt
 import webvtt
 
-from workbench.options import Segment
-from workbench.subtitles import timestamp, to_srt, to_vtt, write_subtitles
+from fireredasr_engine.options import Segment
+from fireredasr_engine.subtitles import timestamp, to_srt, to_vtt, write_subtitles
 
 SEGMENTS = [Segment(0.0, 2.5, "你好 世界"), Segment(3.2, 3.2004, "短"), Segment(4.0, 5.0, "  "),
             Segment(3661.0015, 3725.999, "one\n\ntwo  three")]

@@ -16,7 +16,7 @@ import pytest
 from eval import plots, sweep, sweep_report
 from eval import report as eval_report
 from eval.metrics import score_corpus
-from workbench.options import EngineOptions
+from fireredasr_engine.options import EngineOptions
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -82,7 +82,7 @@ def test_sweep_on_the_shared_engine(engine, tmp_path, monkeypatch):
     def no_new_engine(*args, **kwargs):
         raise AssertionError("the sweep built an engine although the shared one matches")
 
-    monkeypatch.setattr("workbench.engine.Engine", no_new_engine)
+    monkeypatch.setattr("fireredasr_engine.engine.Engine", no_new_engine)
     config = sweep.SweepConfig(test_set="demo", model=engine.model_spec, limit=6,
                                grid={"decoding": ["greedy", "t0.7"]},
                                concurrency=[1, 4], output_dir=str(tmp_path))

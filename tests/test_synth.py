@@ -1,8 +1,8 @@
-"""eval.synth: the bundled sets are exactly what the synthesizer makes from their sentences."""
+"""testkit.synth: the bundled sets are exactly what the synthesizer makes from their sentences."""
 
 import pyarrow.parquet as pq
 
-from eval.synth import DEMO_DIR, DEMO_PARQUET, HELDOUT_PARQUET, build_set, heldout_sentences, read_sentences
+from testkit.synth import DEMO_DIR, DEMO_PARQUET, HELDOUT_PARQUET, build_set, heldout_sentences, read_sentences
 
 
 def audio_bytes(parquet) -> dict[str, bytes]:

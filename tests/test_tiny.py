@@ -1,4 +1,4 @@
-"""fireredasr_vllm.tiny: deterministic assets in the official layout, loadable by the official code."""
+"""testkit.tiny: deterministic assets in the official layout, loadable by the official code."""
 
 import argparse
 import hashlib
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from fireredasr_vllm.tiny import TinySpec, build_official_checkpoint
+from testkit.tiny import TinySpec, build_official_checkpoint
 
 ASSETS = ("model.pth.tar", "asr_encoder.pth.tar", "cmvn.ark", "Qwen2-7B-Instruct/model.safetensors",
           "Qwen2-7B-Instruct/config.json", "Qwen2-7B-Instruct/tokenizer.json",
@@ -52,7 +52,7 @@ def test_files_load_like_the_official_code(tiny_official_dir):
 
 @pytest.fixture(scope="module")
 def official(tiny_official_dir):
-    from eval.official import OfficialModel
+    from fireredasr_engine.official import OfficialModel
 
     return OfficialModel.load(tiny_official_dir)
 

@@ -1,4 +1,4 @@
-"""The shipped ``trained`` model (models/tiny-trained): its files are what TRAINING.json records, and it
+"""The shipped ``trained`` model (fireredasr_vllm/trained): its files are what TRAINING.json records, and it
 really transcribes the bundled demo set, through vLLM and through the official PyTorch code."""
 
 import json
@@ -7,7 +7,7 @@ import jiwer
 import pytest
 
 from fireredasr_vllm.convert import load_package
-from fireredasr_vllm.train_tiny import (
+from testkit.train_tiny import (
     CORPUS, HELDOUT, TRAINED_DIR, read_lines, sha256, shipped_files, text_hash,
     training_sentences,
 )
@@ -56,7 +56,7 @@ def test_vllm_transcribes_bundled_set(engine, demo_clips, references):
 
 
 def test_official_pytorch_transcribes_bundled_set(demo_clips, references):
-    from eval.official import OfficialModel
+    from fireredasr_engine.official import OfficialModel
     from fireredasr_vllm.audio import load_audio
 
     official = OfficialModel.load(TRAINED_DIR)

@@ -1,4 +1,4 @@
-"""workbench.transcribe: the official-style CLI, run in process on the shared engine."""
+"""fireredasr_engine.transcribe: the official-style CLI, run in process on the shared engine."""
 
 import json
 import shutil
@@ -10,7 +10,7 @@ import srt
 import webvtt
 
 from fireredasr_vllm.audio import load_audio
-from workbench.transcribe import build_parser, decoding_options, main
+from fireredasr_engine.transcribe import build_parser, decoding_options, main
 
 
 def one_line(text: str) -> str:

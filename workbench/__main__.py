@@ -8,11 +8,11 @@ from pathlib import Path
 
 from fireredasr_vllm import DEFAULT_MODEL, MODEL_HELP
 from workbench.app import AppOptions, build_app, exposure_warning, launch, parse_credentials
-from workbench.client import ServerError
-from workbench.engine import Engine
-from workbench.options import EngineOptions
-from workbench.quiet import show_engine_log
-from workbench.transcribe import CliError, open_engine
+from fireredasr_engine.client import ServerError
+from fireredasr_engine.engine import Engine
+from fireredasr_engine.options import EngineOptions
+from fireredasr_engine.quiet import show_engine_log
+from fireredasr_engine.transcribe import CliError, open_engine
 
 
 def parse_args(argv):

@@ -81,7 +81,7 @@ def exposure_warning(host: str, options: AppOptions) -> str | None:
 
 
 def build_app(engine, options: AppOptions = AppOptions()) -> gr.Blocks:
-    """The page; ``engine`` is a started ``workbench.engine.Engine`` (its long-audio limit is set here)."""
+    """The page; ``engine`` is a started ``fireredasr_engine.engine.Engine`` (its long-audio limit is set here)."""
     engine.max_long_audio_seconds = 60 * options.max_audio_minutes
     export_dir = Path(tempfile.mkdtemp(prefix="fireredasr-workbench-"))
     atexit.register(shutil.rmtree, export_dir, ignore_errors=True)

@@ -22,7 +22,7 @@ from eval import plots
 from eval.datasets import DatasetUnavailable
 from eval.sweep import SweepConfig, SweepFailed, engine_grid, results_table, run_sweep
 from workbench.ui_evaluate import set_choices
-from workbench.options import parse_decoding
+from fireredasr_engine.options import parse_decoding
 
 DECODING_CHOICES = ["greedy", "official", "beam3", "beam5", "t0.7", "t0.7-p0.9", "t1.0-p0.95"]
 IN_FLIGHT_CHOICES = [1, 2, 4, 8, 16, 32, 64, 128, 256]
@@ -35,7 +35,6 @@ FIGURES = {"latency_vs_throughput": lambda t: plots.latency_vs_throughput(t),
            "rtfx_vs_in_flight": plots.rtfx_vs_in_flight,
            "ttft_vs_throughput": lambda t: plots.latency_vs_throughput(t, latency="ttft_p50"),
            "cer_by_decoding": plots.cer_by_decoding}
-DONE = object()  # end of the sweep thread's updates
 
 
 def decoding_labels(picked: list[str], more: str) -> list[str]:
@@ -85,7 +84,7 @@ def folder_name(test_set: str, model: str, typed: str) -> str:
 
 def build_benchmark_tab(engine, *, results_dir: Path, data_dirs: tuple[Path, ...] = ()) -> None:
     """Render inside the current tab; sweeps run one at a time on ``engine``."""
-    stop = threading.Event()
+    runs: dict[str, threading.Event] = {}  # browser session -> the stop of its running sweep
     gr.Markdown("Latency and throughput of decoding configs × requests in flight on this page's engine "
                 "(`eval.sweep`). Each point is timed on the whole selection after a full-batch warm-up, "
                 "repeated (the median is shown; a spread above 20 % is flagged). Other people using the page "
@@ -148,57 +147,76 @@ def build_benchmark_tab(engine, *, results_dir: Path, data_dirs: tuple[Path, ...
         return sweep_command(set_name, engine.model_spec, count, labels, clients, values[5], int(values[6]), seqs,
                              batched, Path("results") / out_dir.name)
 
-    def run(*values, progress=gr.Progress()):
+    # every form field named (not *values): Gradio passes the request and the progress only to positional
+    # parameters
+    def run(set_name, count, picked, typed, clients, all_at_once, passes, seqs, batched, typed_name,
+            request: gr.Request, progress=gr.Progress()):
         try:
-            set_name, count, labels, clients, out_dir, (seqs, batched) = inputs_of(*values)
+            set_name, count, labels, clients, out_dir, (seqs, batched) = inputs_of(
+                set_name, count, picked, typed, clients, all_at_once, passes, seqs, batched, typed_name)
             if seqs or batched:
                 raise ValueError("Engine settings need new engines, which this page does not start: clear them "
                                  "and run here, or run the command under 'Engine settings' in a terminal.")
             config = SweepConfig(test_set=set_name, model=engine.model_spec, limit=count,
                                  grid={"decoding": labels, **engine_grid(engine.options)},
-                                 concurrency=clients or [1], repeats=int(values[6]),
-                                 modes=(["offline"] if values[5] else []) + (["online"] if clients else []),
+                                 concurrency=clients or [1], repeats=int(passes),
+                                 modes=(["offline"] if all_at_once else []) + (["online"] if clients else []),
                                  output_dir=str(out_dir))
         except ValueError as error:
             raise gr.Error(str(error)) from None
         if out_dir.exists():
             raise gr.Error(f"{out_dir.name} already exists under {results_dir}: type another folder name.")
-        stop.clear()
+        stop, shown = threading.Event(), threading.Semaphore(0)
         updates = queue.Queue()
+
+        def on_pass(*update):
+            """Hand the page the pass just measured and wait until it was sent (figures drawn): the status
+            is never behind the sweep, so Stop acts on the points shown, and no drawing overlaps a timed pass."""
+            updates.put(update)
+            shown.acquire()
 
         def measure():
             try:
-                run_sweep(config, engine=engine, progress=False, new_engines=False, stop=stop,
-                          allowed_dirs=data_dirs, on_pass=lambda *update: updates.put(update))
-                updates.put(DONE)
+                table = run_sweep(config, engine=engine, progress=False, new_engines=False, stop=stop,
+                                  allowed_dirs=data_dirs, on_pass=on_pass)
+                updates.put(len(table))  # the end: how many points were kept
             except (DatasetUnavailable, OSError, ValueError, SweepFailed) as error:
                 updates.put(error)
 
         progress(0, desc=f"loading {set_name} and warming up")
+        runs[request.session_hash] = stop
         threading.Thread(target=measure, daemon=True).start()
-        shown, ended = -1, False
+        shown_points, points, ended = -1, None, False
         try:
-            while (update := updates.get()) is not DONE:
+            while not isinstance(update := updates.get(), int):
                 if isinstance(update, Exception):
                     raise gr.Error(str(update))
                 done, total, finished, label = update
                 progress((done, total), desc=label, unit="passes")
                 points = total // config.repeats
                 head = f"**{len(finished)} of {points} points done** · pass {done} of {total} ({label})"
-                if len(finished) in (shown, 0):
+                if len(finished) in (shown_points, 0):
                     yield head, str(out_dir), gr.skip(), *(gr.skip() for _ in FIGURES)
-                    continue
-                shown = len(finished)
-                yield (head, str(out_dir), results_table(finished).round(3),
-                       *(draw(finished) for draw in FIGURES.values()))
+                else:
+                    shown_points = len(finished)
+                    yield (head, str(out_dir), results_table(finished).round(3),
+                           *(draw(finished) for draw in FIGURES.values()))
+                shown.release()
             ended = True
         finally:
+            runs.pop(request.session_hash, None)
             if not ended:  # the page went away (or the sweep failed): stop after the pass in progress
                 stop.set()
-        outcome = "stopped: the finished points are kept" if stop.is_set() else "finished"
+                shown.release()
+        outcome = "stopped: the finished points are kept" if stop.is_set() and update != points else "finished"
         report = out_dir / "report.md"
         yield (f"**{outcome}** · `{report}` · open it in the Runs tab, or "
                f"`python -m eval.report {out_dir}`", str(out_dir), gr.skip(), *(gr.skip() for _ in FIGURES))
+
+    def stop_run(request: gr.Request):
+        """Stop this page's sweep (not another user's) after the pass in progress."""
+        if (stop := runs.get(request.session_hash)) is not None:
+            stop.set()
 
     form = [test_set, limit, decodings, more, in_flight, offline, repeats, max_num_seqs, max_batched, name]
     command.value = show_command(*(component.value for component in form))
@@ -206,4 +224,4 @@ def build_benchmark_tab(engine, *, results_dir: Path, data_dirs: tuple[Path, ...
         component.change(show_command, form, command, queue=False)
     run_button.click(run, form, [status, folder, table, *figures], concurrency_limit=1,
                      concurrency_id="benchmark")
-    stop_button.click(stop.set, None, None, queue=False)
+    stop_button.click(stop_run, None, None, queue=False)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from workbench.options import DecodingOptions, parse_decoding
+from fireredasr_engine.options import DecodingOptions, parse_decoding
 
 PRESET_NAMES = ("greedy", "official", "beam3", "t0.7", "t0.7-p0.9")
 CUSTOM = "custom"

@@ -22,8 +22,8 @@ import pandas as pd
 import soundfile as sf
 
 from fireredasr_vllm.audio import UNKNOWN_FRAMES
-from workbench.options import DecodingOptions, Transcript
-from workbench.subtitles import FORMATS, write_subtitles
+from fireredasr_engine.options import DecodingOptions, Transcript
+from fireredasr_engine.subtitles import FORMATS, write_subtitles
 from workbench.ui_decoding import ControlError, decoding_controls, decoding_options
 
 COLUMNS = ["file", "transcript", "duration_s", "latency_s", "rtf", "tokens", "message"]
@@ -44,14 +44,14 @@ log = logging.getLogger(__name__)
 
 
 def long_audio_available(engine) -> bool:
-    """True once workbench/long_audio.py exists and the facade takes ``long_audio=``."""
-    return (importlib.util.find_spec("workbench.long_audio") is not None
+    """True once fireredasr_engine/long_audio.py exists and the facade takes ``long_audio=``."""
+    return (importlib.util.find_spec("fireredasr_engine.long_audio") is not None
             and "long_audio" in inspect.signature(engine.transcribe_async).parameters)
 
 
 def example_clips(count: int = EXAMPLE_CLIPS) -> list[list[list[str]]]:
     """The first bundled demo clips, one example each (the files input takes a list of paths)."""
-    from eval.synth import DEMO_DIR
+    from eval.bundled import DEMO_DIR
 
     return [[[str(path)]] for path in sorted((DEMO_DIR / "clips").glob("*.flac"))[:count]]
 

@@ -1,6 +1,6 @@
 """What every engine front shares: inputs, the private event loop, and the public transcription API.
 
-``workbench.engine.Engine`` (an in-process vLLM ``AsyncLLM``) and ``workbench.client.RemoteEngine``
+``fireredasr_engine.engine.Engine`` (an in-process vLLM ``AsyncLLM``) and ``fireredasr_engine.client.RemoteEngine``
 (running ``fireredasr-serve`` servers) both build on ``Facade``; each supplies ``_transcribe`` (one
 prepared clip within the model's limit) and ``_shutdown``, and may refuse decodings in ``check_supported``.
 The loop runs in a background thread, so the sync methods work anywhere and the async ones from any
@@ -19,8 +19,8 @@ import numpy as np
 from tqdm import tqdm
 
 from fireredasr_vllm import audio as audio_lib
-from workbench.long_audio import transcribe_long
-from workbench.options import DecodingOptions, PreparedAudio, Transcript
+from fireredasr_engine.long_audio import transcribe_long
+from fireredasr_engine.options import DecodingOptions, PreparedAudio, Transcript
 
 GREEDY = DecodingOptions()
 
@@ -125,7 +125,7 @@ class Facade:
                    sample_rate: int | None = None, long_audio: bool = False) -> Transcript:
         """Transcribe one input; raises ``AudioError`` when it cannot be transcribed.
 
-        ``long_audio=True``: inputs over the model's limit are split at pauses (workbench.long_audio)."""
+        ``long_audio=True``: inputs over the model's limit are split at pauses (fireredasr_engine.long_audio)."""
         self.check_supported(options)
         prepared = self.prepare(audio, id=id, sample_rate=sample_rate, long_audio=long_audio)
         if prepared.error:

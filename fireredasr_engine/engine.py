@@ -31,10 +31,10 @@ from fireredasr_vllm.model import DEFAULT_SPEECH_TOKEN, build_prompt
 from fireredasr_vllm.penalty import HISTORY_KEY, PENALTY_KEY, PROCESSOR_FQCN
 from fireredasr_vllm.resolve import is_cpu, resolve_dtype, resolve_model
 from fireredasr_vllm.serve import cpu_thread_binding
-from workbench.client import RemoteEngine
-from workbench.facade import GREEDY, Facade, default_id  # noqa: F401  (default_id: re-exported)
-from workbench.options import DecodingOptions, EngineOptions, PreparedAudio, Segment, Transcript
-from workbench.processes import StartedProcesses, exit_on_sigterm, script_not_rerun
+from fireredasr_engine.client import RemoteEngine
+from fireredasr_engine.facade import GREEDY, Facade, default_id  # noqa: F401  (default_id: re-exported)
+from fireredasr_engine.options import DecodingOptions, EngineOptions, PreparedAudio, Segment, Transcript
+from fireredasr_engine.processes import StartedProcesses, exit_on_sigterm, script_not_rerun
 
 UNDECODABLE = "\ufffd"  # what the tokenizer puts for bytes that are no UTF-8 character
 THREADS_BIND = "VLLM_CPU_OMP_THREADS_BIND"
@@ -77,7 +77,7 @@ class Engine(Facade):
     @staticmethod
     def connect(urls, **kwargs):
         """Client mode: the same methods over running ``fireredasr-serve`` servers, one URL or several
-        (``"http://a:8000,http://b:8000"``); see workbench/client.py for what differs."""
+        (``"http://a:8000,http://b:8000"``); see fireredasr_engine/client.py for what differs."""
         return RemoteEngine(urls, **kwargs)
 
     # ----------------------------------------------------------------- engine lifecycle

@@ -33,8 +33,8 @@ import soundfile as sf
 
 from fireredasr_vllm import audio as audio_lib
 from fireredasr_vllm.compat import installed_versions
-from workbench.facade import Facade
-from workbench.options import DecodingOptions, EngineOptions, PreparedAudio, Segment, Transcript
+from fireredasr_engine.facade import Facade
+from fireredasr_engine.options import DecodingOptions, EngineOptions, PreparedAudio, Segment, Transcript
 
 TRANSCRIPTIONS = "/v1/audio/transcriptions"
 MAX_IN_FLIGHT = 32  # requests per server at once

@@ -1,6 +1,6 @@
 """Train the embedded ``trained`` model: a tiny FireRedASR-LLM that really transcribes synthesized Mandarin.
 
-    python -m fireredasr_vllm.train_tiny --out models/tiny-trained
+    python -m testkit.train_tiny --out fireredasr_vllm/trained
 
 CPU only, one thread, deterministic (fixed seeds and data order; same bytes on every run), ~7 minutes:
 
@@ -40,13 +40,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fireredasr_vllm.tiny import INSTRUCTION, TinySpec, build_official_checkpoint, train_tokenizer
+from eval.bundled import DEMO_CLIPS, DEMO_DIR, read_sentences
+from fireredasr_engine.official import OfficialModel
+from fireredasr_vllm.audio import load_audio
+from fireredasr_vllm.convert import load_package
+from fireredasr_vllm.resolve import TRAINED_DIR
+from testkit.synth import synthesize
+from testkit.tiny import INSTRUCTION, TinySpec, build_official_checkpoint, train_tokenizer
 
-REPO = Path(__file__).resolve().parents[1]
-CORPUS = REPO / "eval" / "demo" / "corpus.txt"
-DEMO_SENTENCES = REPO / "eval" / "demo" / "sentences.txt"
-DEMO_CLIPS = REPO / "eval" / "demo" / "clips"
-TRAINED_DIR = REPO / "models" / "tiny-trained"
+CORPUS = DEMO_DIR / "corpus.txt"
+DEMO_SENTENCES = DEMO_DIR / "sentences.txt"
 HELDOUT = "heldout.txt"  # held-out sentences (never trained on), shipped with the model
 SHIPPED = ("model.pth.tar", "asr_encoder.pth.tar", "cmvn.ark", "Qwen2-7B-Instruct", HELDOUT)
 POSITIONAL_TABLE = "encoder.positional_encoding.pe"
@@ -95,7 +98,6 @@ def read_lines(path: Path) -> list[str]:
 
 def training_sentences() -> list[str]:
     """The bundled demo sentences (must be learned) followed by the corpus, without duplicates."""
-    from eval.synth import read_sentences
 
     demo = [text for _, text in read_sentences(DEMO_SENTENCES)]
     return list(dict.fromkeys(demo + read_lines(CORPUS)))
@@ -117,7 +119,6 @@ def voices(recipe: Recipe, count: int) -> list[list[dict]]:
 
 def speak(text: str, voice: dict, seed: int) -> np.ndarray:
     """int16 samples of ``text`` in ``voice``, with white noise at ``snr_db`` when given."""
-    from eval.synth import synthesize
 
     samples = synthesize(text, speed=voice["speed"], pitch=voice["pitch"], tempo=voice["tempo"])
     if voice["snr_db"] is None:
@@ -175,7 +176,6 @@ def save_tokenizer(tokenizer, llm_dir: Path) -> None:
 
 def build_start(work: Path, sentences: list[str], clips: list[Clip], recipe: Recipe) -> TinySpec:
     """Random official-layout checkpoint with our tokenizer, CMVN and ``freeze_encoder=1``."""
-    from fireredasr_vllm.convert import load_package
 
     tokenizer = char_tokenizer(sentences)
     # the builder trains a small tokenizer of its own (replaced below); the LLM is sized for ours
@@ -350,8 +350,6 @@ def score(official, items: list[tuple[str, np.ndarray]]) -> dict:
 
 
 def bundled_clips() -> list[tuple[str, np.ndarray]]:
-    from eval.synth import read_sentences
-    from fireredasr_vllm.audio import load_audio
 
     return [(text, load_audio(DEMO_CLIPS / f"{utt_id}.flac")) for utt_id, text in read_sentences(DEMO_SENTENCES)]
 
@@ -359,7 +357,6 @@ def bundled_clips() -> list[tuple[str, np.ndarray]]:
 def save_release(model, out_dir: Path) -> None:
     """``model.pth.tar`` with the released keys: encoder.*, encoder_projector.*, LoRA A/B. The constant
     positional table (5 MB) is left out: the official model and vLLM both rebuild it."""
-    from fireredasr_vllm.convert import load_package
 
     package = load_package(out_dir / "model.pth.tar", mmap=False)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()
@@ -398,7 +395,6 @@ def install(work: Path, out_dir: Path) -> None:
 
 def train(out_dir: Path, recipe: Recipe = Recipe(), log=print) -> dict:
     """Run the whole recipe; write the official layout + TRAINING.json into ``out_dir``."""
-    from eval.official import OfficialModel
 
     started, cpu_started = time.time(), time.process_time()
     torch.manual_seed(recipe.seed)
@@ -433,7 +429,7 @@ def train(out_dir: Path, recipe: Recipe = Recipe(), log=print) -> dict:
         log(f"CER: bundled clips (trained on) {results['train_bundled']['cer']:.2%}, "
             f"held-out sentences {results['heldout']['cer']:.2%}")
         record = {
-            "command": "python -m fireredasr_vllm.train_tiny",
+            "command": "python -m testkit.train_tiny",
             "recipe": json.loads(json.dumps(dataclasses.asdict(recipe) | {"spec": dataclasses.asdict(spec)})),
             "seeds": {"recipe": recipe.seed, "tiny_spec": spec.seed},
             "torch": torch.__version__,

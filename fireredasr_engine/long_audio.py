@@ -19,7 +19,7 @@ from functools import lru_cache
 import numpy as np
 
 from fireredasr_vllm.audio import SAMPLE_RATE
-from workbench.options import DecodingOptions, PreparedAudio, Segment, Transcript
+from fireredasr_engine.options import DecodingOptions, PreparedAudio, Segment, Transcript
 
 
 @dataclass(frozen=True)

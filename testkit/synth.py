@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-SAMPLE_RATE = 16000
-DEMO_DIR = Path(__file__).parent / "demo"
-DEMO_PARQUET = DEMO_DIR / "data" / "test-00000-of-00001.parquet"
-HELDOUT_PARQUET = DEMO_DIR / "heldout" / "test-00000-of-00001.parquet"
-HELDOUT_TEXT = Path(__file__).resolve().parents[1] / "models" / "tiny-trained" / "heldout.txt"
+from eval.bundled import DEMO_DIR, DEMO_PARQUET, HELDOUT_PARQUET, read_sentences
+from fireredasr_vllm.audio import SAMPLE_RATE
+from fireredasr_vllm.resolve import TRAINED_DIR
+
+HELDOUT_TEXT = TRAINED_DIR / "heldout.txt"
 
 
 def require_tools() -> None:
@@ -52,16 +52,6 @@ def flac_bytes(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
     buf = io.BytesIO()
     sf.write(buf, samples, sample_rate, format="FLAC", subtype="PCM_16")
     return buf.getvalue()
-
-
-def read_sentences(path: Path) -> list[tuple[str, str]]:
-    """``id<TAB>text`` lines."""
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            utt_id, text = line.split("\t", 1)
-            rows.append((utt_id, text.strip()))
-    return rows
 
 
 def write_parquet(rows: list[dict], path: Path) -> None:

@@ -1,7 +1,7 @@
 """Transcribe files the way the official ``speech2text.py`` does, through vLLM.
 
     fireredasr-transcribe --model-dir DIR --wav_scp wav.scp --output hyp.txt
-    python -m workbench.transcribe --model-dir DIR a.wav b.flac wavs/ --beam_size 3 --repetition_penalty 3.0
+    python -m fireredasr_engine.transcribe --model-dir DIR a.wav b.flac wavs/ --beam_size 3 --repetition_penalty 3.0
 
 Inputs (``--wav_path``, ``--wav_paths``, ``--wav_dir``, ``--wav_scp`` or plain arguments), decoding
 options and the ``uttid<TAB>text`` output follow the official CLI; docs/migration.md maps them option
@@ -22,10 +22,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench.options import DecodingOptions, EngineOptions, Transcript
-from workbench.quiet import show_engine_log
-from workbench.subtitles import FORMATS as SUBTITLE_FORMATS
-from workbench.subtitles import write_subtitles
+from fireredasr_engine.options import DecodingOptions, EngineOptions, Transcript
+from fireredasr_engine.quiet import show_engine_log
+from fireredasr_engine.subtitles import FORMATS as SUBTITLE_FORMATS
+from fireredasr_engine.subtitles import write_subtitles
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a")
 OUTPUT_FORMATS = ("txt", "jsonl", *SUBTITLE_FORMATS)
@@ -159,7 +159,7 @@ def open_engine(args):
     verify = VERIFY.format(model_dir=args.model_dir)
     try:
         from fireredasr_vllm.convert import ConversionError
-        from workbench.engine import Engine
+        from fireredasr_engine.engine import Engine
     except ImportError as error:
         raise CliError(f"cannot import the engine ({error}). Install vLLM with the project: "
                        "pip install -e '.[cpu]' (CPU) or pip install -e '.[cuda]' (GPU), or run make setup; "
@@ -314,7 +314,7 @@ def notices(args) -> list[str]:
 
 
 def main(argv: list[str] | None = None, engine=None) -> int:
-    """Run the CLI; pass ``engine`` to reuse an already built ``workbench.engine.Engine``."""
+    """Run the CLI; pass ``engine`` to reuse an already built ``fireredasr_engine.engine.Engine``."""
     args = build_parser().parse_args(argv)
     show_engine_log(args.verbose)
     err = sys.stderr

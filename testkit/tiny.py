@@ -27,6 +27,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from eval.bundled import DEMO_DIR, read_sentences
+from fireredasr_vllm.audio import fbank
+from fireredasr_vllm.resolve import cache_root
+from fireredasr_vllm.verify import conformer_shapes
+
 LORA_TARGETS = {
     "self_attn": ("q_proj", "k_proj", "v_proj", "o_proj"),
     "mlp": ("gate_proj", "up_proj", "down_proj"),
@@ -84,31 +89,7 @@ def relative_positional_table(d_model: int, max_len: int) -> torch.Tensor:
 
 def encoder_shapes(spec: TinySpec) -> dict[str, tuple[int, ...]]:
     """Names and shapes of the official Conformer encoder parameters (without ``pe``)."""
-    d, h, k = spec.d_model, spec.n_head, spec.kernel_size
-    sub = ((spec.idim - 1) // 2 - 1) // 2
-    shapes = {
-        "input_preprocessor.conv.0.weight": (32, 1, 3, 3), "input_preprocessor.conv.0.bias": (32,),
-        "input_preprocessor.conv.2.weight": (32, 32, 3, 3), "input_preprocessor.conv.2.bias": (32,),
-        "input_preprocessor.out.weight": (d, 32 * sub), "input_preprocessor.out.bias": (d,),
-    }
-    for i in range(spec.n_layers_enc):
-        p = f"layer_stack.{i}."
-        for ffn in ("ffn1", "ffn2"):
-            shapes |= {f"{p}{ffn}.net.0.weight": (d,), f"{p}{ffn}.net.0.bias": (d,),
-                       f"{p}{ffn}.net.1.weight": (4 * d, d), f"{p}{ffn}.net.1.bias": (4 * d,),
-                       f"{p}{ffn}.net.4.weight": (d, 4 * d), f"{p}{ffn}.net.4.bias": (d,)}
-        for name in ("w_qs", "w_ks", "w_vs", "fc", "linear_pos"):
-            shapes[f"{p}mhsa.{name}.weight"] = (d, d)
-        for ln in ("layer_norm_q", "layer_norm_k", "layer_norm_v"):
-            shapes |= {f"{p}mhsa.{ln}.weight": (d,), f"{p}mhsa.{ln}.bias": (d,)}
-        shapes |= {f"{p}mhsa.pos_bias_u": (h, d // h), f"{p}mhsa.pos_bias_v": (h, d // h),
-                   f"{p}conv.pre_layer_norm.weight": (d,), f"{p}conv.pre_layer_norm.bias": (d,),
-                   f"{p}conv.pointwise_conv1.weight": (4 * d, d, 1),
-                   f"{p}conv.depthwise_conv.weight": (2 * d, 1, k),
-                   f"{p}conv.batch_norm.weight": (2 * d,), f"{p}conv.batch_norm.bias": (2 * d,),
-                   f"{p}conv.pointwise_conv2.weight": (d, 2 * d, 1),
-                   f"{p}layer_norm.weight": (d,), f"{p}layer_norm.bias": (d,)}
-    return shapes
+    return conformer_shapes(spec.idim, spec.n_layers_enc, spec.n_head, spec.d_model, spec.kernel_size)
 
 
 def random_tensor(name: str, shape: tuple[int, ...], gen: torch.Generator, std: float) -> torch.Tensor:
@@ -176,7 +157,6 @@ def train_tokenizer(corpus: list[str], vocab_size: int):
 
 def tokenizer_corpus() -> list[str]:
     """Text the tiny tokenizer is trained on: the bundled sentences, the instruction, some English."""
-    from eval.synth import DEMO_DIR, read_sentences
 
     lines = [text for _, text in read_sentences(DEMO_DIR / "sentences.txt")]
     extra = Path(DEMO_DIR / "corpus.txt")
@@ -235,12 +215,10 @@ def demo_fbank() -> np.ndarray:
     """Raw (pre-CMVN) fbank frames of the bundled clips, the statistics of the tiny ``cmvn.ark``."""
     import soundfile as sf
 
-    from eval.synth import DEMO_DIR
-    from fireredasr_vllm.audio import fbank
 
     clips = sorted((DEMO_DIR / "clips").glob("*.flac"))
     if not clips:
-        raise FileNotFoundError(f"no bundled clips in {DEMO_DIR / 'clips'}; run python -m eval.synth")
+        raise FileNotFoundError(f"no bundled clips in {DEMO_DIR / 'clips'}; run python -m testkit.synth")
     return np.concatenate([fbank(sf.read(c, dtype="int16")[0]) for c in clips])
 
 
@@ -267,10 +245,6 @@ def build_official_checkpoint(spec: TinySpec, out_dir: Path, cmvn_feats: np.ndar
     feats = cmvn_feats if cmvn_feats is not None else demo_fbank()
     write_cmvn(out_dir / "cmvn.ark", feats)
     return out_dir
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("FIREREDASR_VLLM_CACHE", Path.home() / ".cache" / "fireredasr_vllm"))
 
 
 def tiny_model_dir(spec: TinySpec = TinySpec()) -> Path:

@@ -1,0 +1,71 @@
+"""fireredasr_vllm.encoder_graphs: bucket shapes, and padding to them leaves every clip's encoding unchanged.
+
+The CUDA graphs themselves need a GPU (bench/gpu_benchmark.py measures them); on the CPU the same
+padding is checked against the official Conformer, clip by clip.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from fireredasr.models.module.conformer_encoder import ConformerEncoder
+
+from fireredasr_vllm import encoder_graphs
+from fireredasr_vllm.encoder_graphs import BATCHES, FRAME_STEP, EncoderGraphs, bucket_shape, pad_batch
+
+
+@pytest.mark.parametrize("batch, frames", [(1, 1), (1, 200), (3, 128), (5, 129), (17, 1000), (64, 1536), (65, 10)])
+def test_bucket_shape_covers_the_batch(batch, frames):
+    rows, width = bucket_shape(batch, frames)
+    assert rows >= batch and width >= frames and width % FRAME_STEP == 0 and width - frames < FRAME_STEP
+    assert rows in BATCHES or rows == batch > BATCHES[-1]
+    assert rows == min(b for b in BATCHES if b >= batch) if batch <= BATCHES[-1] else True
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    torch.manual_seed(0)
+    model = ConformerEncoder(idim=80, n_layers=2, n_head=2, d_model=32, kernel_size=5).eval()
+
+    def run(feats, frames):
+        with torch.inference_mode():
+            return model(feats, frames)[0]
+    return run
+
+
+def test_padding_to_a_bucket_keeps_each_clip_encoding(encoder):
+    """Zero frames past each clip and full-length zero rows (what a graph replays) change no clip's output."""
+    torch.manual_seed(1)
+    lengths = [57, 200, 131, 9, 77]
+    feats = torch.zeros(len(lengths), max(lengths), 80)
+    for row, n in enumerate(lengths):
+        feats[row, :n] = torch.randn(n, 80)
+    frames = torch.tensor(lengths, dtype=torch.int32)
+    shape = bucket_shape(len(lengths), max(lengths))
+    assert shape[0] > len(lengths) and shape[1] > max(lengths)  # both axes padded
+    padded = encoder(*pad_batch(feats, frames, shape))
+    for row, n in enumerate(lengths):
+        alone = encoder(feats[row:row + 1, :n], frames[row:row + 1])[0]
+        torch.testing.assert_close(padded[row, : len(alone)], alone, rtol=1e-4, atol=1e-5)
+
+
+def test_static_inputs_are_overwritten_in_place(encoder):
+    """A graph's static inputs are refilled on every replay: no values from the previous, larger batch stay."""
+    shape = bucket_shape(4, 100)
+    static = pad_batch(torch.randn(4, 100, 80), torch.full((4,), 100, dtype=torch.int32), shape)
+    ids = [t.data_ptr() for t in static]
+    small = torch.randn(1, 30, 80)
+    pad_batch(small, torch.tensor([30], dtype=torch.int32), shape, out=static)
+    assert [t.data_ptr() for t in static] == ids
+    assert torch.equal(static[0][0, :30], small[0]) and not static[0][0, 30:].any() and not static[0][1:].any()
+    assert static[1].tolist() == [30] + [shape[1]] * (shape[0] - 1)
+
+
+def test_cpu_runs_eagerly(encoder, monkeypatch):
+    graphs = EncoderGraphs(encoder)
+    feats, frames = torch.randn(2, 40, 80), torch.tensor([40, 25], dtype=torch.int32)
+    out = graphs(feats, frames, [40, 25])
+    assert not graphs.graphs and len(out) == 2
+    torch.testing.assert_close(torch.stack(out), encoder(feats, frames))
+    monkeypatch.setenv(encoder_graphs.DISABLE_ENV, "0")
+    assert not EncoderGraphs(encoder).enabled and not EncoderGraphs(encoder, enabled=False).enabled
