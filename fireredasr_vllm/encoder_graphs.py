@@ -12,9 +12,9 @@ vLLM's own ``SupportsEncoderCudaGraph`` protocol (``cudagraph_mm_encoder``) capt
 *token budget* over packed, variable-length vision patches; a Conformer runs on padded (batch, frames)
 tensors with per-clip masks, so the shapes are bucketed here instead, inside ``embed_multimodal``.
 
-Graphs share one memory pool; shapes over ``MAX_GRAPH_FRAMES`` frames (vLLM's profiling run with
-30 s dummy clips, long clips) run eagerly, so no graph holds a large pool. Calls of more than
-``BATCHES[-1]`` clips are split, clips sorted by length, into chunks of that size.
+Graphs share one memory pool and one output buffer; batches of clips over ``MAX_GRAPH_FRAMES`` frames
+(long clips) run eagerly, so no graph holds a large pool. Calls of more than ``BATCHES[-1]`` clips are
+split, clips sorted by length, into chunks of that size.
 """
 
 from __future__ import annotations
@@ -56,7 +56,11 @@ def pad_batch(feats: torch.Tensor, frames: torch.Tensor, shape: tuple[int, int],
 
 
 class EncoderGraphs:
-    """Replays ``encoder(feats, frames) -> (B, tokens, hidden)`` from CUDA graphs, one per bucket shape."""
+    """Replays ``encoder(feats, frames) -> (B, tokens, hidden)`` from CUDA graphs, one per bucket shape.
+
+    Every shape is captured on the first call on a GPU (vLLM's memory-profiling run, so the graphs'
+    memory is counted before the KV cache is sized), largest first; all graphs write into one output
+    buffer, copied out after each replay."""
 
     def __init__(self, encoder: Encoder, enabled: bool = True):
         """``enabled``: False under vLLM's ``enforce_eager``; the environment variable ``DISABLE_ENV=0``
@@ -64,13 +68,18 @@ class EncoderGraphs:
         self.encoder = encoder
         self.graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, tuple, torch.Tensor]] = {}
         self.pool = None
+        self.output: torch.Tensor | None = None
         self.enabled = enabled and os.environ.get(DISABLE_ENV, "1") != "0"
 
     def __call__(self, feats: torch.Tensor, frames: torch.Tensor, lengths: list[int]) -> list[torch.Tensor]:
         """Encoder outputs (tokens, hidden) per clip, in input order (rows may run past a clip's own
         tokens). ``frames``: the frame counts on the device; ``lengths``: the same on the host."""
+        if not (self.enabled and feats.is_cuda):
+            return list(self.encoder(feats, frames))
+        if not self.graphs:
+            self.capture_all(feats, frames)
         longest = max(lengths)
-        if not (self.enabled and feats.is_cuda) or longest > MAX_GRAPH_FRAMES:
+        if longest > MAX_GRAPH_FRAMES:
             return list(self.encoder(feats, frames))
         if len(lengths) <= BATCHES[-1]:
             return list(self.replay(feats, frames, longest))
@@ -86,33 +95,41 @@ class EncoderGraphs:
         return outputs
 
     def replay(self, feats: torch.Tensor, frames: torch.Tensor, longest: int) -> torch.Tensor:
-        shape = bucket_shape(feats.shape[0], longest)
-        entry = self.graphs.get(shape) or self.capture(shape, feats, frames)
-        graph, inputs, output = entry
-        pad_batch(feats[:, :longest], frames, shape, out=inputs)
+        graph, inputs, output = self.graphs[bucket_shape(feats.shape[0], longest)]
+        pad_batch(feats[:, :longest], frames, tuple(inputs[0].shape[:2]), out=inputs)
         graph.replay()
-        # The output buffer is rewritten by the next replay; vLLM keeps encoder outputs for later steps.
+        # The output buffer is shared and rewritten by the next replay; vLLM keeps encoder outputs for
+        # later steps, so this call's rows are copied out.
         return output[: feats.shape[0]].clone()
 
-    def capture(self, shape: tuple[int, int], feats: torch.Tensor, frames: torch.Tensor):
-        """Static inputs of ``shape`` (dtype and device of ``feats`` / ``frames``), the graph, its output."""
+    def capture_all(self, feats: torch.Tensor, frames: torch.Tensor) -> None:
+        """Every bucket shape, largest first (it sizes the shared output buffer), dtypes of ``feats`` /
+        ``frames``."""
+        shapes = [(rows, width) for rows in BATCHES for width in range(FRAME_STEP, MAX_GRAPH_FRAMES + 1, FRAME_STEP)]
+        for shape in sorted(shapes, key=lambda shape: (shape[0] * shape[1], shape), reverse=True):
+            self.capture(shape, feats, frames)
+
+    def capture(self, shape: tuple[int, int], feats: torch.Tensor, frames: torch.Tensor) -> None:
         rows, width = shape
         device = feats.device
         inputs = (feats.new_zeros((rows, width, feats.shape[-1])),
                   torch.full((rows,), width, dtype=frames.dtype, device=device))
-        self.encoder(*inputs)  # warm-up: lazy initialisation (cuBLAS/cuDNN handles, workspaces) stays out
-        if self.pool is None:
+        # Warm-up: lazy initialisation (cuBLAS/cuDNN handles, workspaces) stays out of the graph.
+        warm = self.encoder(*inputs)
+        if self.output is None:
+            self.output = torch.empty_like(warm)
             self.pool = torch.cuda.graph_pool_handle()
+        output = self.output[:rows, : warm.shape[1]]
+        del warm
         graph = torch.cuda.CUDAGraph()
         stream = torch.cuda.Stream(device)
         stream.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(stream):
-            # thread_local: vLLM's other threads (output copies) may touch the GPU meanwhile.
+            # thread_local: vLLM's other threads (output copies) may use the GPU meanwhile.
             graph.capture_begin(pool=self.pool, capture_error_mode="thread_local")
             try:
-                output = self.encoder(*inputs)
+                output.copy_(self.encoder(*inputs))
             finally:
                 graph.capture_end()
         torch.cuda.current_stream(device).wait_stream(stream)
         self.graphs[shape] = (graph, inputs, output)
-        return self.graphs[shape]
