@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from fireredasr_vllm.audio import SAMPLE_RATE
+from fireredasr_vllm.cli_args import DEFAULT_MAX_MODEL_LEN
 
 
 @dataclass(frozen=True)
@@ -15,7 +16,7 @@ class EngineOptions:
     """Arguments that need a new vLLM engine when they change."""
 
     dtype: str = "auto"  # float32 on CPU, bfloat16 on GPUs (fireredasr_vllm.resolve.resolve_dtype)
-    max_model_len: int = 1024
+    max_model_len: int = DEFAULT_MAX_MODEL_LEN
     max_num_seqs: int | None = None
     max_num_batched_tokens: int | None = None
     tensor_parallel_size: int = 1

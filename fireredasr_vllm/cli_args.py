@@ -1,0 +1,107 @@
+"""The command-line vocabulary every entry point shares, and its error -> exit-status rule.
+
+It sits in the plugin so that the plugin's own commands (``fireredasr_vllm.convert``, ``.verify``,
+``.serve``) can use it: the plugin may not import ``fireredasr_engine``. ``fireredasr_engine.cli`` builds
+the engine arguments (and ``open_engine``) on top of it; eval, the workbench and the scripts use that one.
+
+One spelling and one meaning per option:
+
+* ``--model MODEL`` everywhere (``--model-dir`` / ``--model_dir`` too where the official scripts used that
+  name: the transcribe CLI, verify);
+* ``--dtype``: auto | float32 | bfloat16; float16 is refused with the reason (it breaks the Qwen2 LLM);
+* ``--max-model-len``, ``--tensor-parallel-size`` (``-tp``), ``--data-parallel-size`` (``-dp``).
+
+Exit status: 0 done, 1 some inputs failed (the command returns it), 2 nothing ran (``error: <one sentence
+with the fix>`` on stderr), 130 Ctrl-C. ``@exit_codes(...)`` on ``main`` applies it.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+from fireredasr_vllm import DEFAULT_MODEL, MODEL_HELP
+
+DTYPES = ("auto", "float32", "bfloat16")
+DTYPE_HELP = "auto = float32 (the official precision) on CPU, bfloat16 on GPUs; float16 is refused (it breaks the LLM)"
+FLOAT16_REFUSED = ("--dtype float16 breaks the Qwen2 LLM (empty or garbage transcripts); "
+                   "use --dtype bfloat16 on GPU or float32 (the official precision)")
+DEFAULT_MAX_MODEL_LEN = 1024  # prompt + output tokens; 30 s of audio is ~390 prompt tokens
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class CliError(Exception):
+    """Nothing can run: the message (one sentence, with the fix) is all the user sees; exit status 2."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with a note on what was kept (``raise Interrupted("... kept in DIR") from None``)."""
+
+
+def exit_codes(*expected: type[BaseException], interrupted: str = "interrupted"):
+    """Decorate ``main(argv) -> int``: a ``CliError`` or one of ``expected`` prints ``error: <message>``
+    and returns 2; Ctrl-C prints ``interrupted`` (or the ``Interrupted`` note) and returns 130.
+    Anything else is a bug and keeps its traceback."""
+
+    def wrap(main):
+        @functools.wraps(main)
+        def run(*args, **kwargs) -> int:
+            try:
+                return main(*args, **kwargs)
+            except (CliError, *expected) as error:
+                print(f"error: {error}", file=sys.stderr)
+                return EXIT_USAGE
+            except KeyboardInterrupt as stop:  # the command's own finally blocks have closed its engine
+                print(f"\n{str(stop) or interrupted}", file=sys.stderr)
+                return EXIT_INTERRUPTED
+        return run
+    return wrap
+
+
+def add_model_argument(parser, *, official_alias: bool = False, required: bool = False,
+                       default: str | None = None, help: str = MODEL_HELP) -> None:
+    """``--model MODEL`` (``args.model``); ``official_alias`` adds ``--model-dir`` / ``--model_dir``.
+
+    ``default=None`` lets ``model_spec`` fill in the default model and say so."""
+    flags = ["--model", "--model-dir", "--model_dir"] if official_alias else ["--model"]
+    parser.add_argument(*flags, dest="model", metavar="MODEL", required=required, default=default, help=help)
+
+
+def model_spec(args, *, note: bool = True) -> str:
+    """``--model``, or the default model with a note on stderr that it only knows the bundled sentences."""
+    if args.model:
+        return args.model
+    if note:
+        print(f"no --model given: using the embedded '{DEFAULT_MODEL}' model, which knows only the bundled "
+              "sentences; pass --model for a real release", file=sys.stderr)
+    return DEFAULT_MODEL
+
+
+def add_dtype_argument(parser, *, default: str = "auto", help: str = DTYPE_HELP) -> None:
+    """``--dtype`` (checked by ``checked_dtype``, so that float16 gets its reason, not argparse's usage line)."""
+    parser.add_argument("--dtype", default=default, metavar="{" + ",".join(DTYPES) + "}", help=help)
+
+
+def checked_dtype(dtype: str) -> str:
+    """The one dtype rule: auto, float32 or bfloat16; anything else is a ``CliError`` saying why."""
+    if dtype == "float16":
+        raise CliError(FLOAT16_REFUSED)
+    if dtype not in DTYPES:
+        raise CliError(f"--dtype {dtype}: use one of {', '.join(DTYPES)}")
+    return dtype
+
+
+def add_max_model_len_argument(parser) -> None:
+    parser.add_argument("--max-model-len", type=int, default=DEFAULT_MAX_MODEL_LEN, metavar="TOKENS",
+                        help=f"prompt + output tokens; 30 s of audio is ~390 prompt tokens (default "
+                             f"{DEFAULT_MAX_MODEL_LEN})")
+
+
+def add_parallel_arguments(parser, *, default: int | None = 1) -> None:
+    """``--tensor-parallel-size`` / ``-tp`` and ``--data-parallel-size`` / ``-dp`` (vLLM's meanings)."""
+    parser.add_argument("--tensor-parallel-size", "-tp", type=int, default=default, metavar="N",
+                        help="vLLM tensor parallelism: one engine over N GPUs")
+    parser.add_argument("--data-parallel-size", "-dp", type=int, default=default, metavar="N",
+                        help="vLLM data parallelism: N engines (one per GPU), requests balanced over them")
+
