@@ -14,6 +14,8 @@ dimensions (CPU tests).
     python -m bench.gpu_benchmark run --system ours --out ours.json        # one system per process
     python -m bench.gpu_benchmark run --system ours --tp 2 --out tp2.json  # tensor parallel
     python -m bench.gpu_benchmark run --system ours --dp 2 --out dp2.json  # vLLM data parallelism: 2 engines
+    python -m bench.gpu_benchmark run --system ours --dp 2 --frontends 4 --out dp2.json  # fireredasr-serve with
+        #   4 API processes (--api-server-count) in front of the 2 engines, 4 client processes over HTTP
     python -m bench.gpu_benchmark report bench/results/gpu_*.json --plots bench/results
 """
 
@@ -23,7 +25,10 @@ import argparse
 import asyncio
 import contextlib
 import json
+import multiprocessing
+import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -32,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from workbench.facade import run_in_thread
+from fireredasr_engine.facade import run_in_thread
 
 REPO = Path(__file__).resolve().parents[1]
 SYSTEMS = {"ours": "this project (vLLM plugin)", "builtin": "vLLM built-in FireRedASR2",
@@ -51,7 +56,7 @@ CAPTURE_SIZES = [1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 160, 192, 224, 256]
 
 def model_spec(size: str):
     """TinySpec of the real FireRedASR-LLM-L encoder/LLM dims, or of the embedded tiny model."""
-    from fireredasr_vllm.tiny import TinySpec
+    from testkit.tiny import TinySpec
 
     if size == "real":
         return TinySpec(d_model=1280, n_head=20, n_layers_enc=16, hidden_size=3584, intermediate_size=18944,
@@ -78,7 +83,7 @@ def build_model_dirs(size: str, work: Path) -> tuple[Path, Path]:
     from fireredasr_vllm.convert import build_config, read_cmvn
     from fireredasr_vllm.model import DEFAULT_SPEECH_TOKEN
     from fireredasr_vllm.resolve import resolve_model
-    from fireredasr_vllm.tiny import encoder_args, llm_args, tiny_model_dir
+    from testkit.tiny import encoder_args, llm_args, tiny_model_dir
 
     spec = model_spec(size)
     tiny_official, tiny_converted = tiny_model_dir(), resolve_model("tiny")
@@ -193,6 +198,8 @@ class Plan:
     decoding: str = "greedy"  # or "official" (beam 3 + the official repetition penalty)
     penalty_processor: bool = False  # register the official penalty's logits processor (vLLM 0.26: V1 runner)
     renderer_workers: int = 1  # vLLM renderer_num_workers
+    encoder_graphs: bool = True  # our model's encoder from CUDA graphs (False: eager, for A/B runs)
+    frontends: int = 0  # > 0: fireredasr-serve with this many API processes, as many client processes (HTTP)
 
 
 # ------------------------------------------------------------------------------------------ vLLM systems
@@ -223,7 +230,7 @@ def engine_options(system: str, *, tp: int = 1, dp: int = 1, dtype: str = "bfloa
     ``reuse_caches``: prefix and processor caches on, for the step-wise beam search (each step re-sends
     the clip and the prompt so far; a user runs it with the caches on). ``renderer_workers``: vLLM's
     ``renderer_num_workers`` (threads for input processing in the API process; needs the processor cache off)."""
-    from workbench.options import EngineOptions
+    from fireredasr_engine.options import EngineOptions
 
     extra = [("mm_processor_cache_gb", 4 if reuse_caches else 0),
              ("worker_extension_cls", "bench.gpu_benchmark.MemoryProbe")]
@@ -249,7 +256,7 @@ def is_cpu() -> bool:
 def decoding(tokens: int, preset: str = "greedy"):
     """``preset`` (greedy or official: beam 3 + the official repetition penalty) with exactly ``tokens``
     output tokens per clip."""
-    from workbench.options import PRESETS
+    from fireredasr_engine.options import PRESETS
 
     return replace(PRESETS[preset], max_tokens=tokens, min_tokens=tokens, ignore_eos=True,
                        name=f"{preset}-fixed{tokens}")
@@ -259,10 +266,17 @@ class UsageSampler:
     """While a pass runs: GPU utilisation (nvidia-smi every 200 ms) and the CPU time of this process's
     children (vLLM's engine core and workers), read from psutil at start and end."""
 
+    def __init__(self, exclude: set[int] = frozenset()):
+        self.exclude = exclude  # pids left out (and their children): the HTTP benchmark's client processes
+
     def __enter__(self):
         import psutil
 
-        self.children = {p.pid: p for p in psutil.Process().children(recursive=True)}
+        skip = set(self.exclude)
+        for pid in self.exclude:
+            with contextlib.suppress(psutil.Error):
+                skip |= {p.pid for p in psutil.Process(pid).children(recursive=True)}
+        self.children = {p.pid: p for p in psutil.Process().children(recursive=True) if p.pid not in skip}
         self.child_cpu = self._child_cpu()
         self.started = time.perf_counter()
         self.smi = None
@@ -398,13 +412,178 @@ def measure_vllm(engine, system: str, model_dir: Path, plan: Plan) -> dict:
 
 def run_vllm_system(system: str, model_dir: Path, plan: Plan, *, tp: int, dp: int = 1, dummy: bool = True) -> dict:
     """``dp`` > 1: vLLM's own data parallelism, one engine per GPU behind the one facade (it balances requests)."""
-    from workbench.engine import Engine
+    from fireredasr_engine.engine import Engine
+    from fireredasr_vllm.encoder_graphs import DISABLE_ENV
 
     options = engine_options(system, tp=tp, dp=dp, dummy=dummy, penalty_processor=plan.penalty_processor,
                              reuse_caches=plan.decoding == "official", renderer_workers=plan.renderer_workers)
+    if not plan.encoder_graphs:
+        os.environ[DISABLE_ENV] = "0"  # inherited by the engine processes
+    if plan.frontends:
+        return run_served(model_dir, options, plan)
     with Engine(model_dir, options) as engine:
         record = {"engine": engine.describe(), "engine_build_s": round(engine.build_seconds, 1)}
         return record | measure_vllm(engine, system, model_dir, plan)
+
+
+# ------------------------------------------------------------------------------------------ served (HTTP)
+def server_flags(options) -> list[str]:
+    """fireredasr-serve flags for the engine settings ``engine_options`` gives the in-process facade."""
+    extra = dict(options.extra)
+    flags = ["--dtype", options.dtype, "--max-model-len", str(options.max_model_len),
+             "--max-num-seqs", str(options.max_num_seqs), "--max-num-batched-tokens", str(options.max_num_batched_tokens),
+             "--data-parallel-size", str(options.data_parallel_size),
+             "--tensor-parallel-size", str(options.tensor_parallel_size), "--seed", str(options.seed),
+             "--limit-mm-per-prompt", json.dumps({"audio": 1}),
+             "--enable-prefix-caching" if options.enable_prefix_caching else "--no-enable-prefix-caching",
+             "--mm-processor-cache-gb", str(extra.get("mm_processor_cache_gb", 0))]
+    if not is_cpu():
+        flags += ["--gpu-memory-utilization", str(options.gpu_memory_utilization)]
+    if "load_format" in extra:
+        flags += ["--load-format", extra["load_format"]]
+    if "compilation_config" in extra:
+        flags += ["--compilation-config", json.dumps(extra["compilation_config"])]
+    if "renderer_num_workers" in extra:
+        flags += ["--renderer-num-workers", str(extra["renderer_num_workers"])]
+    if options.architecture:
+        flags += ["--hf-overrides", json.dumps({"architectures": [options.architecture]})]
+    return flags
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def served(model_dir: Path, options, frontends: int, log_path: Path):
+    """fireredasr-serve on a free local port with ``frontends`` API processes; yields its URL."""
+    import httpx
+
+    port = free_port()
+    command = [sys.executable, "-m", "fireredasr_vllm.serve", "--model", str(model_dir), "--port", str(port),
+               "--api-server-count", str(frontends), *server_flags(options)]
+    url = f"http://127.0.0.1:{port}"
+    with open(log_path, "w") as log_file:
+        server = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 900
+            while True:
+                if server.poll() is not None:
+                    raise RuntimeError(f"fireredasr-serve exited with {server.returncode}; see {log_path}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"fireredasr-serve did not answer in 900 s; see {log_path}")
+                try:
+                    if httpx.get(url + "/health", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(1)
+            yield url
+        finally:
+            os.killpg(server.pid, 15)  # its own session: the API processes and engine cores go too
+            try:
+                server.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, 9)
+                server.wait()
+
+
+def http_decoding(tokens: int):
+    """Greedy, at most ``tokens`` tokens: the transcription route takes neither min_tokens nor ignore_eos.
+    Random weights make an end-of-text token unlikely, so clips still get ``tokens`` tokens (recorded)."""
+    from fireredasr_engine.options import PRESETS
+
+    return replace(PRESETS["greedy"], max_tokens=tokens, name=f"greedy-max{tokens}")
+
+
+def http_client(url: str, index: int, clients: int, plan: Plan, concurrency: int, barrier, results) -> None:
+    """One client process: warms up, waits for the others, sends its share of the clips (every
+    ``clients``-th), reports per-clip (ok, output tokens, prompt tokens, latency) and its CPU seconds."""
+    from fireredasr_engine.client import RemoteEngine
+
+    try:
+        engine = RemoteEngine(url, max_in_flight=concurrency)
+        options = http_decoding(plan.tokens)
+        share = Workload(aishell_like(plan.clips, plan.seed).clips[index::clients])
+        run_concurrent(engine, Workload(aishell_like(plan.warmup, plan.seed + 7).clips[index::clients]), options,
+                       concurrency)
+    except BaseException as error:
+        barrier.abort()
+        results.put({"index": index, "error": f"{type(error).__name__}: {error}"})
+        raise
+    barrier.wait()
+    out, wall, cpu = run_concurrent(engine, share, options, concurrency)
+    results.put({"index": index, "wall_s": wall, "cpu_s": cpu, "audio_s": float(share.durations.sum()),
+                 "clips": [(t.ok, t.output_tokens, t.prompt_tokens, seconds, t.error) for t, seconds in out]})
+    engine.close()
+
+
+def served_pass(url: str, plan: Plan, concurrency: int) -> dict:
+    """``plan.frontends`` client processes, ``concurrency`` requests in flight in all, started together."""
+    clients = plan.frontends
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(clients + 1), context.Queue()
+    processes = [context.Process(target=http_client, args=(url, i, clients, plan, max(1, concurrency // clients),
+                                                           barrier, results), daemon=True) for i in range(clients)]
+    for process in processes:
+        process.start()
+    try:
+        barrier.wait(timeout=900)
+    except Exception:
+        errors = [results.get(timeout=5).get("error") for _ in range(results.qsize())]
+        raise RuntimeError(f"a client process failed: {errors}") from None
+    with UsageSampler(exclude={p.pid for p in processes}) as usage:
+        started = time.perf_counter()
+        reports = [results.get(timeout=1800) for _ in processes]
+        wall = time.perf_counter() - started
+    for process in processes:
+        process.join(timeout=60)
+    failed = [r["error"] for r in reports if "error" in r]
+    if failed:
+        raise RuntimeError(f"a client process failed: {failed}")
+    clips = [c for r in reports for c in r["clips"]]
+    ok = [c for c in clips if c[0]]
+    audio = sum(r["audio_s"] for r in reports)
+    return {"clips": len(clips), "ok": len(ok), "wall_s": round(wall, 3), "clips_per_s": round(len(clips) / wall, 2),
+            "rtfx": round(audio / wall, 1), "output_tok_per_s": round(sum(c[1] for c in ok) / wall, 1),
+            "concurrency": concurrency, "frontends": clients, **usage.record(len(clips)),
+            "output_tokens_per_clip": sorted({c[1] for c in ok}),
+            "prompt_tokens_mean": round(float(np.mean([c[2] for c in ok])), 1) if ok else None,
+            "client_cpu_ms_per_clip": round(1000 * sum(r["cpu_s"] for r in reports) / len(clips), 2),
+            "client_wall_s": [round(r["wall_s"], 3) for r in sorted(reports, key=lambda r: r["index"])],
+            "errors": sorted({c[4] for c in clips if not c[0]})[:3],
+            "latency": percentiles([c[3] for c in ok])}
+
+
+def run_served(model_dir: Path, options, plan: Plan) -> dict:
+    """The throughput passes through fireredasr-serve (``plan.frontends`` API processes in front of
+    ``options.data_parallel_size`` engines) driven by as many client processes over HTTP; then the
+    latency passes from this process."""
+    from fireredasr_engine.client import RemoteEngine
+
+    started = time.perf_counter()
+    log_path = Path(os.environ.get("GPU_BENCHMARK_SERVER_LOG", "/tmp/gpu_benchmark_server.log"))
+    with served(model_dir, options, plan.frontends, log_path) as url:
+        record = {"engine": {"mode": "fireredasr-serve", "api_server_count": plan.frontends,
+                             "data_parallel_size": options.data_parallel_size, "device": device_name(),
+                             "server_flags": server_flags(options)},
+                  "engine_build_s": round(time.perf_counter() - started, 1),
+                  "workload": aishell_like(plan.clips, plan.seed).summary(), "tokens_per_clip": plan.tokens,
+                  "offline": [], "latency": []}
+        for concurrency in plan.concurrency:
+            record["offline"].append(served_pass(url, plan, concurrency))
+            log("served", "offline", record["offline"][-1])
+        if plan.latency:
+            engine = RemoteEngine(url, max_in_flight=max(c for c, _ in plan.latency))
+            short = aishell_like(plan.clips, plan.seed)
+            for concurrency, count in plan.latency:
+                record["latency"].append(latency_pass(engine, short.take(count), http_decoding(plan.tokens),
+                                                      concurrency))
+                log("served", "latency", record["latency"][-1])
+            engine.close()
+    return record
 
 
 # ------------------------------------------------------------------------------------------ official
@@ -435,10 +614,10 @@ def random_llm_weights(dtype):
 
 
 def load_official(official_dir: Path, device: str, dtype: str = "bfloat16"):
-    """``eval.official.OfficialModel`` (the official classes) built on ``device``, all in ``dtype``."""
+    """``fireredasr_engine.official.OfficialModel`` (the official classes) built on ``device``, all in ``dtype``."""
     import torch
 
-    from eval.official import OfficialModel
+    from fireredasr_engine.official import OfficialModel
 
     started = time.perf_counter()
     with random_llm_weights(getattr(torch, dtype)), torch.device(device):
@@ -502,7 +681,7 @@ def run_official(official_dir: Path, plan: Plan) -> dict:
 
 # ------------------------------------------------------------------------------------------ run / report
 def device_name() -> str:
-    from workbench.engine import device_name as name
+    from fireredasr_engine.engine import device_name as name
 
     return name()
 
@@ -535,7 +714,8 @@ def plan_from_args(args) -> Plan:
                     frontend_clips=8, official_batches=((1, 4), (4, 8)), official_long=2, warmup=4)
     overrides = {"clips": args.clips, "long_clips": args.long_clips, "tokens": args.tokens,
                  "decoding": args.decoding, "penalty_processor": args.penalty_processor or None,
-                 "renderer_workers": args.renderer_workers}
+                 "renderer_workers": args.renderer_workers, "frontends": args.frontends,
+                 "encoder_graphs": False if args.eager_encoder else None}
     if args.concurrency:
         overrides["concurrency"] = tuple(int(c) for c in args.concurrency.split(","))
     if args.latency is not None:
@@ -736,6 +916,10 @@ def parse_args(argv=None):
     r.add_argument("--renderer-workers", type=int, help="vLLM renderer_num_workers (default 1)")
     r.add_argument("--penalty-processor", action="store_true", help="register the official repetition-penalty "
                    "logits processor, as in-process engines do (keeps vLLM 0.26 on its V1 model runner)")
+    r.add_argument("--eager-encoder", action="store_true", help="our model's encoder without CUDA graphs "
+                   "(FIREREDASR_ENCODER_CUDA_GRAPHS=0), for A/B runs")
+    r.add_argument("--frontends", type=int, help="serve through fireredasr-serve with this many API processes "
+                   "(--api-server-count) and drive it from as many client processes over HTTP (vLLM systems, greedy)")
     r.add_argument("--concurrency", help="offline passes, requests in flight, e.g. 16,64,256")
     r.add_argument("--latency", help="latency passes as in_flight:clips pairs, e.g. 1:100,16:320 ('' for none)")
     r.add_argument("--machine", default="", help="a name for the machine, to match multi-GPU runs to their baseline")
