@@ -24,19 +24,17 @@ from __future__ import annotations
 import re
 from dataclasses import fields
 
+from fireredasr_vllm import LLM_DIR
 from fireredasr_vllm.cli_args import (  # noqa: F401  (re-exported: one import for every entry point)
-    DEFAULT_MAX_MODEL_LEN, DTYPES, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CliError, Interrupted,
+    CONVERT_COMMAND, DEFAULT_MAX_MODEL_LEN, DTYPES, VERIFY_COMMAND, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CliError, Interrupted,
     add_dtype_argument, add_max_model_len_argument, add_model_argument, add_parallel_arguments, checked_dtype,
     exit_codes, model_spec)
 from fireredasr_vllm.convert import ConversionError
-from fireredasr_vllm.resolve import LLM_DIR
 from fireredasr_engine.client import ServerError
 from fireredasr_engine.engine import Engine
 from fireredasr_engine.options import DecodingOptions, EngineOptions, parse_decoding
 from fireredasr_engine.quiet import show_engine_log
 
-VERIFY = "python -m fireredasr_vllm.verify --model {model}"
-CONVERT = "python -m fireredasr_vllm.convert OFFICIAL_DIR OUT_DIR"
 DECODING_HELP = "greedy | official (beam 3 + repetition penalty 3) | beamN | tT[-pP], each optionally -rpR"
 OUT_OF_MEMORY = re.compile(r"out of memory|memory for the cache|KV cache", re.IGNORECASE)
 
@@ -99,13 +97,13 @@ def open_engine(args, model: str | None = None):
             raise CliError(str(error)) from None
     options = engine_options(args)
     model = model or model_spec(args)
-    verify = VERIFY.format(model=model)
+    verify = VERIFY_COMMAND.format(model=model)
     try:
         return Engine(model, options)
     except (FileNotFoundError, ConversionError) as error:  # ModelNotFoundError is a FileNotFoundError
         raise CliError(f"{error}\nfix: --model takes 'trained', 'tiny', an official release (model.pth.tar, "
                        f"asr_encoder.pth.tar, cmvn.ark, {LLM_DIR}/), a converted directory or a hub id; "
-                       f"convert once with: {CONVERT}; check a directory with: {verify}") from None
+                       f"convert once with: {CONVERT_COMMAND}; check a directory with: {verify}") from None
     except Exception as error:  # vLLM raises plain exceptions; name the likely fix, the log has the rest
         text = f"{type(error).__name__}: {error}"
         if OUT_OF_MEMORY.search(text):

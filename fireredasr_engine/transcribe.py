@@ -1,7 +1,7 @@
 """Transcribe files the way the official ``speech2text.py`` does, through vLLM.
 
-    fireredasr-transcribe --model-dir DIR --wav_scp wav.scp --output hyp.txt
-    python -m fireredasr_engine.transcribe --model-dir DIR a.wav b.flac wavs/ --beam_size 3 --repetition_penalty 3.0
+    fireredasr-transcribe --model DIR --wav_scp wav.scp --output hyp.txt        # --model-dir / --model_dir too
+    python -m fireredasr_engine.transcribe --model DIR a.wav b.flac wavs/ --beam_size 3 --repetition_penalty 3.0
 
 Inputs (``--wav_path``, ``--wav_paths``, ``--wav_dir``, ``--wav_scp`` or plain arguments), decoding
 options and the ``uttid<TAB>text`` output follow the official CLI; docs/migration.md maps them option
@@ -9,32 +9,28 @@ by option. ``--output-format jsonl`` writes one JSON record per utterance instea
 write one subtitle file per input, ``--output DIR/<uttid>.srt`` (timed by the long-audio segments).
 All utterances go to one engine at once (vLLM batches them continuously). One that cannot
 be read is reported on stderr and the others go on. Exit status: 0 all transcribed, 1 some failed,
-2 nothing ran (the message says how to fix it).
+2 nothing ran (the message says how to fix it), 130 interrupted (Ctrl-C; the lines written so far stay).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from fireredasr_engine.options import DecodingOptions, EngineOptions, Transcript
-from fireredasr_engine.quiet import show_engine_log
+from fireredasr_vllm.audio import DEFAULT_MAX_SECONDS, is_kaldi_pipe_or_ark, load_kaldi_audio, read_kaldi_table
+from fireredasr_engine.cli import (
+    EXIT_FAILED, EXIT_OK, VERIFY_COMMAND, CliError, add_engine_arguments, add_model_argument, exit_codes, model_spec,
+    open_engine, parse)
+from fireredasr_engine.options import DecodingOptions, Transcript
 from fireredasr_engine.subtitles import FORMATS as SUBTITLE_FORMATS
 from fireredasr_engine.subtitles import write_subtitles
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a")
 OUTPUT_FORMATS = ("txt", "jsonl", *SUBTITLE_FORMATS)
-VERIFY = "python -m fireredasr_vllm.verify --model-dir {model_dir}"
-CONVERT = "python -m fireredasr_vllm.convert OFFICIAL_DIR OUT_DIR"
-
-
-class CliError(Exception):
-    """Stops the run before any utterance is decoded; the message says the fix."""
 
 
 @dataclass
@@ -64,28 +60,22 @@ def scp_utterances(scp: Path) -> list[Utterance]:
     if not scp.is_file():
         raise CliError(f"{scp}: no such wav.scp file")
     utterances = []
-    for number, line in enumerate(scp.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        fields = line.strip().split(maxsplit=1)
-        if len(fields) != 2:
+    for number, uttid, spec in read_kaldi_table(scp):
+        if not spec:
             utterances.append(Utterance(f"{scp.name}:{number}", error=(
-                f"{scp}:{number}: expected '<uttid> <path>', got {line.strip()!r}")))
+                f"{scp}:{number}: expected '<uttid> <path>', got {uttid!r}")))
         else:
-            utterances.append(scp_entry(*fields))
+            utterances.append(scp_entry(uttid, spec))
     return utterances
 
 
 def scp_entry(uttid: str, spec: str) -> Utterance:
     """A plain path is decoded by the engine; pipes and ark offsets are read with kaldiio."""
-    spec = spec.strip()
-    if not (spec.endswith("|") or spec.startswith("|") or re.search(r"\.ark:\d+$", spec)):
+    if not is_kaldi_pipe_or_ark(spec):
         return Utterance(uttid, spec)
-    import kaldiio
-
     try:
-        rate, samples = kaldiio.load_mat(spec)
-    except Exception as error:
+        samples, rate = load_kaldi_audio(spec)
+    except Exception as error:  # kaldiio raises whatever the command or the archive gives
         return Utterance(uttid, error=f"{uttid}: cannot read '{spec}' ({type(error).__name__}: {error})")
     return Utterance(uttid, (samples, rate))
 
@@ -144,42 +134,6 @@ def decoding_options(args) -> DecodingOptions:
     )
 
 
-def engine_options(args) -> EngineOptions:
-    if args.dtype == "float16":
-        raise CliError("--dtype float16 breaks the Qwen2 LLM (empty or garbage transcripts); "
-                       "use --dtype bfloat16 on GPU or float32 (the official precision)")
-    return EngineOptions(dtype=args.dtype, max_model_len=args.max_model_len, max_num_seqs=args.max_num_seqs,
-                         tensor_parallel_size=args.tensor_parallel_size,
-                         data_parallel_size=args.data_parallel_size,
-                         gpu_memory_utilization=args.gpu_memory_utilization)
-
-
-def open_engine(args):
-    """Build the engine; each known failure becomes a ``CliError`` with its fix."""
-    verify = VERIFY.format(model_dir=args.model_dir)
-    try:
-        from fireredasr_vllm.convert import ConversionError
-        from fireredasr_engine.engine import Engine
-    except ImportError as error:
-        raise CliError(f"cannot import the engine ({error}). Install vLLM with the project: "
-                       "pip install -e '.[cpu]' (CPU) or pip install -e '.[cuda]' (GPU), or run make setup; "
-                       f"then check with: {verify}") from None
-    try:
-        return Engine(args.model_dir, engine_options(args))
-    except (FileNotFoundError, ConversionError) as error:  # ModelNotFoundError is a FileNotFoundError
-        raise CliError(f"{error}\nfix: --model-dir takes 'trained', 'tiny', an official release (model.pth.tar, "
-                       "asr_encoder.pth.tar, cmvn.ark, Qwen2-7B-Instruct/) or a converted directory; "
-                       f"convert once with: {CONVERT}; check a directory with: {verify}") from None
-    except Exception as error:
-        text = f"{type(error).__name__}: {error}"
-        if re.search(r"out of memory|memory for the cache|KV cache", text, re.IGNORECASE):
-            raise CliError(f"{text}\nfix: out of memory - lower --gpu-memory-utilization, --max-model-len or "
-                           "--max-num-seqs, add --tensor-parallel-size N, use --dtype bfloat16 on GPU "
-                           "(CPU: raise VLLM_CPU_KVCACHE_SPACE)") from None
-        raise CliError(f"the vLLM engine did not start ({text}); the log above names the cause. "
-                       f"Check the setup with: {verify}") from None
-
-
 # ----------------------------------------------------------------- outputs
 def kaldi_line(transcript: Transcript) -> str:
     """``uttid<TAB>text`` on one line (whitespace inside the text collapsed)."""
@@ -222,7 +176,7 @@ def output_target(args) -> Path | None:
     return Path(args.output) if args.output else None
 
 
-def summary(results: list[Transcript], wall_s: float, options: DecodingOptions, model_dir: str,
+def summary(results: list[Transcript], wall_s: float, options: DecodingOptions, model: str,
             engine_start_s: float) -> list[str]:
     """The run in one line, then a hint for each detectable output problem."""
     ok = [t for t in results if t.ok]
@@ -240,7 +194,7 @@ def summary(results: list[Transcript], wall_s: float, options: DecodingOptions, 
     empty = sum(not t.text.strip() for t in ok)
     if empty:
         lines.append(f"hint: {empty} transcripts are empty; check the audio holds speech and check the model "
-                     f"(speech token id, weights) with: {VERIFY.format(model_dir=model_dir)}")
+                     f"(speech token id, weights) with: {VERIFY_COMMAND.format(model=model)}")
     return lines
 
 
@@ -254,8 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fireredasr-transcribe", description=__doc__.split("\n\n")[0],
                                      epilog="Option meanings and differences: docs/migration.md")
     parser.add_argument("inputs", nargs="*", help="audio files, folders or Kaldi wav.scp files")
-    parser.add_argument(*both("model_dir"), required=True,
-                        help="official release dir, converted dir, 'trained' or 'tiny' (embedded test models)")
+    add_model_argument(parser, official_alias=True)
     parser.add_argument(*both("asr_type"), default="llm", choices=["llm", "aed"],
                         help="only llm is served here")
     io = parser.add_argument_group("input / output (official)")
@@ -288,16 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument(*both("use_gpu"), type=int, default=None,
                         help="accepted for compatibility; vLLM uses the GPU when its CUDA build is installed")
     io.add_argument("--long-audio", action="store_true",
-                    help="split inputs over the model's 30 s limit at pauses and stitch the pieces")
-    engine = parser.add_argument_group("engine")
-    engine.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
-                        help="auto = float32 (official) on CPU, bfloat16 on GPU; float16 is refused (it breaks the LLM)")
-    engine.add_argument("--max-num-seqs", type=int, default=None, help="cap on sequences decoded together")
-    engine.add_argument("--max-model-len", type=int, default=EngineOptions.max_model_len)
-    engine.add_argument("--gpu-memory-utilization", type=float, default=EngineOptions.gpu_memory_utilization)
-    engine.add_argument("--tensor-parallel-size", type=int, default=1)
-    engine.add_argument("--verbose", action="store_true", help="show vLLM's log (hidden by default)")
-    engine.add_argument("--data-parallel-size", type=int, default=1, help="vLLM data parallelism: N engines")
+                    help=f"split inputs over the model's {DEFAULT_MAX_SECONDS:g} s limit at pauses and stitch the pieces")
+    add_engine_arguments(parser)
     return parser
 
 
@@ -313,31 +258,24 @@ def notices(args) -> list[str]:
     return out
 
 
+@exit_codes()
 def main(argv: list[str] | None = None, engine=None) -> int:
     """Run the CLI; pass ``engine`` to reuse an already built ``fireredasr_engine.engine.Engine``."""
-    args = build_parser().parse_args(argv)
-    show_engine_log(args.verbose)
-    err = sys.stderr
-    try:
-        if args.asr_type == "aed":
-            raise CliError("FireRedASR-AED is not served by vLLM here; use the official "
-                           "speech2text.py --asr_type aed for it")
-        options = decoding_options(args)
-        output_target(args)
-        utterances = collect_utterances(args)
-        for line in notices(args):
-            print(line, file=err)
-        own_engine = engine is None
-        if own_engine:
-            engine = open_engine(args)
-    except CliError as error:
-        print(f"error: {error}", file=err)
-        return 2
-    try:
+    args = parse(build_parser(), argv)
+    if args.asr_type == "aed":
+        raise CliError("FireRedASR-AED is not served by vLLM here; use the official "
+                       "speech2text.py --asr_type aed for it")
+    options = decoding_options(args)
+    output_target(args)
+    utterances = collect_utterances(args)
+    for line in notices(args):
+        print(line, file=sys.stderr)
+    args.model = model_spec(args)
+    own_engine = engine is None
+    if own_engine:
+        engine = open_engine(args)
+    try:  # Ctrl-C: lines already written stay, the engine is closed here
         return run(engine, utterances, options, args)
-    except KeyboardInterrupt:  # Ctrl-C: lines already written stay, the engine is closed below
-        print("\ninterrupted", file=sys.stderr)
-        return 130
     finally:
         if own_engine:
             engine.close()
@@ -385,11 +323,11 @@ def run(engine, utterances: list[Utterance], options: DecodingOptions, args) -> 
             if stream is not None and stream is not sys.stdout:
                 stream.close()
     wall_s = time.perf_counter() - started
-    for line in summary(results, wall_s, options, args.model_dir, engine.build_seconds):
+    for line in summary(results, wall_s, options, args.model, engine.build_seconds):
         print(line, file=err)
     if subtitles:
         print(f"subtitles: {sum(t.ok for t in results)} {args.output_format} files in {target}/", file=err)
-    return 0 if all(t.ok for t in results) else 1
+    return EXIT_OK if all(t.ok for t in results) else EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """FireRedASR-LLM for vLLM: an out-of-tree model plugin (entry point ``vllm.general_plugins``)."""
 
 ARCHITECTURE = "FireRedASRLLMForConditionalGeneration"
+BUILTIN_ARCHITECTURE = "FireRedASR2ForConditionalGeneration"  # vLLM's own FireRedASR2 classes: the baseline
+LLM_DIR = "Qwen2-7B-Instruct"  # the LLM folder inside an official release
 DEFAULT_MODEL = "trained"  # the embedded tiny model trained on the bundled clips (fireredasr_vllm/trained)
 MODEL_HELP = ("trained (default: embedded tiny model trained on the bundled clips) | tiny (random weights) | "
               "official release dir | converted dir | hub id")

