@@ -10,11 +10,13 @@ import argparse
 import asyncio
 import time
 from contextlib import nullcontext
-from pathlib import Path
 
-from fireredasr_engine.engine import Engine
+from eval.bundled import DEMO_CLIPS as DEMO_DIR
+from fireredasr_engine import Engine
+from fireredasr_engine.cli import add_model_argument
+from fireredasr_vllm import DEFAULT_MODEL
 
-DEMO_CLIPS = sorted((Path(__file__).resolve().parents[1] / "eval" / "demo" / "clips").glob("*.flac"))
+DEMO_CLIPS = sorted(DEMO_DIR.glob("*.flac"))
 
 
 async def transcribe_all(engine: Engine, paths, concurrency: int):
@@ -28,7 +30,7 @@ async def transcribe_all(engine: Engine, paths, concurrency: int):
     return await asyncio.gather(*(one(path) for path in paths))
 
 
-def main(engine: Engine | None = None, paths=DEMO_CLIPS, concurrency: int = 16, model: str = "trained"):
+def main(engine: Engine | None = None, paths=DEMO_CLIPS, concurrency: int = 16, model: str = DEFAULT_MODEL):
     """Run the concurrent requests; builds an engine on ``model`` only when none is passed."""
     with Engine(model) if engine is None else nullcontext(engine) as engine:
         started = time.perf_counter()
@@ -44,7 +46,7 @@ def main(engine: Engine | None = None, paths=DEMO_CLIPS, concurrency: int = 16, 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="*", default=DEMO_CLIPS)
-    parser.add_argument("--model", default="trained", help="'trained', 'tiny', an official release dir or a converted dir")
+    add_model_argument(parser, default=DEFAULT_MODEL)
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
     main(paths=args.paths, concurrency=args.concurrency, model=args.model)

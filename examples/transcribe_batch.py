@@ -7,15 +7,16 @@ A file that cannot be read comes back with ``error`` set; the others are still t
 
 import argparse
 from contextlib import nullcontext
-from pathlib import Path
 
-from fireredasr_engine.engine import Engine
-from fireredasr_engine.options import parse_decoding
+from eval.bundled import DEMO_CLIPS as DEMO_DIR
+from fireredasr_engine import Engine, parse_decoding
+from fireredasr_engine.cli import add_decoding_argument, add_model_argument
+from fireredasr_vllm import DEFAULT_MODEL
 
-DEMO_CLIPS = sorted((Path(__file__).resolve().parents[1] / "eval" / "demo" / "clips").glob("*.flac"))[:8]
+DEMO_CLIPS = sorted(DEMO_DIR.glob("*.flac"))[:8]
 
 
-def main(engine: Engine | None = None, paths=DEMO_CLIPS, model: str = "trained", decoding: str = "greedy"):
+def main(engine: Engine | None = None, paths=DEMO_CLIPS, model: str = DEFAULT_MODEL, decoding: str = "greedy"):
     """Transcribe ``paths`` together; builds an engine on ``model`` only when none is passed."""
     with Engine(model) if engine is None else nullcontext(engine) as engine:
         results = engine.transcribe_many(paths, parse_decoding(decoding))
@@ -27,7 +28,7 @@ def main(engine: Engine | None = None, paths=DEMO_CLIPS, model: str = "trained",
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="*", default=DEMO_CLIPS)
-    parser.add_argument("--model", default="trained", help="'trained', 'tiny', an official release dir or a converted dir")
-    parser.add_argument("--decoding", default="greedy", help="greedy, official (beam 3 + penalty 3), beamN, tT")
+    add_model_argument(parser, default=DEFAULT_MODEL)
+    add_decoding_argument(parser)
     args = parser.parse_args()
     main(paths=args.paths, model=args.model, decoding=args.decoding)

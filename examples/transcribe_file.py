@@ -9,12 +9,15 @@ import argparse
 from contextlib import nullcontext
 from pathlib import Path
 
-from fireredasr_engine.engine import Engine
+from eval.bundled import DEMO_CLIPS
+from fireredasr_engine import Engine
+from fireredasr_engine.cli import add_model_argument
+from fireredasr_vllm import DEFAULT_MODEL
 
-DEMO_CLIP = Path(__file__).resolve().parents[1] / "eval" / "demo" / "clips" / "demo_000.flac"
+DEMO_CLIP = DEMO_CLIPS / "demo_000.flac"
 
 
-def main(engine: Engine | None = None, audio: str | Path = DEMO_CLIP, model: str = "trained"):
+def main(engine: Engine | None = None, audio: str | Path = DEMO_CLIP, model: str = DEFAULT_MODEL):
     """Transcribe ``audio``; builds an engine on ``model`` only when none is passed."""
     with Engine(model) if engine is None else nullcontext(engine) as engine:
         result = engine.transcribe(audio)  # raises AudioError naming the problem for unusable input
@@ -25,6 +28,6 @@ def main(engine: Engine | None = None, audio: str | Path = DEMO_CLIP, model: str
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("audio", nargs="?", default=DEMO_CLIP)
-    parser.add_argument("--model", default="trained", help="'trained', 'tiny', an official release dir or a converted dir")
+    add_model_argument(parser, default=DEFAULT_MODEL)
     args = parser.parse_args()
     main(audio=args.audio, model=args.model)

@@ -8,19 +8,20 @@ Tensors and numpy arrays of float samples in [-1, 1] (or int16) are taken as the
 
 import argparse
 from contextlib import nullcontext
-from pathlib import Path
 
 import torch
 
-from fireredasr_vllm.audio import load_audio
-from fireredasr_engine.engine import Engine
+from eval.bundled import DEMO_CLIPS
+from fireredasr_engine import Engine
+from fireredasr_engine.cli import add_model_argument
+from fireredasr_vllm import DEFAULT_MODEL
+from fireredasr_vllm.audio import SAMPLE_RATE, load_audio
 
-DEMO_CLIP = Path(__file__).resolve().parents[1] / "eval" / "demo" / "clips" / "demo_000.flac"
-SAMPLE_RATE = 16000
+DEMO_CLIP = DEMO_CLIPS / "demo_000.flac"
 
 
 def stream_chunk(seconds: float = 5.0) -> torch.Tensor:
-    """A (1, seconds * 16000) float tensor: the demo clip, zero-padded or cut to ``seconds``."""
+    """A (1, seconds * SAMPLE_RATE) float tensor: the demo clip, zero-padded or cut to ``seconds``."""
     samples = load_audio(DEMO_CLIP)  # float32, 16 kHz mono
     chunk = torch.zeros(1, int(seconds * SAMPLE_RATE))
     length = min(len(samples), chunk.shape[1])
@@ -28,7 +29,7 @@ def stream_chunk(seconds: float = 5.0) -> torch.Tensor:
     return chunk
 
 
-def main(engine: Engine | None = None, seconds: float = 5.0, model: str = "trained"):
+def main(engine: Engine | None = None, seconds: float = 5.0, model: str = DEFAULT_MODEL):
     """Transcribe a ``seconds`` long tensor; builds an engine on ``model`` only when none is passed."""
     with Engine(model) if engine is None else nullcontext(engine) as engine:
         result = engine.transcribe(stream_chunk(seconds), sample_rate=SAMPLE_RATE, id="stream")
@@ -38,7 +39,7 @@ def main(engine: Engine | None = None, seconds: float = 5.0, model: str = "train
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="trained", help="'trained', 'tiny', an official release dir or a converted dir")
+    add_model_argument(parser, default=DEFAULT_MODEL)
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args()
     main(seconds=args.seconds, model=args.model)

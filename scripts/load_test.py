@@ -29,10 +29,14 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from eval.bundled import DEMO_CLIPS  # noqa: E402
+from fireredasr_engine import Engine  # noqa: E402
+from fireredasr_engine.cli import add_model_argument  # noqa: E402
+from fireredasr_vllm import DEFAULT_MODEL  # noqa: E402
 from fireredasr_vllm.audio import SAMPLE_RATE, load_audio, num_speech_tokens  # noqa: E402
 from fireredasr_vllm.serve import SERVED_MODEL_NAME  # noqa: E402
 
-CLIPS = sorted((REPO / "eval" / "demo" / "clips").glob("*.flac"))
+CLIPS = sorted(DEMO_CLIPS.glob("*.flac"))
 
 
 def free_port() -> int:
@@ -75,7 +79,7 @@ async def timed(coro) -> tuple[float, str | None]:
 
 
 async def server_requests(port: int, clips: list[Path]) -> tuple[list[tuple[float, str | None]], float]:
-    import openai
+    import openai  # lazy: the OpenAI client is a dev extra, needed by this pass only
 
     client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0,
                                 timeout=3600)
@@ -126,7 +130,7 @@ def markdown(table: pd.DataFrame, header: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="trained")
+    add_model_argument(parser, default=DEFAULT_MODEL)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "load_test")
     parser.add_argument("--start-timeout", type=float, default=900)
@@ -143,8 +147,6 @@ def main() -> None:
         rows = [summarize("OpenAI server (HTTP, AsyncOpenAI)", *asyncio.run(server_requests(port, clips)), audio_s)]
     finally:
         stop_server(server)
-
-    from fireredasr_engine.engine import Engine
 
     with Engine(args.model) as engine:
         rows.append(summarize("engine facade (transcribe_async)", *asyncio.run(facade_requests(engine, clips)),

@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from eval.run import evaluate
 from eval.bundled import DEMO_DIR
+from eval.run import evaluate
+from fireredasr_engine import Engine, parse_decoding
+from fireredasr_engine.cli import add_model_argument
 from fireredasr_vllm import DEFAULT_MODEL
 from fireredasr_vllm.audio import SAMPLE_RATE, load_audio
 from workbench.app import AppOptions, build_app, launch
-from fireredasr_engine.engine import Engine
-from fireredasr_engine.options import parse_decoding
 
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu"]
 VIEWPORT = {"width": 1400, "height": 1000}
@@ -45,7 +45,7 @@ def pick(page, elem_id: str, option: str) -> None:
 
 
 def capture(url: str, runs: tuple[str, str], out: Path, scratch: Path) -> None:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import sync_playwright  # lazy: a dev extra (and its browser), needed here only
 
     clips = sorted((DEMO_DIR / "clips").glob("*.flac"))[:4]
     with sync_playwright() as playwright:
@@ -85,7 +85,7 @@ def capture(url: str, runs: tuple[str, str], out: Path, scratch: Path) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default=DEFAULT_MODEL)
+    add_model_argument(parser, default=DEFAULT_MODEL)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "img")
     args = parser.parse_args(argv)
     results = Path(tempfile.mkdtemp(prefix="screenshots-"))
