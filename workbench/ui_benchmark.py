@@ -170,8 +170,9 @@ def build_benchmark_tab(engine, *, results_dir: Path, data_dirs: tuple[Path, ...
         updates = queue.Queue()
 
         def on_pass(*update):
-            """Hand the page the pass just measured and wait until it was sent (figures drawn): the status
-            is never behind the sweep, so Stop acts on the points shown, and no drawing overlaps a timed pass."""
+            """Hand the page the pass just measured and wait until it has been sent (figures drawn): updates
+            never pile up behind slow drawing (Stop clicked at "1 of N points done" used to land after the last
+            point), and no drawing competes with a timed pass for the CPU."""
             updates.put(update)
             shown.acquire()
 
