@@ -1,7 +1,10 @@
 """Shared fixtures, each started once per test session: real vLLM CPU engines (``engine`` on the default
 trained model, ``tiny_engine`` on the random-weight tiny model for parity tests), the Gradio app served on
 ``engine`` (``server``) and one headless Chromium (``browser``; ``page`` opens the app in it). Every UI test
-file shares the one app start and the one browser."""
+file shares the one app start and the one browser. Test files share the inputs too: the bundled clips
+(``demo_clips``, ``clips``: the first three, ``clip_samples``: decoded) and the official implementation on the
+tiny model (``official``). The fixtures import the packages they need when they start, so that a session of
+light tests does not import vLLM, torch or the official code."""
 
 import io
 import os
@@ -64,6 +67,28 @@ def tiny_engine(tiny_converted_dir):
 def demo_clips() -> list[Path]:
     assert DEMO_CLIPS, "bundled clips missing: run python -m testkit.synth"
     return DEMO_CLIPS
+
+
+@pytest.fixture(scope="session")
+def clips(demo_clips) -> list[Path]:
+    """The first three bundled clips (paths): a small batch."""
+    return demo_clips[:3]
+
+
+@pytest.fixture(scope="session")
+def clip_samples(demo_clips) -> list[np.ndarray]:
+    """Every bundled clip decoded to 16 kHz float32 samples."""
+    from fireredasr_vllm.audio import load_audio
+
+    return [load_audio(path) for path in demo_clips]
+
+
+@pytest.fixture(scope="session")
+def official(tiny_official_dir):
+    """The official PyTorch implementation (fireredasr_engine.official) on the tiny model."""
+    from fireredasr_engine.official import OfficialModel
+
+    return OfficialModel.load(tiny_official_dir)
 
 
 def encode(samples: np.ndarray, rate: int = 16000, fmt: str = "WAV", subtype: str | None = None) -> bytes:

@@ -175,13 +175,6 @@ def test_duration_limits():
     audio.check_duration(np.zeros(30 * 16000, np.float32))
 
 
-@pytest.fixture(scope="module")
-def official(tiny_official_dir):
-    from fireredasr_engine.official import OfficialModel
-
-    return OfficialModel.load(tiny_official_dir)
-
-
 def test_speech_tokens_equal_official_adapter_length(official):
     rng = np.random.default_rng(0)
     shortest = audio.min_samples()

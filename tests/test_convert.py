@@ -25,13 +25,6 @@ def converted_state(converted_dir) -> dict[str, torch.Tensor]:
     return state
 
 
-@pytest.fixture(scope="module")
-def official(tiny_official_dir):
-    from fireredasr_engine.official import OfficialModel
-
-    return OfficialModel.load(tiny_official_dir)
-
-
 def test_lora_merge_equals_peft_merge_and_unload(official, tiny_official_dir, tiny_converted_dir):
     lora = official.model.llm.peft_config["default"]
     assert LORA_SCALE == lora.lora_alpha / lora.r

@@ -19,11 +19,6 @@ def demo():
     return list(load_test_set("demo"))
 
 
-@pytest.fixture
-def clips(demo_clips):
-    return demo_clips[:3]
-
-
 def test_demo_loads_through_datasets_with_decodable_audio(demo):
     sentences = read_sentences(DEMO_DIR / "sentences.txt")
     assert [(u.id, u.text) for u in demo] == sentences

@@ -9,17 +9,12 @@ import webvtt
 
 from eval.records import load_run
 from eval.run import evaluate
-from fireredasr_vllm.audio import SAMPLE_RATE, AudioError, load_audio
+from fireredasr_vllm.audio import SAMPLE_RATE, AudioError
 from fireredasr_engine.long_audio import Piece, SplitOptions, join_texts, split_at_pauses, stitch
 from fireredasr_engine.options import Segment, Transcript
 from fireredasr_engine.subtitles import write_subtitles
 
 GAP_S = 0.6
-
-
-@pytest.fixture(scope="module")
-def clips(demo_clips) -> list[np.ndarray]:
-    return [load_audio(path) for path in demo_clips]
 
 
 def concatenate(clips, gap_s: float) -> tuple[np.ndarray, list[tuple[int, int]]]:
@@ -33,11 +28,11 @@ def concatenate(clips, gap_s: float) -> tuple[np.ndarray, list[tuple[int, int]]]
     return np.concatenate(parts), spans
 
 
-def test_split_keeps_segments_short_covers_speech_and_cuts_in_silence(clips):
+def test_split_keeps_segments_short_covers_speech_and_cuts_in_silence(clip_samples):
     # 15 clips back to back (only their own short pauses: cuts must be forced), 3 s of silence,
     # then 15 clips with 0.8 s gaps (one segment each).
-    run_on = np.concatenate(clips[:15])
-    audio = np.concatenate([run_on, np.zeros(3 * SAMPLE_RATE, np.float32), concatenate(clips[15:], GAP_S)[0]])
+    run_on = np.concatenate(clip_samples[:15])
+    audio = np.concatenate([run_on, np.zeros(3 * SAMPLE_RATE, np.float32), concatenate(clip_samples[15:], GAP_S)[0]])
     segments = split_at_pauses(audio)
 
     longest = SplitOptions().max_seconds * SAMPLE_RATE
@@ -77,9 +72,9 @@ def test_short_clip_is_one_segment(engine, demo_clips):
 
 
 @pytest.fixture(scope="module")
-def long_result(engine, clips):
+def long_result(engine, clip_samples):
     """All bundled clips joined by pauses (120-180 s) through long-audio mode."""
-    audio, spans = concatenate(clips, GAP_S)
+    audio, spans = concatenate(clip_samples, GAP_S)
     assert 120 < len(audio) / SAMPLE_RATE < 180
     with pytest.raises(AudioError, match="longer than the model's 30 s limit.*long_audio=True"):
         engine.transcribe(audio, id="long")
@@ -123,9 +118,9 @@ def test_subtitles_of_long_audio_parse_and_cover_the_speech(long_result, tmp_pat
             assert cue_start == pytest.approx(segment.start_s, abs=5e-4)
 
 
-def test_eval_records_keep_segment_times(engine, clips, references, demo_clips, tmp_path):
+def test_eval_records_keep_segment_times(engine, clip_samples, references, demo_clips, tmp_path):
     """eval.run --long-audio on a one-file set: its row (rows.jsonl and the parquet table) keeps the segments."""
-    audio, spans = concatenate(clips[:12], 1.0)
+    audio, spans = concatenate(clip_samples[:12], 1.0)
     sf.write(tmp_path / "meeting.flac", audio, SAMPLE_RATE)
     said = "".join(references[clip.stem] for clip in demo_clips[:12])
     (tmp_path / "manifest.jsonl").write_text(json.dumps({"audio_filepath": "meeting.flac", "text": said},

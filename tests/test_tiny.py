@@ -4,7 +4,6 @@ import argparse
 import hashlib
 
 import numpy as np
-import pytest
 import torch
 
 from testkit.tiny import TinySpec, build_official_checkpoint
@@ -48,13 +47,6 @@ def test_files_load_like_the_official_code(tiny_official_dir):
     assert stats.shape == (2, 81) and stats[0, 80] >= 1
     cmvn = CMVN(str(tiny_official_dir / "cmvn.ark"))
     assert cmvn.dim == 80 and np.all(np.isfinite(cmvn.inverse_std_variences))
-
-
-@pytest.fixture(scope="module")
-def official(tiny_official_dir):
-    from fireredasr_engine.official import OfficialModel
-
-    return OfficialModel.load(tiny_official_dir)
 
 
 def test_official_loader_misses_only_base_llm_weights(official, tiny_official_dir):

@@ -55,13 +55,12 @@ def test_vllm_transcribes_bundled_set(engine, demo_clips, references):
     assert cer_of(references, {r.id: r.text for r in results}) < MAX_CER
 
 
-def test_official_pytorch_transcribes_bundled_set(demo_clips, references):
+def test_official_pytorch_transcribes_bundled_set(demo_clips, clip_samples, references):
     from fireredasr_engine.official import OfficialModel
-    from fireredasr_vllm.audio import load_audio
 
     official = OfficialModel.load(TRAINED_DIR)
     assert not official.load_result.unexpected_keys
-    results = official.transcribe([load_audio(path) for path in demo_clips])
+    results = official.transcribe(clip_samples)
     assert cer_of(references, {path.stem: r["text"] for path, r in zip(demo_clips, results)}) < MAX_CER
 
 
