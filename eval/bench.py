@@ -11,10 +11,11 @@ import time
 from pathlib import Path
 
 from eval.datasets import load_test_set
-from eval.records import Run, write_json_atomic
+from eval.tables import cell
+from eval.records import Measurement, Run, Summary, speed, write_benchmark
 from fireredasr_engine.official import OfficialModel
 from fireredasr_engine.options import DecodingOptions
-from fireredasr_vllm.audio import load_audio
+from fireredasr_vllm.audio import SAMPLE_RATE, load_audio
 from fireredasr_vllm.convert import is_official_dir
 from fireredasr_vllm.resolve import named_model_dir
 
@@ -33,8 +34,8 @@ def official_dir_for(model_dir: str | Path, spec: str) -> Path | None:
 
 
 def bench_against_official(run: Run, decoding: DecodingOptions, limit: int = 30) -> str:
-    """Time the official code on (up to ``limit`` of) the run's clips; write bench.json; return a table."""
-
+    """Time the official code on (up to ``limit`` of) the run's clips; write bench.json (a benchmark file of
+    the results schema: both systems' figures); return a table."""
     official_dir = official_dir_for(run.manifest["model_dir"], run.manifest["model"])
     if official_dir is None:
         return "bench: no official-layout directory behind this model; skipped"
@@ -46,18 +47,19 @@ def bench_against_official(run: Run, decoding: DecodingOptions, limit: int = 30)
     model = OfficialModel.load(official_dir)
     model.transcribe(samples[:1])  # warm-up
     started = time.perf_counter()
-    model.transcribe(samples, batch_size=1, beam_size=decoding.beam_size,
-                     repetition_penalty=decoding.repetition_penalty, length_penalty=decoding.length_penalty)
+    outputs = model.transcribe(samples, batch_size=1, beam_size=decoding.beam_size,
+                               repetition_penalty=decoding.repetition_penalty, length_penalty=decoding.length_penalty)
     wall = time.perf_counter() - started
-    audio_seconds = sum(len(s) for s in samples) / 16000
+    official = Summary.of(None, utterances=len(samples), **speed(
+        audio_seconds=sum(len(s) for s in samples) / SAMPLE_RATE, wall_seconds=wall, utterances=len(samples),
+        output_tokens=sum(len(o["token_ids"]) for o in outputs), latencies=[o["latency_s"] for o in outputs]))
     ours = run.summary
-    result = {
-        "clips_official": len(samples), "official_rtfx": audio_seconds / wall, "official_utts_per_s": len(samples) / wall,
-        "vllm_rtfx": ours.get("rtfx"), "vllm_utts_per_s": ours.get("utts_per_s"),
-    }
-    result["rtfx_ratio"] = (result["vllm_rtfx"] or 0) / result["official_rtfx"] if result["official_rtfx"] else None
-    write_json_atomic(run.path / "bench.json", result)
+    ratio = ours.rtfx / official.rtfx if ours.rtfx and official.rtfx else None
+    write_benchmark(run.path / "bench.json", {"run": str(run.path), "model": run.manifest.get("model"),
+                                              "decoding": decoding.label, "device": run.manifest.get("device")},
+                    [Measurement("vllm", "offline", None, ours), Measurement("official", "offline", 1, official)],
+                    rtfx_ratio=ratio)
     return ("\n| system | RTFx | utts/s |\n|---|---:|---:|\n"
-            f"| this project (vLLM) | {result['vllm_rtfx']:.2f} | {result['vllm_utts_per_s']:.2f} |\n"
-            f"| official PyTorch, batch 1 ({len(samples)} clips) | {result['official_rtfx']:.2f} | "
-            f"{result['official_utts_per_s']:.2f} |\n\nratio (RTFx, vLLM / official): {result['rtfx_ratio']:.2f}x")
+            f"| this project (vLLM) | {cell(ours.rtfx)} | {cell(ours.utts_per_s)} |\n"
+            f"| official PyTorch, batch 1 ({len(samples)} clips) | {cell(official.rtfx)} | "
+            f"{cell(official.utts_per_s)} |\n\nratio (RTFx, vLLM / official): {cell(ratio)}x")

@@ -39,13 +39,14 @@ class UtteranceScore:
 
 @dataclass(frozen=True)
 class CorpusScore:
-    """Summed counts; ``cer`` = (S+D+I)/N over the set's units (for ``wer`` sets the units are words)."""
+    """Summed counts; ``error_rate`` = (S+D+I)/N over the units of ``metric`` (characters and words for
+    ``cer``, words for ``wer``)."""
 
     n: int
     s: int
     d: int
     i: int
-    cer: float
+    error_rate: float
     sentences: int
     sentence_errors: int
     ser: float
@@ -80,7 +81,7 @@ def corpus_score(scores: list[UtteranceScore], metric: str = "cer") -> CorpusSco
     n = sum(score.n for score in scores)
     s, d, i = (sum(getattr(score, op) for score in scores) for op in "sdi")
     sentence_errors = sum(score.errors > 0 for score in scores)
-    return CorpusScore(n=n, s=s, d=d, i=i, cer=(s + d + i) / max(n, 1),
+    return CorpusScore(n=n, s=s, d=d, i=i, error_rate=(s + d + i) / max(n, 1),
                        sentences=len(scores), sentence_errors=sentence_errors,
                        ser=sentence_errors / max(len(scores), 1), metric=metric)
 

@@ -15,12 +15,16 @@ from pathlib import Path
 
 import matplotlib
 import matplotlib.ticker
+from matplotlib import font_manager
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+
+from eval.records import upgrade_table
+from eval.tables import error_label
 
 CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Zen Hei")
 SYSTEM_STYLES = {"vllm": "-", "builtin": "--", "official": ":"}
@@ -33,8 +37,6 @@ LABEL_OFFSETS = ((4, 4), (4, -11), (-6, 8), (-6, -14), (8, -3), (-30, 4), (-30, 
 
 def use_cjk_font() -> str | None:
     """Put an installed CJK font (Noto Sans CJK from fonts-noto-cjk) first in matplotlib's sans-serif list."""
-    from matplotlib import font_manager
-
     installed = {font.name for font in font_manager.fontManager.ttflist}
     for name in CJK_FONTS:
         if name in installed:
@@ -234,9 +236,10 @@ def rtfx_vs_max_num_seqs(table: pd.DataFrame) -> Figure:
 def cer_by_decoding(table: pd.DataFrame) -> Figure:
     """Error rate per decoding config, one bar per system (mean over the load settings)."""
     fig, ax = new_figure()
-    data = table.dropna(subset=["cer"])
-    metric = str(data["metric"].iloc[0]).upper() if "metric" in data and len(data) else "CER"
-    pivot = data.pivot_table(index="decoding", columns="system", values="cer", aggfunc="mean", sort=False) * 100
+    data = upgrade_table(table).dropna(subset=["error_rate"])
+    metric = error_label(data).removesuffix(" %")
+    pivot = data.pivot_table(index="decoding", columns="system", values="error_rate", aggfunc="mean",
+                             sort=False) * 100
     width = 0.8 / max(1, len(pivot.columns))
     x = np.arange(len(pivot.index))
     for k, system in enumerate(pivot.columns):
@@ -346,7 +349,7 @@ def cer_by_duration(rows: pd.DataFrame, edges=DURATION_EDGES, metric: str = "CER
 
 def plot_run(run) -> dict[str, Figure]:
     """The single-run figures for an ``eval.records.Run``, keyed by file stem."""
-    metric = str(run.summary.get("metric", "cer")).upper()
+    metric = (run.summary.metric if run.summary else run.manifest.get("test_set", {}).get("metric", "cer")).upper()
     return {"latency_histogram": latency_histogram(run.rows),
             "errors_per_utterance": errors_per_utterance(run.rows),
             "cer_by_duration": cer_by_duration(run.rows, metric=metric)}

@@ -1,21 +1,27 @@
-"""Compare run folders (summary table, worst utterances, utterances where two runs differ) and sweep
-folders (their configurations side by side).
+"""Compare results, all read through the results schema (eval/records.py): run folders (summary table, worst
+utterances, utterances where two runs differ), sweep folders and benchmark JSON files (their measured
+configurations side by side).
 
     python -m eval.report RUN_DIR [RUN_DIR ...] [--worst 10]
     python -m eval.report SWEEP_DIR [SWEEP_DIR ...]      # folders written by eval.sweep or the Benchmark tab
+    python -m eval.report bench/results/*.json           # files written by the bench/ scripts
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
+from pathlib import Path
 
 import pandas as pd
 
-from eval.records import Run, load_run
-from eval.sweep_report import compare_sweeps, is_sweep
+from eval.records import Run, Summary, is_benchmark, load_benchmark, load_run
+from eval.sweep.report import compare_sweeps
+from eval.sweep.store import is_sweep
+from eval.tables import REPORT_COLUMNS, results_table
 
-SUMMARY_COLUMNS = ["cer", "n", "s", "d", "i", "ser", "utterances", "failed", "rtfx", "utts_per_s",
+SUMMARY_COLUMNS = ["error_rate", "n", "s", "d", "i", "ser", "utterances", "failed", "rtfx", "utts_per_s",
                    "output_tokens_per_s", "latency_p50", "latency_p90", "latency_p99"]
 
 
@@ -23,12 +29,22 @@ def compare_runs(runs: list[Run]) -> pd.DataFrame:
     """One row per run: test set, model, decoding and the summary figures."""
     records = []
     for run in runs:
-        record = {"run": run.name, "test_set": run.manifest.get("test_set", {}).get("name"),
-                  "model": run.manifest.get("model"), "decoding": run.manifest.get("decoding", {}).get("label"),
-                  "metric": run.summary.get("metric")}
-        record |= {key: run.summary.get(key) for key in SUMMARY_COLUMNS}
+        test_set = run.manifest.get("test_set", {})
+        summary = run.summary or Summary(metric=test_set.get("metric", "cer"))  # unfinished: no figures yet
+        record = {"run": run.name, "test_set": test_set.get("name"), "model": run.manifest.get("model"),
+                  "decoding": run.manifest.get("decoding", {}).get("label"), "metric": summary.metric}
+        record |= {key: getattr(summary, key) for key in SUMMARY_COLUMNS}
         records.append(record)
-    return pd.DataFrame(records)
+    return pd.DataFrame(records, columns=["run", "test_set", "model", "decoding", "metric", *SUMMARY_COLUMNS])
+
+
+def compare_benchmarks(paths: list[str | Path]) -> pd.DataFrame:
+    """The measurements of several benchmark JSON files (any version), one row per file and measurement."""
+    tables = [results_table(load_benchmark(p).table()).assign(benchmark=Path(p).stem) for p in paths]
+    if not tables:
+        return pd.DataFrame(columns=["benchmark", *REPORT_COLUMNS])
+    combined = pd.concat(tables, ignore_index=True)
+    return combined[["benchmark", *(c for c in combined.columns if c != "benchmark")]]
 
 
 def worst_utterances(run: Run, n: int = 10) -> pd.DataFrame:
@@ -51,21 +67,26 @@ def differing_utterances(run_a: Run, run_b: Run) -> pd.DataFrame:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("runs", nargs="+", metavar="DIR", help="run folders (eval.run) or sweep folders (eval.sweep)")
+    parser.add_argument("runs", nargs="+", metavar="PATH",
+                        help="run folders (eval.run), sweep folders (eval.sweep) or benchmark JSON files (bench/)")
     parser.add_argument("--worst", type=int, default=10)
     args = parser.parse_args(argv)
     sweeps = [path for path in args.runs if is_sweep(path)]
+    benchmarks = [path for path in args.runs if is_benchmark(path)]
     try:
-        runs = [load_run(path) for path in args.runs if path not in sweeps]
+        runs = [load_run(path) for path in args.runs if path not in sweeps + benchmarks]
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     with pd.option_context("display.max_columns", None, "display.width", 200, "display.max_colwidth", 60):
         if sweeps:
             print(compare_sweeps(sweeps).round(3).to_string(index=False))
+        if benchmarks:
+            print(compare_benchmarks(benchmarks).round(3).to_string(index=False))
         if not runs:
             return 0
-        print(compare_runs(runs).to_markdown(index=False) if _has_tabulate() else compare_runs(runs))
+        table = compare_runs(runs)
+        print(table.to_markdown(index=False) if importlib.util.find_spec("tabulate") else table)
         for run in runs:
             print(f"\nworst utterances of {run.name}:")
             print(worst_utterances(run, args.worst).to_string(index=False))
@@ -74,15 +95,6 @@ def main(argv=None) -> int:
             print(f"\n{len(diff)} utterances differ between {runs[0].name} and {runs[1].name}:")
             print(diff[["id", "hypothesis_a", "hypothesis_b", "delta_errors"]].to_string(index=False))
     return 0
-
-
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-
-        return True
-    except ImportError:
-        return False
 
 
 if __name__ == "__main__":

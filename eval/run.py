@@ -16,36 +16,32 @@ recorded once); the run folder is the same and the manifest names the servers an
 from __future__ import annotations
 
 import argparse
-import datetime as dt
+import hashlib
 import json
 import os
-import subprocess
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
+from tqdm.auto import tqdm  # a widget in Jupyter, a text bar elsewhere
 
+from eval.bench import bench_against_official
 from eval.datasets import PUBLISHED_SOURCE, DatasetUnavailable, load_test_set
-from eval.metrics import score_utterance
+from eval.metrics import CorpusScore, score_utterance
 from eval.normalize import NormalizerOptions, normalize
-from eval.records import Run, RunWriter, load_run
+from eval.plots import plot_run, save_figures
+from eval.tables import cell
+from eval.records import ROWS, SUMMARY, Run, RunWriter, Summary, load_run, provenance, read_rows, speed
 from fireredasr_vllm import DEFAULT_MODEL, MODEL_HELP
+from fireredasr_vllm.convert import sha256
 from fireredasr_engine.client import ServerError, check_supported
 from fireredasr_engine.engine import Engine
 from fireredasr_engine.options import DecodingOptions, EngineOptions, Transcript, parse_decoding
 from fireredasr_engine.quiet import show_engine_log
 
 DEFAULT_RESULTS = Path("results")
-
-
-def percentiles(values, prefix: str) -> dict:
-    values = [v for v in values if v is not None]
-    if not values:
-        return {f"{prefix}_p{p}": None for p in (50, 90, 99)}
-    return {f"{prefix}_p{p}": float(np.percentile(values, p)) for p in (50, 90, 99)}
 
 
 @dataclass
@@ -81,18 +77,14 @@ class Tally:
     def error_rate(self) -> float:
         return (self.s + self.d + self.i) / self.n if self.n else 0.0
 
-    def summary(self, metric: str, wall_seconds: float) -> dict:
-        timed = len(self.latencies)
-        return {
-            "metric": metric, "cer": self.error_rate, "n": self.n, "s": self.s, "d": self.d, "i": self.i,
-            "ser": self.sentence_errors / self.sentences if self.sentences else 0.0,
-            "utterances": self.sentences, "failed": self.failed, "timed_utterances": timed,
-            "audio_seconds": self.audio_seconds, "wall_seconds": wall_seconds,
-            "rtfx": self.audio_seconds / wall_seconds if wall_seconds else None,
-            "utts_per_s": timed / wall_seconds if wall_seconds else None,
-            "output_tokens_per_s": self.output_tokens / wall_seconds if wall_seconds else None,
-            **percentiles(self.latencies, "latency"), **percentiles(self.ttfts, "ttft"),
-        }
+    def summary(self, metric: str, wall_seconds: float) -> Summary:
+        corpus = CorpusScore(n=self.n, s=self.s, d=self.d, i=self.i, error_rate=self.error_rate,
+                             sentences=self.sentences, sentence_errors=self.sentence_errors,
+                             ser=self.sentence_errors / self.sentences if self.sentences else 0.0, metric=metric)
+        return Summary.of(corpus, failed=self.failed, timed_utterances=len(self.latencies),
+                          **speed(audio_seconds=self.audio_seconds, wall_seconds=wall_seconds,
+                                  utterances=len(self.latencies), output_tokens=self.output_tokens,
+                                  latencies=self.latencies, ttfts=self.ttfts))
 
 
 def make_row(utterance, transcript: Transcript, normalizer: NormalizerOptions, metric: str) -> dict:
@@ -110,26 +102,13 @@ def make_row(utterance, transcript: Transcript, normalizer: NormalizerOptions, m
     }
 
 
-def git_revision() -> str | None:
-    try:
-        root = Path(__file__).resolve().parents[1]
-        return subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except Exception:
-        return None
-
-
 def model_checksum(model_dir: Path) -> str | None:
     """sha256 of the converted weights as recorded by the converter (or of config.json)."""
     record = model_dir / "conversion.json"
     if record.exists():
         sums = json.loads(record.read_text()).get("output_sha256") or {}
         if sums:
-            import hashlib
-
             return hashlib.sha256(json.dumps(sums, sort_keys=True).encode()).hexdigest()
-    from fireredasr_vllm.convert import sha256
-
     return sha256(model_dir / "config.json")
 
 
@@ -148,8 +127,7 @@ def manifest_for(test_set, engine, decoding: DecodingOptions, normalizer: Normal
         "model_sha256": model_checksum(engine.model_dir) if engine.model_dir else None,
         "architecture": info["architecture"], "engine": info["engine"], "decoding": decoding.to_dict(),
         "normalizer": normalizer.to_dict(), "versions": info["versions"], "device": info["device"],
-        "git_revision": git_revision(), "created": dt.datetime.now(dt.timezone.utc).isoformat(),
-        "arguments": args, "command": " ".join(sys.argv),
+        "arguments": args, **provenance(),
         **({"servers": info["servers"]} if "servers" in info else {}),
     }
 
@@ -178,8 +156,6 @@ def evaluate(test_set: str, *, engine=None, model: str = DEFAULT_MODEL, decoding
 
     ``engine``: a running engine (or client) to use; else ``server`` (URLs of running servers) or a new
     engine on ``model``."""
-    from tqdm.auto import tqdm  # a widget in Jupyter, a text bar elsewhere
-
     data = load_test_set(test_set, limit=limit, shuffle_seed=shuffle_seed, max_duration=max_duration,
                          allowed_dirs=allowed_dirs)
     own_engine = engine is None
@@ -242,11 +218,9 @@ def evaluate(test_set: str, *, engine=None, model: str = DEFAULT_MODEL, decoding
 
 def is_complete(out_dir: Path, data) -> bool:
     """A finished run of exactly these utterances: nothing to do (keeps its speed figures)."""
-    from eval.records import read_rows
-
-    if not (out_dir / "summary.json").exists():
+    if not (out_dir / SUMMARY).exists():
         return False
-    done = {row["id"] for row in read_rows(out_dir / "rows.jsonl")}
+    done = {row["id"] for row in read_rows(out_dir / ROWS)}
     return {u.id for u in data.utterances} <= done
 
 
@@ -261,7 +235,7 @@ def warm_up(engine, pending, decoding: DecodingOptions) -> None:
 
 def format_summary(run: Run) -> str:
     s = run.summary
-    metric = s.get("metric", "cer").upper()
+    metric = s.metric.upper()
     lines = [
         f"run: {run.path}",
         f"test set: {run.manifest.get('test_set', {}).get('name')}   model: {run.manifest.get('model')}   "
@@ -269,24 +243,15 @@ def format_summary(run: Run) -> str:
         "",
         f"| {metric} % | N | S | D | I | SER % | utts | failed | RTFx | utts/s | tok/s | p50 s | p90 s | p99 s |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        "| " + " | ".join(fmt(v) for v in (
-            100 * s["cer"], s["n"], s["s"], s["d"], s["i"], 100 * s["ser"], s["utterances"], s["failed"],
-            s["rtfx"], s["utts_per_s"], s["output_tokens_per_s"], s["latency_p50"], s["latency_p90"],
-            s["latency_p99"])) + " |",
+        "| " + " | ".join(cell(v) for v in (
+            100 * s.error_rate, s.n, s.s, s.d, s.i, 100 * s.ser, s.utterances, s.failed, s.rtfx, s.utts_per_s,
+            s.output_tokens_per_s, s.latency_p50, s.latency_p90, s.latency_p99)) + " |",
     ]
     published = run.manifest.get("test_set", {}).get("published")
     if published:
         numbers = ", ".join(f"{system} {rate:.2f} %" for system, rate in published)
         lines += ["", f"published {metric}: {numbers} ({PUBLISHED_SOURCE})"]
     return "\n".join(lines)
-
-
-def fmt(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.2f}" if abs(value) >= 0.1 or value == 0 else f"{value:.3f}"
-    return str(value)
 
 
 def parse_args(argv):
@@ -345,17 +310,11 @@ def main(argv=None) -> int:
         write_plots(run)
     print(format_summary(run))
     if args.bench:
-        from eval.bench import bench_against_official
-
         print(bench_against_official(run, decoding))
     return 0
 
 
 def write_plots(run: Run) -> None:
-    try:
-        from eval.plots import plot_run, save_figures
-    except ImportError:
-        return
     save_figures(plot_run(run), run.path / "plots")
 
 

@@ -16,15 +16,14 @@ redraws the figures from the sweep already in --output-dir (after a change to ev
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 from pathlib import Path
 
-import pandas as pd
-
+from eval.records import read_json
 from eval.sweep import SweepConfig, SweepFailed, run_sweep
-from eval.sweep_report import SPREAD_WARNING, SWEEP_MANIFEST, SWEEP_TABLE, write_report
+from eval.sweep.report import SPREAD_WARNING, write_report
+from eval.sweep.store import SWEEP_MANIFEST, read_sweep_table
 from fireredasr_vllm import DEFAULT_MODEL
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,8 +48,8 @@ def main(argv=None) -> int:
     parser.add_argument("--replot", action="store_true", help="redraw the figures of the sweep in --output-dir")
     args = parser.parse_args(argv)
     if args.replot:
-        table = pd.read_parquet(args.output_dir / SWEEP_TABLE)
-        manifest = json.loads((args.output_dir / SWEEP_MANIFEST).read_text(encoding="utf-8"))
+        table = read_sweep_table(args.output_dir)
+        manifest = read_json(args.output_dir / SWEEP_MANIFEST)
         write_report(table, args.output_dir, manifest)
     else:
         try:

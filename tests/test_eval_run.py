@@ -11,6 +11,7 @@ import time
 import pandas as pd
 import pytest
 
+from eval.datasets import REGISTRY
 from eval.records import read_rows
 from eval.report import compare_runs, differing_utterances, worst_utterances
 from eval.run import evaluate, format_summary, main
@@ -30,10 +31,12 @@ def test_run_folder_has_rows_summary_manifest(demo_run):
     assert {"rows.jsonl", "utterances.parquet", "utterances.csv", "summary.json", "manifest.json"} <= files
     assert len(demo_run.rows) == 8 and demo_run.rows["id"].is_unique
     s = demo_run.summary
-    assert s["utterances"] == 8 and s["n"] == demo_run.rows["n"].sum() > 0
-    assert s["cer"] == pytest.approx((s["s"] + s["d"] + s["i"]) / s["n"])
-    assert s["cer"] < 0.10, "the default (trained) model transcribes the bundled clips"
-    assert s["rtfx"] > 0 and s["latency_p50"] <= s["latency_p99"]
+    assert s.utterances == 8 and s.n == demo_run.rows["n"].sum() > 0
+    assert s.metric == "cer" and s.error_rate == pytest.approx((s.s + s.d + s.i) / s.n)
+    assert s.error_rate < 0.10, "the default (trained) model transcribes the bundled clips"
+    assert s.rtfx > 0 and s.latency_p50 <= s.latency_p99
+    on_disk = json.loads((demo_run.path / "summary.json").read_text())
+    assert on_disk["error_rate"] == s.error_rate and "cer" not in on_disk  # the schema's keys
     manifest = demo_run.manifest
     assert manifest["test_set"]["name"] == "demo" and manifest["model_sha256"]
     assert manifest["decoding"]["label"] == "greedy" and manifest["versions"]
@@ -42,8 +45,6 @@ def test_run_folder_has_rows_summary_manifest(demo_run):
 
 
 def test_summary_shows_published_numbers_of_registered_sets(demo_run):
-    from eval.datasets import REGISTRY
-
     assert "published" not in format_summary(demo_run)  # nothing published for the bundled clips
     test_set = {**demo_run.manifest["test_set"], "published": [list(e) for e in REGISTRY["aishell"].published]}
     shown = format_summary(dataclasses.replace(demo_run, manifest={**demo_run.manifest, "test_set": test_set}))

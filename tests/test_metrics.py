@@ -61,7 +61,7 @@ def test_counts_match_official_scorer(tmp_path, tn):
     assert corpus.n == sum(info.r for info in infos)
     assert corpus.s + corpus.d + corpus.i == sum(info.s + info.d + info.i for info in infos)
     assert corpus.sentence_errors == sum(info.e > 0 for info in infos)
-    assert corpus.cer == pytest.approx(sum(info.e for info in infos) / corpus.n)
+    assert corpus.error_rate == pytest.approx(sum(info.e for info in infos) / corpus.n)
 
 
 def test_alignment_covers_both_sides_in_order():
@@ -86,9 +86,9 @@ def test_empty_references_do_not_divide_by_zero():
     assert score_utterance("", "").errors == 0
     only_insertions = score_corpus(["", "。"], ["多", ""])
     assert (only_insertions.n, only_insertions.i, only_insertions.sentence_errors) == (0, 1, 1)
-    assert only_insertions.cer == 1.0  # official convention: N=0 counts as 1
+    assert only_insertions.error_rate == 1.0  # official convention: N=0 counts as 1
     empty = corpus_score([])
-    assert (empty.cer, empty.ser, empty.sentences) == (0.0, 0.0, 0)
+    assert (empty.error_rate, empty.ser, empty.sentences) == (0.0, 0.0, 0)
 
 
 def test_wer_metric_uses_english_words():
@@ -96,7 +96,7 @@ def test_wer_metric_uses_english_words():
     assert score.n == 6
     assert score.errors == 2  # it's/its and john's/johns differ; isn't == is not
     corpus = score_corpus(["Hello world"], ["hello, world!"], metric="wer")
-    assert (corpus.cer, corpus.metric, corpus.to_dict()["n"]) == (0.0, "wer", 2)
+    assert (corpus.error_rate, corpus.metric, corpus.to_dict()["n"]) == (0.0, "wer", 2)
 
 
 def test_mismatched_lengths_are_rejected():

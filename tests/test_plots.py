@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from eval import plots
-from eval.records import Run
+from eval.records import Run, Summary
 
 
 def sweep_table() -> pd.DataFrame:
@@ -19,7 +19,7 @@ def sweep_table() -> pd.DataFrame:
             ("vllm", "beam3", 4, "online", 1), ("builtin", "greedy", 4, "online", 1),
             ("official", "greedy", 1, "offline", 1), ("official", "greedy", 4, "offline", 4)]:
         rows.append({"system": system, "decoding": decoding, "batch": batch, "mode": mode,
-                     "concurrency": concurrency, "metric": "cer", "cer": 0.1 * batch / 16,
+                     "concurrency": concurrency, "metric": "cer", "error_rate": 0.1 * batch / 16,
                      "utts_per_s": 2.0 * concurrency, "rtfx": 5.0 * batch, "latency_p50": 0.5 + 0.1 * concurrency,
                      "latency_p90": 0.7 + 0.1 * concurrency,
                      "ttft_p50": None if system == "official" else 0.1 * concurrency,
@@ -99,7 +99,7 @@ def engine_curve(throughputs: list[float], latencies: list[float]) -> pd.DataFra
     """One engine setting at 1, 4, 16, 64 requests in flight, then offline (the last values)."""
     loads = [("online", 1), ("online", 4), ("online", 16), ("online", 64), ("offline", 30)]
     return pd.DataFrame([{"system": "vllm", "decoding": "greedy", "batch": 1, "mode": mode, "concurrency": c,
-                          "metric": "cer", "cer": 0.05, "utts_per_s": x, "rtfx": 3 * x, "latency_p50": y,
+                          "metric": "cer", "error_rate": 0.05, "utts_per_s": x, "rtfx": 3 * x, "latency_p50": y,
                           "latency_p90": y, "ttft_p50": y / 2}
                          for (mode, c), x, y in zip(loads, throughputs, latencies)])
 
@@ -142,7 +142,7 @@ def test_empty_sweep_still_gives_labelled_figures():
 
 def test_run_figures(tmp_path):
     rows = run_rows()
-    figures = plots.plot_run(Run(path=tmp_path, manifest={}, summary={"metric": "cer"}, rows=rows))
+    figures = plots.plot_run(Run(path=tmp_path, manifest={}, summary=Summary(metric="cer"), rows=rows))
     for fig in figures.values():
         assert_labelled_with_data(fig)
     by_duration = figures["cer_by_duration"].axes[0]

@@ -1,4 +1,5 @@
-"""eval/sweep.py: configuration, planning, and real sweeps on the shared (trained) engine and the bundled clips."""
+"""eval/sweep/: configuration and plan, runners, store and report, the CLI; real sweeps on the shared (trained)
+engine and the bundled clips."""
 
 import dataclasses
 import importlib.util
@@ -13,8 +14,11 @@ import pandas as pd
 import psutil
 import pytest
 
-from eval import plots, sweep, sweep_report
+from eval import plots, sweep
 from eval import report as eval_report
+from eval.sweep import report as sweep_report
+from eval.sweep import run as sweep_run
+from eval.sweep import runners, store
 from eval.metrics import score_corpus
 from fireredasr_engine.options import EngineOptions
 
@@ -82,13 +86,13 @@ def test_sweep_on_the_shared_engine(engine, tmp_path, monkeypatch):
     def no_new_engine(*args, **kwargs):
         raise AssertionError("the sweep built an engine although the shared one matches")
 
-    monkeypatch.setattr("fireredasr_engine.engine.Engine", no_new_engine)
+    monkeypatch.setattr(runners, "Engine", no_new_engine)
     config = sweep.SweepConfig(test_set="demo", model=engine.model_spec, limit=6,
                                grid={"decoding": ["greedy", "t0.7"]},
                                concurrency=[1, 4], output_dir=str(tmp_path))
     assert engine.options == EngineOptions() and (config.warmup, config.repeats, config.order_seed) == (1, 2, 0)
 
-    warm_ups, transcribe_many, online_load = [], engine.transcribe_many, sweep.online_load
+    warm_ups, transcribe_many, online_load = [], engine.transcribe_many, runners.online_load
 
     def record_offline_warm_up(samples, decoding, ids=None, **kwargs):
         if ids and ids[0].startswith("warmup-"):
@@ -101,8 +105,8 @@ def test_sweep_on_the_shared_engine(engine, tmp_path, monkeypatch):
         return online_load(engine, clips, decoding, concurrency, *args)
 
     monkeypatch.setattr(engine, "transcribe_many", record_offline_warm_up)
-    monkeypatch.setattr(sweep, "online_load", record_online_warm_up)
-    summarize, calls = sweep.summarize, []
+    monkeypatch.setattr(runners, "online_load", record_online_warm_up)
+    summarize, calls = sweep_run.summarize, []
 
     def interrupt_fifth_pass(*args, **kwargs):
         calls.append(1)
@@ -110,7 +114,7 @@ def test_sweep_on_the_shared_engine(engine, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return summarize(*args, **kwargs)
 
-    monkeypatch.setattr(sweep, "summarize", interrupt_fifth_pass)
+    monkeypatch.setattr(sweep_run, "summarize", interrupt_fifth_pass)
     with pytest.raises(KeyboardInterrupt):
         sweep.run_sweep(config, engine=engine, progress=False)
     assert len(pd.read_parquet(tmp_path / "sweep.parquet")) == 2  # finished configurations kept
@@ -118,7 +122,7 @@ def test_sweep_on_the_shared_engine(engine, tmp_path, monkeypatch):
     first_order = json.loads((tmp_path / "sweep.json").read_text())["order"]
     with pytest.raises(FileExistsError, match="--resume"):
         sweep.run_sweep(config, engine=engine, progress=False)
-    monkeypatch.setattr(sweep, "summarize", summarize)
+    monkeypatch.setattr(sweep_run, "summarize", summarize)
     table = sweep.run_sweep(config, engine=engine, resume=True, progress=False)
 
     # warm-up: one full batch (vLLM's max_num_seqs >= 6: the whole test set at once) per decoding and load mode
@@ -151,12 +155,14 @@ def test_sweep_on_the_shared_engine(engine, tmp_path, monkeypatch):
     assert len(on_disk) == len(pd.read_csv(tmp_path / "sweep.csv")) == 6
     utterances = pd.read_parquet(tmp_path / "sweep_utterances.parquet")
     assert len(utterances) == 6 * 6 * 2 and sorted(utterances["pass"].unique()) == [1, 2]
+    assert (table["metric"] == "cer").all()
     for _, row in table.iterrows():  # CER in the table = CER of the first pass's hypotheses behind it
         mine = utterances[(utterances[sweep.KEY[2:7]] == row[sweep.KEY[2:7]]).all(axis=1) & (utterances["pass"] == 1)]
         assert len(mine) == 6
-        assert row["cer"] == pytest.approx(score_corpus(list(mine["reference"]), list(mine["hypothesis"])).cer)
+        assert row["error_rate"] == pytest.approx(
+            score_corpus(list(mine["reference"]), list(mine["hypothesis"])).error_rate)
 
-    assert sweep_report.list_sweeps(tmp_path) == [tmp_path]
+    assert store.list_sweeps(tmp_path) == [tmp_path]
     both = sweep_report.compare_sweeps([tmp_path, tmp_path])
     assert len(both) == 12 and list(both.columns[:3]) == ["sweep", "system", "engine_config"]
     assert eval_report.main([str(tmp_path)]) == 0

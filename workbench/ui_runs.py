@@ -1,35 +1,35 @@
-"""Runs tab: the run and sweep folders under the results directory; open one, compare two."""
+"""Runs tab: the results under the results directory (run folders, sweep folders, benchmark JSON files, all
+read through the results schema of eval/records.py); open one, compare two of a kind."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import gradio as gr
 import pandas as pd
 
 from eval.plots import plot_sweep, save_figures
-from eval.records import MANIFEST, SUMMARY, Run, list_runs, load_run
-from eval.report import compare_runs, differing_utterances
+from eval.records import Run, is_benchmark, list_runs, load_benchmark, load_run, read_json
+from eval.report import compare_benchmarks, compare_runs, differing_utterances
 from eval.run import format_summary, write_plots
-from eval.sweep import markdown_table, results_table
-from eval.sweep_report import SWEEP_MANIFEST, compare_sweeps
+from eval.sweep.report import compare_sweeps
+from eval.sweep.store import SWEEP_MANIFEST, is_sweep, list_sweeps, read_sweep_table
+from eval.tables import error_label, markdown_table, results_table
 from workbench.ui_alignment import differences_html, utterances_html
 
-SWEEP_TABLE = "sweep.parquet"
-OVERVIEW_COLUMNS = ["run", "test_set", "model", "decoding", "cer %", "n", "s", "d", "i", "ser %", "utterances",
-                    "failed", "rtfx", "latency_p50"]
-
-
-def is_sweep(path: Path) -> bool:
-    return (path / SWEEP_TABLE).exists()
+OVERVIEW_COLUMNS = ["run", "test_set", "model", "decoding", "ERROR", "n", "s", "d", "i", "ser %", "utterances",
+                    "failed", "rtfx", "latency_p50"]  # ERROR: the error rate in %, named by its metric
 
 
 def result_folders(results_dir: Path) -> list[Path]:
-    """Run folders (as ``eval.records.list_runs``) and sweep folders, newest first."""
-    sweeps = {p.parent for p in results_dir.rglob(SWEEP_TABLE)} if results_dir.exists() else set()
+    """Run folders (as ``eval.records.list_runs``), sweep folders and benchmark JSON files (outside those
+    folders), newest first."""
+    sweeps = set(list_sweeps(results_dir))
     runs = set(list_runs(results_dir)) - sweeps
-    return sorted(runs | sweeps, key=lambda p: p.stat().st_mtime, reverse=True)
+    folders = runs | sweeps
+    benchmarks = {p for p in results_dir.rglob("*.json") if p.parent not in folders and is_benchmark(p)} \
+        if results_dir.exists() else set()
+    return sorted(folders | benchmarks, key=lambda p: p.stat().st_mtime, reverse=True)
 
 
 def plot_files(path: Path, redraw: bool = False) -> list[str]:
@@ -37,7 +37,7 @@ def plot_files(path: Path, redraw: bool = False) -> list[str]:
     plots_dir = path / "plots"
     if redraw or not any(plots_dir.glob("*.png")):
         if is_sweep(path):
-            save_figures(plot_sweep(pd.read_parquet(path / SWEEP_TABLE)), plots_dir)
+            save_figures(plot_sweep(read_sweep_table(path)), plots_dir)
         else:
             write_plots(load_run(path))
     return [str(p) for p in sorted(plots_dir.glob("*.png"))]
@@ -49,38 +49,35 @@ def gallery(path: Path) -> gr.Gallery:
 
 def headline(run: Run) -> str:
     s = run.summary
-    if not s:
+    if s is None:
         return f"### {run.name}: unfinished (no summary.json yet; {len(run.rows)} utterances recorded)"
-    metric = str(s.get("metric", "cer")).upper()
-    rtfx = f"{s['rtfx']:.2f}" if s.get("rtfx") else "-"
-    return (f"### {metric} {100 * s['cer']:.2f} %  ·  N {s['n']}  S {s['s']}  D {s['d']}  I {s['i']}  ·  "
-            f"RTFx {rtfx}  ·  {s['utterances']} utterances, {s['failed']} failed\n\n"
+    rtfx = f"{s.rtfx:.2f}" if s.rtfx else "-"
+    return (f"### {s.metric.upper()} {100 * s.error_rate:.2f} %  ·  N {s.n}  S {s.s}  D {s.d}  I {s.i}  ·  "
+            f"RTFx {rtfx}  ·  {s.utterances} utterances, {s.failed} failed\n\n"
             + format_summary(run).replace("\n", "  \n", 2))
 
 
-def run_header(path: Path) -> Run:
-    """A run's manifest and summary without its rows (for the overview table)."""
-    def read(name: str) -> dict:
-        file = path / name
-        return json.loads(file.read_text(encoding="utf-8")) if file.exists() else {}
-
-    return Run(path=path, manifest=read(MANIFEST), summary=read(SUMMARY), rows=pd.DataFrame())
+def percent_label(table: pd.DataFrame) -> str:
+    """``cer %`` / ``wer %`` (``error %`` when runs of both metrics are listed together)."""
+    return error_label(table).lower()
 
 
 def in_percent(table: pd.DataFrame) -> pd.DataFrame:
-    """``compare_runs`` output with the error rates as percentages."""
-    rates = table[["cer", "ser"]].astype(float)
-    return table.assign(cer=100 * rates["cer"], ser=100 * rates["ser"]).rename(
-        columns={"cer": "cer %", "ser": "ser %"})
+    """``compare_runs`` output with the error rates as percentages, the error rate named by its metric."""
+    rates = table[["error_rate", "ser"]].astype(float)
+    return table.assign(error_rate=100 * rates["error_rate"], ser=100 * rates["ser"]).rename(
+        columns={"error_rate": percent_label(table), "ser": "ser %"})
 
 
 def overview(results_dir: Path, folders: list[Path]) -> pd.DataFrame:
-    runs = [run_header(p) for p in folders if not is_sweep(p)]
+    runs = [load_run(p, rows=False) for p in folders if p.is_dir() and not is_sweep(p)]
     if not runs:
-        return pd.DataFrame(columns=OVERVIEW_COLUMNS)
-    table = in_percent(compare_runs(runs))
+        return pd.DataFrame(columns=[c.replace("ERROR", "cer %") for c in OVERVIEW_COLUMNS])
+    table = compare_runs(runs)
+    columns = [c.replace("ERROR", percent_label(table)) for c in OVERVIEW_COLUMNS]
+    table = in_percent(table)
     table["run"] = [str(r.path.relative_to(results_dir)) for r in runs]
-    return table[OVERVIEW_COLUMNS].round(3)
+    return table[columns].round(3)
 
 
 def scored_ids(run: Run) -> set:
@@ -96,9 +93,9 @@ def figures_on(run: Run, ids: set) -> dict:
     rows = run.rows[run.rows["id"].isin(ids)]
     n, s, d, i = (int(rows[column].sum()) for column in ("n", "s", "d", "i"))
     latency = rows["latency_s"].dropna()
-    return {"run": f"{run.name} (shared)", "cer %": 100 * (s + d + i) / n if n else 0.0, "n": n, "s": s, "d": d,
-            "i": i, "ser %": 100 * float((rows["errors"] > 0).mean()) if len(rows) else 0.0,
-            "utterances": len(rows),
+    return {"run": f"{run.name} (shared)", "metric": run.summary.metric if run.summary else "cer",
+            "error_rate": (s + d + i) / n if n else 0.0, "n": n, "s": s, "d": d, "i": i,
+            "ser": float((rows["errors"] > 0).mean()) if len(rows) else 0.0, "utterances": len(rows),
             **{f"latency_p{p}": float(latency.quantile(p / 100)) if len(latency) else None for p in (50, 90, 99)}}
 
 
@@ -117,11 +114,12 @@ def deltas(run_a: Run, run_b: Run) -> pd.DataFrame:
     """Both summaries and B − A. B − A compares like with like: on the utterances both runs scored (error
     figures and latency percentiles from their rows, with two "(shared)" rows) when those differ, else on the
     summaries."""
-    table = in_percent(compare_runs([run_a, run_b]))
+    table = compare_runs([run_a, run_b])
     shared = scored_ids(run_a) & scored_ids(run_b)
     if shared != scored_ids(run_a) or shared != scored_ids(run_b):
         table = pd.concat([table, pd.DataFrame([figures_on(run_a, shared), figures_on(run_b, shared)])],
                           ignore_index=True)
+    table = in_percent(table)
     first, second = table.iloc[-2], table.iloc[-1]
     numeric = [column for column in table.select_dtypes("number").columns
                if pd.notna(first[column]) and pd.notna(second[column])]
@@ -130,14 +128,20 @@ def deltas(run_a: Run, run_b: Run) -> pd.DataFrame:
 
 
 def sweep_summary(path: Path) -> str:
-    table = pd.read_parquet(path / SWEEP_TABLE)
+    table = read_sweep_table(path)
     return f"### sweep {path.name}: {len(table)} configurations\n\n" + markdown_table(results_table(table))
+
+
+def benchmark_summary(path: Path) -> str:
+    benchmark = load_benchmark(path)
+    return (f"### benchmark {benchmark.name}: {len(benchmark.measurements)} measurements\n\n"
+            + markdown_table(results_table(benchmark.table())))
 
 
 def build_runs_tab(tab: gr.Tab, *, results_dir: Path) -> None:
     """Render inside ``tab``; the listing refreshes whenever the tab is opened."""
-    gr.Markdown(f"Run folders under `{results_dir}` (written here and by `python -m eval.run`, "
-                "`python -m eval.sweep`).")
+    gr.Markdown(f"Results under `{results_dir}`: run and sweep folders (written here and by `python -m eval.run`, "
+                "`python -m eval.sweep`) and benchmark JSON files (`bench/` scripts).")
     table = gr.Dataframe(label="runs", interactive=False, wrap=True, elem_id="runs-table")
     with gr.Row():
         run_a = gr.Dropdown([], label="run A (open)", elem_id="runs-a", scale=3)
@@ -167,12 +171,14 @@ def build_runs_tab(tab: gr.Tab, *, results_dir: Path) -> None:
         if not choice:
             return "", gr.Dataframe(visible=False), gr.Gallery([], visible=False), "", {}
         path = folder(choice)
+        if is_benchmark(path):
+            return (benchmark_summary(path), gr.Dataframe(visible=False), gr.Gallery([], visible=False), "",
+                    load_benchmark(path).meta)
         if is_sweep(path):
-            sweep_manifest = path / "sweep.json"
-            info = json.loads(sweep_manifest.read_text(encoding="utf-8")) if sweep_manifest.exists() else {}
-            return sweep_summary(path), gr.Dataframe(visible=False), gallery(path), "", info
+            return (sweep_summary(path), gr.Dataframe(visible=False), gallery(path), "",
+                    read_json(path / SWEEP_MANIFEST))
         run = load_run(path)
-        metric = str(run.summary.get("metric") or run.manifest.get("test_set", {}).get("metric") or "cer")
+        metric = run.summary.metric if run.summary else run.manifest.get("test_set", {}).get("metric", "cer")
         return (headline(run), gr.Dataframe(visible=False), gallery(path),
                 utterances_html(run.rows, run.manifest, metric), run.manifest)
 
@@ -181,18 +187,23 @@ def build_runs_tab(tab: gr.Tab, *, results_dir: Path) -> None:
             raise gr.Error("Pick two runs: A and B.")
         path_a, path_b = folder(choice_a), folder(choice_b)
         if is_sweep(path_a) and is_sweep(path_b):  # configurations side by side, as eval.report prints them
-            manifests = {k: json.loads((p / SWEEP_MANIFEST).read_text(encoding="utf-8"))
-                         if (p / SWEEP_MANIFEST).exists() else {} for k, p in (("A", path_a), ("B", path_b))}
+            manifests = {"A": read_json(path_a / SWEEP_MANIFEST), "B": read_json(path_b / SWEEP_MANIFEST)}
             return (f"### sweeps {choice_a}  vs  {choice_b}",
                     gr.Dataframe(compare_sweeps([path_a, path_b]).round(3), visible=True),
                     gr.Gallery([], visible=False), "", manifests)
-        if is_sweep(path_a) or is_sweep(path_b):
-            raise gr.Error("A sweep compares with a sweep and a run with a run: pick two folders of one kind.")
+        if is_benchmark(path_a) and is_benchmark(path_b):
+            return (f"### benchmarks {choice_a}  vs  {choice_b}",
+                    gr.Dataframe(compare_benchmarks([path_a, path_b]).round(3), visible=True),
+                    gr.Gallery([], visible=False), "",
+                    {"A": load_benchmark(path_a).meta, "B": load_benchmark(path_b).meta})
+        if is_sweep(path_a) or is_sweep(path_b) or is_benchmark(path_a) or is_benchmark(path_b):
+            raise gr.Error("A sweep compares with a sweep, a benchmark with a benchmark and a run with a run: "
+                           "pick two of one kind.")
         run_a, run_b = load_run(path_a), load_run(path_b)
         set_a, set_b = (r.manifest.get("test_set", {}).get("name") for r in (run_a, run_b))
         if set_a != set_b:
             gr.Warning(f"different test sets ({set_a} vs {set_b}): only shared utterance ids are compared")
-        metric = str(run_a.summary.get("metric") or "cer")
+        metric = run_a.summary.metric if run_a.summary else "cer"
         diff = differing_utterances(run_a, run_b)
         shared = len(set(run_a.rows["id"]) & set(run_b.rows["id"]))
         html = differences_html(diff, run_a.manifest, metric, (choice_a, choice_b), shared)

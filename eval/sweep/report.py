@@ -1,8 +1,5 @@
-"""Sweep folders as tables and reports: the results table, report.md with its figures, and listing /
-comparing sweep folders (``python -m eval.report``, the Runs tab, notebook 04). No engine is imported.
-
-    compare_sweeps(list_sweeps("results"))      # one row per sweep x configuration
-"""
+"""A sweep as a report: report.md with its figures (eval/plots.py), the speed-up over the official code, and
+sweep folders side by side (``python -m eval.report``, the Runs tab, notebook 04). No engine is imported."""
 
 from __future__ import annotations
 
@@ -10,55 +7,20 @@ from pathlib import Path
 
 import pandas as pd
 
-SWEEP_TABLE = "sweep.parquet"
-SWEEP_MANIFEST = "sweep.json"
-REPORT_COLUMNS = ["system", "engine_config", "decoding", "mode", "concurrency", "cer", "rtfx", "utts_per_s",
-                  "output_tokens_per_s", "latency_p50", "latency_p90", "latency_p99", "ttft_p50", "peak_rss_mb",
-                  "failed", "spread"]
+from eval.plots import plot_sweep, save_figures
+from eval.sweep.store import read_sweep_table
+from eval.tables import REPORT_COLUMNS, markdown_table, results_table
+
 SPREAD_WARNING = 0.20  # relative range of a configuration's pass times above which its figures are suspect
-
-
-def is_sweep(path: str | Path) -> bool:
-    return (Path(path) / SWEEP_TABLE).exists()
-
-
-def list_sweeps(root: str | Path = "results") -> list[Path]:
-    """Sweep folders under ``root`` (any depth), newest first."""
-    root = Path(root)
-    found = {p.parent for p in root.rglob(SWEEP_TABLE)} if root.exists() else set()
-    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
 
 
 def compare_sweeps(paths: list[str | Path]) -> pd.DataFrame:
     """The results tables of several sweep folders, one row per sweep and configuration."""
-    tables = [results_table(pd.read_parquet(Path(p) / SWEEP_TABLE)).assign(sweep=Path(p).name) for p in paths]
+    tables = [results_table(read_sweep_table(p)).assign(sweep=Path(p).name) for p in paths]
     if not tables:
         return pd.DataFrame(columns=["sweep", *REPORT_COLUMNS])
     combined = pd.concat(tables, ignore_index=True)
     return combined[["sweep", *(c for c in combined.columns if c != "sweep")]]
-
-
-def cell(value) -> str:
-    """A table cell: ``-`` for missing, 2 decimals (3 below 0.1)."""
-    if value is None or pd.isna(value):
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.2f}" if abs(value) >= 0.1 or value == 0 else f"{value:.3f}"
-    return str(value)
-
-
-def markdown_table(frame: pd.DataFrame) -> str:
-    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join(lines)
-
-
-def results_table(table: pd.DataFrame) -> pd.DataFrame:
-    """The report's columns, error rate in percent."""
-    shown = table[[c for c in REPORT_COLUMNS if c in table]].copy()
-    metric = str(table["metric"].iloc[0]).upper() if len(table) else "CER"
-    shown["cer"] = 100 * shown["cer"]
-    return shown.rename(columns={"cer": f"{metric} %"})
 
 
 def speedups(table: pd.DataFrame) -> pd.DataFrame:
@@ -72,8 +34,6 @@ def speedups(table: pd.DataFrame) -> pd.DataFrame:
 
 def write_report(table: pd.DataFrame, out_dir: str | Path, manifest: dict) -> Path:
     """plots/*.png and report.md (figures embedded) for a sweep table."""
-    from eval.plots import plot_sweep, save_figures
-
     out_dir = Path(out_dir)
     paths = save_figures(plot_sweep(table), out_dir / "plots") if len(table) else []
     config = manifest["config"]

@@ -1,0 +1,49 @@
+"""Latency / throughput sweeps over engine x decoding x load configurations, with plots.
+
+    python -m eval.sweep demo --model trained --grid max_num_seqs=1,4,16,64 --grid decoding=greedy,beam3,t0.7 \
+        --concurrency 1,4,16 --mode offline,online --limit 30 --baselines builtin,official
+    python -m eval.sweep --config examples/sweep_demo.toml [--limit 6 ...]   # flags override the file
+
+Grid keys are ``decoding`` (parse_decoding labels) and any EngineOptions field (``max_num_seqs``,
+``max_num_batched_tokens``, ``dtype``, ``enable_prefix_caching``, ...; ``default`` = vLLM's default).
+A vLLM engine is built per engine-option combination (or an existing one is reused when its options
+match) and closed before the next; decoding and load vary per request. Per engine and decoding, an
+untimed warm-up submits a full batch (max_num_seqs requests, at most the test set; per load mode) so that the first
+measured point is not the one that pays for the large batch shapes. Per configuration: ``offline``
+submits every utterance at once (Engine.transcribe_many); ``online`` runs N concurrent clients
+(Engine.transcribe_async), optionally with Poisson arrivals at ``--request-rate``. Each configuration is
+timed ``--repeats`` times (speed figures: the median pass; ``spread``: (max - min) / median of the pass
+times, warned about above 20 %); the configurations of each engine run in a seeded random order
+(``--order-seed``, recorded in sweep.json) so that slow drift of the machine does not favour one of them.
+Baselines add rows: ``builtin`` = vLLM's own FireRedASR2 model class on the same converted weights,
+``official`` = the official PyTorch code (fireredasr_engine/official.py) at batch 1 and its static batches.
+
+Engine flags (``--max-num-seqs 8``, ``--dtype``, ``-dp 2``, ...) are one-value grid entries; ``--grid`` wins.
+Writes a sweep folder (eval/sweep/store.py): sweep.parquet/csv (one row per configuration, the results schema of
+eval/records.py), sweep_utterances.parquet, sweep.json, plots/*.png and report.md. The tables are rewritten
+atomically after every configuration: Ctrl-C keeps what finished, and ``--resume`` continues an interrupted sweep.
+
+Modules: ``config`` (SweepConfig, the plan), ``runners`` (engines, load generators, one pass's figures),
+``run`` (run_sweep), ``store`` (the sweep folder), ``report`` (report.md, comparing sweeps), ``cli``.
+"""
+
+from eval.sweep.cli import config_from_args, main, parse_args
+from eval.sweep.config import (BASELINES, BUILTIN_ARCHITECTURE, ENGINE_KEYS, KEY, MODES, Job, SweepConfig, csv_list,
+                               engine_grid, engine_label, job_key, job_label, load_config_file, parse_grid,
+                               parse_value, plan, shuffled)
+from eval.sweep.report import SPREAD_WARNING, compare_sweeps, speedups, write_report
+from eval.sweep.run import SweepFailed, load_clips, manifest_for, needs_new_engine, run_sweep
+from eval.sweep.runners import (OfficialRunner, PeakMemory, VllmRunner, arrival_times, combine_passes, online_load,
+                                open_runner, serves, summarize)
+from eval.sweep.store import SWEEP_MANIFEST, SWEEP_TABLE, SweepStore, is_sweep, list_sweeps, read_sweep_table
+from eval.tables import markdown_table, results_table
+
+__all__ = [
+    "BASELINES", "BUILTIN_ARCHITECTURE", "ENGINE_KEYS", "KEY", "MODES", "SPREAD_WARNING", "SWEEP_MANIFEST",
+    "SWEEP_TABLE", "Job", "OfficialRunner", "PeakMemory", "SweepConfig", "SweepFailed", "SweepStore", "VllmRunner",
+    "arrival_times", "combine_passes", "compare_sweeps", "config_from_args", "csv_list", "engine_grid",
+    "engine_label", "is_sweep", "job_key", "job_label", "list_sweeps", "load_clips", "load_config_file", "main",
+    "manifest_for", "markdown_table", "needs_new_engine", "online_load", "open_runner", "parse_args", "parse_grid",
+    "parse_value", "plan", "read_sweep_table", "results_table", "run_sweep", "serves", "shuffled", "speedups",
+    "summarize", "write_report",
+]

@@ -1,0 +1,39 @@
+"""Results as tables: one cell format, markdown tables, and the report's view of a sweep or benchmark table
+(``eval.sweep``, ``eval.report``, the Runs and Benchmark tabs, notebooks)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+REPORT_COLUMNS = ["system", "engine_config", "decoding", "mode", "concurrency", "error_rate", "rtfx", "utts_per_s",
+                  "output_tokens_per_s", "latency_p50", "latency_p90", "latency_p99", "ttft_p50", "peak_rss_mb",
+                  "failed", "spread"]
+
+
+def cell(value) -> str:
+    """A table cell: ``-`` for missing, 2 decimals (3 below 0.1)."""
+    if value is None or (not isinstance(value, (list, tuple, dict)) and pd.isna(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.2f}" if abs(value) >= 0.1 or value == 0 else f"{value:.3f}"
+    return str(value)
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def error_label(table: pd.DataFrame) -> str:
+    """``CER %`` / ``WER %`` (``error %`` when a table mixes both)."""
+    metrics = set(table["metric"].dropna().astype(str)) if "metric" in table else set()
+    return f"{metrics.pop().upper()} %" if len(metrics) == 1 else ("CER %" if not metrics else "error %")
+
+
+def results_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The report's columns of a sweep or benchmark table, error rate in percent under its metric's name."""
+    shown = table[[c for c in REPORT_COLUMNS if c in table]].copy()
+    if "error_rate" in shown:
+        shown["error_rate"] = 100 * shown["error_rate"].astype(float)
+    return shown.rename(columns={"error_rate": error_label(table)})
