@@ -281,8 +281,10 @@ class UsageSampler:
         self.started = time.perf_counter()
         self.smi = None
         if shutil.which("nvidia-smi") and not is_cpu():
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES")  # only this run's GPUs count
             self.smi = subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
-                                         "-lms", "200"], stdout=subprocess.PIPE, text=True)
+                                         "-lms", "200", *(["-i", visible] if visible else [])],
+                                        stdout=subprocess.PIPE, text=True)
         return self
 
     def _child_cpu(self) -> float:

@@ -12,22 +12,27 @@ vLLM's own ``SupportsEncoderCudaGraph`` protocol (``cudagraph_mm_encoder``) capt
 *token budget* over packed, variable-length vision patches; a Conformer runs on padded (batch, frames)
 tensors with per-clip masks, so the shapes are bucketed here instead, inside ``embed_multimodal``.
 
-Graphs share one memory pool and one output buffer; batches of clips over ``MAX_GRAPH_FRAMES`` frames
-(long clips) run eagerly, so no graph holds a large pool. Calls of more than ``BATCHES[-1]`` clips are
-split, clips sorted by length, into chunks of that size.
+Graphs share one memory pool and one output buffer. Shapes past ``MAX_GRAPH_FRAMES`` frames (long
+clips) or ``MAX_GRAPH_CELLS`` padded frames in all (a burst of new clips, compute-bound anyway) run
+eagerly: the graphs are captured after vLLM has sized its KV cache, so their pool must stay small
+(a few GiB of the memory ``gpu_memory_utilization`` leaves free).
 """
 
 from __future__ import annotations
 
 import bisect
+import logging
 import os
 from collections.abc import Callable
 
 import torch
 
-BATCHES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+logger = logging.getLogger(__name__)
+
+BATCHES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
 FRAME_STEP = 128  # fbank frames (10 ms each): buckets 1.28 s apart
 MAX_GRAPH_FRAMES = 1536  # ~15 s clips; longer batches run eagerly
+MAX_GRAPH_CELLS = 16384  # padded batch x frames of the largest graph (its activations size the shared pool)
 DISABLE_ENV = "FIREREDASR_ENCODER_CUDA_GRAPHS"  # "0": always eager (A/B measurements)
 
 Encoder = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -58,8 +63,7 @@ def pad_batch(feats: torch.Tensor, frames: torch.Tensor, shape: tuple[int, int],
 class EncoderGraphs:
     """Replays ``encoder(feats, frames) -> (B, tokens, hidden)`` from CUDA graphs, one per bucket shape.
 
-    Every shape is captured on the first call on a GPU (vLLM's memory-profiling run, so the graphs'
-    memory is counted before the KV cache is sized), largest first; all graphs write into one output
+    Every shape is captured on the first call on a GPU, largest first; all graphs write into one output
     buffer, copied out after each replay."""
 
     def __init__(self, encoder: Encoder, enabled: bool = True):
@@ -67,47 +71,46 @@ class EncoderGraphs:
         turns graphs off too."""
         self.encoder = encoder
         self.graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, tuple, torch.Tensor]] = {}
-        self.pool = None
+        self.pool = None  # set once capturing started (even if nothing could be captured)
         self.output: torch.Tensor | None = None
         self.enabled = enabled and os.environ.get(DISABLE_ENV, "1") != "0"
 
     def __call__(self, feats: torch.Tensor, frames: torch.Tensor, lengths: list[int]) -> list[torch.Tensor]:
         """Encoder outputs (tokens, hidden) per clip, in input order (rows may run past a clip's own
-        tokens). ``frames``: the frame counts on the device; ``lengths``: the same on the host."""
-        if not (self.enabled and feats.is_cuda):
-            return list(self.encoder(feats, frames))
-        if not self.graphs:
+        tokens). ``frames``: the frame counts on the device; ``lengths``: the same on the host.
+        Batches larger than every graph (a burst of new clips: compute-bound anyway) run eagerly."""
+        if self.enabled and feats.is_cuda and self.pool is None:
             self.capture_all(feats, frames)
-        longest = max(lengths)
-        if longest > MAX_GRAPH_FRAMES:
+        shape = bucket_shape(len(lengths), max(lengths))
+        if shape not in self.graphs:
             return list(self.encoder(feats, frames))
-        if len(lengths) <= BATCHES[-1]:
-            return list(self.replay(feats, frames, longest))
-        # More clips than the largest bucket: chunks of similar length (sorted), each replayed.
-        order = sorted(range(len(lengths)), key=lengths.__getitem__)
-        outputs: list[torch.Tensor] = [feats] * len(lengths)
-        for start in range(0, len(order), BATCHES[-1]):
-            chunk = order[start:start + BATCHES[-1]]
-            longest = max(lengths[i] for i in chunk)
-            index = torch.tensor(chunk, device=feats.device)
-            for i, out in zip(chunk, self.replay(feats[index, :longest], frames[index], longest)):
-                outputs[i] = out
-        return outputs
+        return list(self.replay(feats, frames, max(lengths), shape))
 
-    def replay(self, feats: torch.Tensor, frames: torch.Tensor, longest: int) -> torch.Tensor:
-        graph, inputs, output = self.graphs[bucket_shape(feats.shape[0], longest)]
-        pad_batch(feats[:, :longest], frames, tuple(inputs[0].shape[:2]), out=inputs)
+    def replay(self, feats: torch.Tensor, frames: torch.Tensor, longest: int, shape: tuple[int, int]) -> torch.Tensor:
+        graph, inputs, output = self.graphs[shape]
+        pad_batch(feats[:, :longest], frames, shape, out=inputs)
         graph.replay()
         # The output buffer is shared and rewritten by the next replay; vLLM keeps encoder outputs for
         # later steps, so this call's rows are copied out.
         return output[: feats.shape[0]].clone()
 
     def capture_all(self, feats: torch.Tensor, frames: torch.Tensor) -> None:
-        """Every bucket shape, largest first (it sizes the shared output buffer), dtypes of ``feats`` /
-        ``frames``."""
-        shapes = [(rows, width) for rows in BATCHES for width in range(FRAME_STEP, MAX_GRAPH_FRAMES + 1, FRAME_STEP)]
+        """Every bucket shape up to ``MAX_GRAPH_CELLS``, largest first, dtypes of ``feats`` / ``frames``.
+        Out of memory: the shapes not captured yet run eagerly."""
+        shapes = [(rows, width) for rows in BATCHES for width in range(FRAME_STEP, MAX_GRAPH_FRAMES + 1, FRAME_STEP)
+                  if rows * width <= MAX_GRAPH_CELLS]
+        self.pool = torch.cuda.graph_pool_handle()
+        longest = self.encoder(feats.new_zeros((1, MAX_GRAPH_FRAMES, feats.shape[-1])),
+                               torch.full((1,), MAX_GRAPH_FRAMES, dtype=frames.dtype, device=feats.device))
+        self.output = longest.new_empty((max(rows for rows, _ in shapes), *longest.shape[1:]))
         for shape in sorted(shapes, key=lambda shape: (shape[0] * shape[1], shape), reverse=True):
-            self.capture(shape, feats, frames)
+            try:
+                self.capture(shape, feats, frames)
+            except (torch.OutOfMemoryError, RuntimeError):
+                logger.warning("encoder CUDA graphs: out of memory after %d of %d shapes; the rest run eagerly",
+                               len(self.graphs), len(shapes))
+                break
+        logger.info("encoder CUDA graphs: %d shapes captured", len(self.graphs))
 
     def capture(self, shape: tuple[int, int], feats: torch.Tensor, frames: torch.Tensor) -> None:
         rows, width = shape
@@ -115,12 +118,8 @@ class EncoderGraphs:
         inputs = (feats.new_zeros((rows, width, feats.shape[-1])),
                   torch.full((rows,), width, dtype=frames.dtype, device=device))
         # Warm-up: lazy initialisation (cuBLAS/cuDNN handles, workspaces) stays out of the graph.
-        warm = self.encoder(*inputs)
-        if self.output is None:
-            self.output = torch.empty_like(warm)
-            self.pool = torch.cuda.graph_pool_handle()
-        output = self.output[:rows, : warm.shape[1]]
-        del warm
+        tokens = self.encoder(*inputs).shape[1]
+        output = self.output[:rows, :tokens]
         graph = torch.cuda.CUDAGraph()
         stream = torch.cuda.Stream(device)
         stream.wait_stream(torch.cuda.current_stream(device))

@@ -3,6 +3,8 @@
 #
 #   bash tools/gpu_run.sh --stage .xfer/p0                           # device call 1 (carry .xfer/p0)
 #   bash tools/gpu_run.sh --stage .xfer/p1 -- python3 -m bench...    # last call: verify, unpack, run
+#   bash tools/gpu_run.sh --wheels .whl                              # a call carrying wheels (e.g. av, which
+#                                                                    # the bundle lacks): installed at once
 #
 # Parts are kept in /tmp/parts between calls (the machine stays warm for 30 s after each call); the
 # command runs only once every part named in payload.sha256 is there and verified. The bundle is
@@ -14,12 +16,15 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 PARTS=${GPU_RUN_PARTS:-/tmp/parts}
 SITE=${GPU_RUN_SITE:-/tmp/site}
 
+EXTRA="$SITE.extra"  # wheels carried separately (--wheels), installed there
 stage=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --stage) stage+=("$2"); shift 2 ;;
+    --wheels) python3 -m pip install -q --no-index --no-deps --no-compile --target "$EXTRA" "$2"/*.whl
+              echo "[gpu_run] installed $(ls "$2"/*.whl | xargs -n1 basename | tr '\n' ' ')into $EXTRA"; shift 2 ;;
     --) shift; break ;;
-    -h|--help) sed -n 2,11p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,13p "$0"; exit 0 ;;
     *) break ;;
   esac
 done
@@ -49,6 +54,7 @@ groups = project.get("entry-points", {})
 EOF
 
 export PYTHONPATH="$SITE:$REPO${PYTHONPATH:+:$PYTHONPATH}"
+[ -d "$EXTRA" ] && export PYTHONPATH="$EXTRA:$PYTHONPATH"
 export VLLM_USE_FLASHINFER_SAMPLER=0 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 VLLM_NO_USAGE_STATS=1 \
        DO_NOT_TRACK=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 cd "$REPO"
