@@ -149,7 +149,7 @@ class RemoteEngine(Facade):
         self.model_dir = local.parent if local.exists() else None
         self.config = json.loads(local.read_text()) if local.exists() else {}
         fire = self.config.get("fireredasr", {})
-        self.max_audio_seconds = float(fire.get("max_audio_seconds", 30.0))
+        self.max_audio_seconds = float(fire.get("max_audio_seconds", audio_lib.DEFAULT_MAX_SECONDS))
         self.downsample_rate = int(self.config.get("encoder_downsample_rate", 2))
         # the engine settings as far as the route shows them; the servers' other settings are their own
         self.options = EngineOptions(max_model_len=first.max_model_len or EngineOptions.max_model_len)

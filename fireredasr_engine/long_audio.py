@@ -1,4 +1,4 @@
-"""Audio longer than the model's 30 s limit: split at pauses, transcribe the pieces concurrently, stitch.
+"""Audio longer than the model's limit (30 s): split at pauses, transcribe the pieces concurrently, stitch.
 
 Speech is found with Silero VAD (the ``silero-vad`` wheel ships the ONNX model; onnxruntime runs it,
 nothing is downloaded). Each speech region, padded a little, becomes one segment, the way
@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+from silero_vad import get_speech_timestamps_sequence, load_silero_vad
 
-from fireredasr_vllm.audio import SAMPLE_RATE
+from fireredasr_vllm.audio import DEFAULT_MAX_SECONDS, SAMPLE_RATE
 from fireredasr_engine.options import DecodingOptions, PreparedAudio, Segment, Transcript
 
 
@@ -26,7 +27,7 @@ from fireredasr_engine.options import DecodingOptions, PreparedAudio, Segment, T
 class SplitOptions:
     """Where to cut. Pauses shorter than ``min_pause_s`` stay inside a segment."""
 
-    max_seconds: float = 30.0
+    max_seconds: float = DEFAULT_MAX_SECONDS
     min_pause_s: float = 0.5
     pad_s: float = 0.2  # silence kept around each speech region (halved when two regions are closer)
     threshold: float = 0.5  # Silero speech probability
@@ -44,15 +45,11 @@ class Piece:
 
 @lru_cache(maxsize=1)
 def vad_model():
-    from silero_vad import load_silero_vad
-
     return load_silero_vad(sequence=True)
 
 
 def split_at_pauses(samples: np.ndarray, options: SplitOptions = SplitOptions()) -> list[tuple[int, int]]:
     """16 kHz samples -> ``[(start, end), ...]`` sample ranges of speech, each <= ``max_seconds``."""
-    from silero_vad import get_speech_timestamps_sequence
-
     regions = get_speech_timestamps_sequence(
         np.ascontiguousarray(samples, dtype=np.float32), vad_model(), threshold=options.threshold,
         sampling_rate=SAMPLE_RATE, min_speech_duration_ms=int(1000 * options.min_speech_s),

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-SAMPLE_RATE = 16000
-INT16_SCALE = 32768.0  # kaldiio.load_mat gives int16 values; float [-1, 1] samples are scaled back
+from fireredasr_vllm import LLM_DIR
+from fireredasr_vllm.audio import INT16_SCALE, SAMPLE_RATE, num_encoder_frames
 
 
 def install_shims() -> None:
@@ -63,7 +63,7 @@ def official_paths(official_dir: str | Path) -> dict[str, Path]:
     """The files ``FireRedAsr.from_pretrained("llm")`` reads from a release directory."""
     root = Path(official_dir)
     paths = {"model": root / "model.pth.tar", "encoder": root / "asr_encoder.pth.tar",
-             "cmvn": root / "cmvn.ark", "llm_dir": root / "Qwen2-7B-Instruct"}
+             "cmvn": root / "cmvn.ark", "llm_dir": root / LLM_DIR}
     missing = [str(p) for p in paths.values() if not p.exists()]
     if missing:
         raise FileNotFoundError(f"{root}: not an official FireRedASR-LLM release, missing {', '.join(missing)}")
@@ -89,6 +89,7 @@ class OfficialModel:
         is applied to the whole model after loading, as vLLM does.
         """
         install_shims()
+        # lazy: the official package is the optional `reference` extra (pip fireredasr), needed only here
         from fireredasr.data.asr_feat import ASRFeatExtractor
         from fireredasr.models.fireredasr_llm import FireRedAsrLlm
         from fireredasr.tokenizer.llm_tokenizer import LlmTokenizerWrapper
@@ -121,7 +122,7 @@ class OfficialModel:
 
     def prompt(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The official decode prompt ids and attention mask for ``batch`` utterances."""
-        from fireredasr.tokenizer.llm_tokenizer import LlmTokenizerWrapper
+        from fireredasr.tokenizer.llm_tokenizer import LlmTokenizerWrapper  # lazy: the `reference` extra
 
         input_ids, attention_mask, _, _ = LlmTokenizerWrapper.preprocess_texts(
             origin_texts=[""] * batch, tokenizer=self.tokenizer, max_len=128, decode=True)
@@ -192,6 +193,4 @@ class OfficialModel:
 
     def _official_max_new_tokens(self, feats: torch.Tensor, lengths: torch.Tensor) -> int:
         """The adapter length of the padded batch (what ``decode_max_len=0`` means)."""
-        from fireredasr_vllm.audio import num_encoder_frames
-
         return max(1, num_encoder_frames(feats.size(1)) // self.model.encoder_projector.ds)

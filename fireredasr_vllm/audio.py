@@ -23,6 +23,7 @@ import soundfile as sf
 import soxr
 
 SAMPLE_RATE = 16000
+INT16_SCALE = 32768.0  # int16 samples <-> float [-1, 1]; the official fbank takes int16-scaled values
 FRAME_LENGTH = 400  # samples (25 ms)
 FRAME_SHIFT = 160  # samples (10 ms)
 NUM_MEL_BINS = 80
@@ -253,7 +254,7 @@ def _array_samples(array) -> np.ndarray:
         array = array.detach().cpu().numpy()
     array = np.asarray(array)
     if array.dtype == np.int16:
-        return array.astype(np.float32) / 32768.0
+        return array.astype(np.float32) / INT16_SCALE
     if np.issubdtype(array.dtype, np.integer):
         return array.astype(np.float32) / float(np.iinfo(array.dtype).max)
     if array.ndim == 2 and array.shape[0] <= 8 < array.shape[1]:
@@ -309,7 +310,7 @@ def cmvn_from_stats(stats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def features(samples: np.ndarray, means: np.ndarray, istd: np.ndarray) -> np.ndarray:
     """float [-1, 1] samples at 16 kHz -> CMVN-normalised fbank (T, 80) float32."""
-    feats = fbank(np.asarray(samples, dtype=np.float32) * 32768.0)
+    feats = fbank(np.asarray(samples, dtype=np.float32) * INT16_SCALE)
     return ((feats - means) * istd).astype(np.float32)
 
 
