@@ -3,7 +3,8 @@ workbench, eval.run, eval.sweep, the scripts): the same flags, meanings, help an
 
     parser = argparse.ArgumentParser(prog="python -m eval.run", description=...)
     add_model_argument(parser)        # --model MODEL (default: the embedded model, noted on stderr)
-    add_engine_arguments(parser)      # --dtype --max-model-len --max-num-seqs -tp -dp --gpu-memory-utilization --verbose
+    add_engine_arguments(parser)      # --dtype --max-model-len --max-num-seqs -tp -dp --gpu-memory-utilization
+                                      # --verbose
     add_server_argument(parser)       # --server URL[,URL...]: running fireredasr-serve servers instead
     add_decoding_argument(parser)     # --decoding greedy | official | beamN | tT[-pP][-rpR]
 
@@ -26,9 +27,9 @@ from dataclasses import fields
 
 from fireredasr_vllm import LLM_DIR
 from fireredasr_vllm.cli_args import (  # noqa: F401  (re-exported: one import for every entry point)
-    CONVERT_COMMAND, DEFAULT_MAX_MODEL_LEN, DTYPES, VERIFY_COMMAND, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CliError, Interrupted,
-    add_dtype_argument, add_max_model_len_argument, add_model_argument, add_parallel_arguments, checked_dtype,
-    exit_codes, model_spec)
+    CONVERT_COMMAND, DEFAULT_MAX_MODEL_LEN, DTYPES, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE,
+    VERIFY_COMMAND, CliError, Interrupted, add_dtype_argument, add_max_model_len_argument, add_model_argument,
+    add_parallel_arguments, checked_dtype, exit_codes, model_spec)
 from fireredasr_vllm.convert import ConversionError
 from fireredasr_engine.client import ServerError
 from fireredasr_engine.engine import Engine
@@ -44,7 +45,8 @@ def add_engine_arguments(parser, *, title: str = "engine") -> None:
     group = parser.add_argument_group(title)
     add_dtype_argument(group)
     add_max_model_len_argument(group)
-    group.add_argument("--max-num-seqs", type=int, metavar="N", help="cap on sequences decoded together (default: vLLM's)")
+    group.add_argument("--max-num-seqs", type=int, metavar="N",
+                       help="cap on sequences decoded together (default: vLLM's)")
     add_parallel_arguments(group)
     group.add_argument("--gpu-memory-utilization", type=float, default=EngineOptions.gpu_memory_utilization,
                        metavar="FRACTION",

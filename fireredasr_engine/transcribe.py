@@ -241,7 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument(*both("use_gpu"), type=int, default=None,
                         help="accepted for compatibility; vLLM uses the GPU when its CUDA build is installed")
     io.add_argument("--long-audio", action="store_true",
-                    help=f"split inputs over the model's {DEFAULT_MAX_SECONDS:g} s limit at pauses and stitch the pieces")
+                    help=f"split inputs over the model's {DEFAULT_MAX_SECONDS:g} s limit at pauses and stitch the "
+                         "pieces")
     add_engine_arguments(parser)
     return parser
 

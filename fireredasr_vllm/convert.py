@@ -333,8 +333,7 @@ def write_converted(src: Path, tmp: Path, dtype: str, target_dtype, *, progress:
     (tmp / "conversion.json").write_text(json.dumps(record, indent=2))
 
 
-@exit_codes(ConversionError)
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fireredasr_vllm.convert", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("official_dir", metavar="OFFICIAL_DIR", help="the official release (model.pth.tar, ...)")
@@ -344,7 +343,12 @@ def main(argv: list[str] | None = None) -> int:
                             "(GPUs); float16 is refused (it breaks the LLM)")
     parser.add_argument("--force", action="store_true", help="replace a non-empty OUT_DIR")
     parser.add_argument("--no-checksums", action="store_true", help="skip sha256 of inputs and outputs")
-    args = parser.parse_args(argv)
+    return parser
+
+
+@exit_codes(ConversionError)
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     dtype = checked_dtype(args.dtype, WEIGHT_DTYPES)
     out = convert(args.official_dir, args.out_dir, dtype=dtype, force=args.force, checksums=not args.no_checksums)
     print(f"converted {args.official_dir} -> {out}")

@@ -389,17 +389,22 @@ def verify(model_dir: str | Path, engine: bool = True) -> list[Check]:
     return checks
 
 
-@exit_codes()
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fireredasr_vllm.verify", description=__doc__.split("\n\n")[0])
     add_model_argument(parser, official_alias=True, required=True, help="official release or converted directory")
     parser.add_argument("--no-engine", action="store_true", help="skip starting the engine")
-    args = parser.parse_args(argv)
+    return parser
+
+
+@exit_codes()
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     checks = verify(args.model, engine=not args.no_engine)
     for check in checks:
         print(check)
     failed = [c.name for c in checks if not c.ok]
-    print(f"\n{len(checks) - len(failed)}/{len(checks)} checks passed" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    print(f"\n{len(checks) - len(failed)}/{len(checks)} checks passed"
+          + (f"; failed: {', '.join(failed)}" if failed else ""))
     return EXIT_FAILED if failed else EXIT_OK
 
 

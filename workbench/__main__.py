@@ -14,7 +14,7 @@ from workbench.app import AppOptions, build_app, exposure_warning, launch, parse
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m workbench", description=__doc__.split(":")[1].strip())
     add_model_argument(parser, official_alias=True)
-    add_server_argument(parser, help="serve the page on running fireredasr-serve servers (no engine of its own)")
+    add_server_argument(parser)
     app = parser.add_argument_group("app")
     app.add_argument("--results-dir", default="results", help="run folders read and written (as eval.run)")
     app.add_argument("--host", default="127.0.0.1",

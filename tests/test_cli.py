@@ -1,0 +1,120 @@
+"""fireredasr_engine/cli.py and fireredasr_vllm/cli_args.py: one vocabulary for every entry point (same flags,
+same help, one dtype rule) and one error -> exit status rule. Nothing here starts an engine."""
+
+import argparse
+
+import pytest
+
+from fireredasr_engine import EngineOptions
+from fireredasr_engine import transcribe
+from fireredasr_engine.cli import (
+    DTYPES, EXIT_INTERRUPTED, EXIT_USAGE, CliError, Interrupted, add_decoding_argument, add_engine_arguments,
+    add_model_argument, decoding_options, engine_options, exit_codes, model_spec)
+from fireredasr_vllm import DEFAULT_MODEL, convert, verify
+from workbench import __main__ as workbench_main
+
+ENGINE_ENTRY_POINTS = {  # prog -> parser of every entry point that builds an engine
+    "fireredasr-transcribe": transcribe.build_parser,
+    "python -m workbench": workbench_main.build_parser,
+}
+PLUGIN_ENTRY_POINTS = {  # the plugin's commands: same names, their own help (what they accept)
+    "python -m fireredasr_vllm.verify": verify.build_parser,
+    "python -m fireredasr_vllm.convert": convert.build_parser,
+}
+SHARED = ("--model", "--dtype", "--max-model-len", "--max-num-seqs", "--tensor-parallel-size",
+          "--data-parallel-size", "--gpu-memory-utilization", "--verbose", "--server", "--decoding")
+
+
+def shared_flags(parser: argparse.ArgumentParser) -> dict[str, tuple]:
+    """Each shared flag's spelling: dest, option strings, metavar, type, default, help."""
+    return {action.option_strings[0]: (action.dest, tuple(action.option_strings), action.metavar, action.type,
+                                       action.default, action.help)
+            for action in parser._actions if action.option_strings and action.option_strings[0] in SHARED}
+
+
+def test_every_entry_point_spells_and_explains_a_shared_flag_the_same():
+    first: dict[str, tuple[str, tuple]] = {}
+    for prog, build in ENGINE_ENTRY_POINTS.items():
+        parser = build()
+        assert parser.prog == prog
+        for flag, spelling in shared_flags(parser).items():
+            where, expected = first.setdefault(flag, (prog, spelling))
+            assert spelling == expected, f"{flag}: {prog} differs from {where}"
+    assert {"--model", "--dtype", "--tensor-parallel-size", "--verbose", "--server"} <= set(first)
+    for prog, build in PLUGIN_ENTRY_POINTS.items():
+        parser = build()
+        assert parser.prog == prog
+        for flag, spelling in shared_flags(parser).items():
+            assert spelling[:2] == first[flag][1][:2], f"{flag}: {prog} spells it otherwise"
+
+
+def test_model_dir_stays_an_alias_where_the_official_scripts_had_it():
+    for build in (transcribe.build_parser, verify.build_parser):
+        assert build().parse_args(["--model_dir", "m"]).model == "m"
+        assert build().parse_args(["--model-dir", "m"]).model == "m"
+
+
+def test_engine_flags_build_engine_options():
+    parser = argparse.ArgumentParser()
+    add_engine_arguments(parser)
+    options = engine_options(parser.parse_args(["--dtype", "bfloat16", "-tp", "2", "--max-num-seqs", "8"]))
+    assert options == EngineOptions(dtype="bfloat16", tensor_parallel_size=2, max_num_seqs=8)
+    assert engine_options(parser.parse_args([])) == EngineOptions()
+    few = argparse.Namespace(data_parallel_size=None, max_num_seqs=4)  # a parser with some of the flags only
+    assert engine_options(few, seed=3) == EngineOptions(max_num_seqs=4, seed=3)
+
+
+@pytest.mark.parametrize("dtype, says", [("float16", "breaks the Qwen2 LLM"),
+                                         ("fp8", "use auto or float32 or bfloat16")])
+def test_one_dtype_rule(dtype, says):
+    parser = argparse.ArgumentParser()
+    add_engine_arguments(parser)
+    with pytest.raises(CliError, match=says):
+        engine_options(parser.parse_args(["--dtype", dtype]))
+    assert set(DTYPES) == {"auto", "float32", "bfloat16"}
+
+
+def test_convert_refuses_float16_and_auto_in_one_sentence(tmp_path, capsys):
+    for dtype in ("float16", "auto"):
+        assert convert.main([str(tmp_path), str(tmp_path / "out"), "--dtype", dtype]) == EXIT_USAGE
+        err = capsys.readouterr().err
+        assert err.startswith("error: --dtype") and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_no_model_means_the_default_model_and_says_so(capsys):
+    parser = argparse.ArgumentParser()
+    add_model_argument(parser)
+    assert model_spec(parser.parse_args([])) == DEFAULT_MODEL
+    assert "no --model given" in capsys.readouterr().err
+    assert model_spec(parser.parse_args(["--model", "x"])) == "x"
+    assert capsys.readouterr().err == ""
+
+
+def test_decoding_names_and_a_bad_one():
+    parser = argparse.ArgumentParser()
+    add_decoding_argument(parser)
+    assert decoding_options(parser.parse_args(["--decoding", "beam3"])).beam_size == 3
+    with pytest.raises(CliError, match="unknown decoding 'beam'"):
+        decoding_options(parser.parse_args(["--decoding", "beam"]))
+
+
+def test_exit_codes(capsys):
+    @exit_codes(LookupError, interrupted="interrupted: rows kept")
+    def main(error=None) -> int:
+        if error is not None:
+            raise error
+        return 0
+
+    assert main() == 0
+    assert main(CliError("no input: give audio files")) == EXIT_USAGE
+    assert capsys.readouterr().err == "error: no input: give audio files\n"
+    assert main(KeyError("k")) == EXIT_USAGE  # one of the expected errors
+    assert capsys.readouterr().err == "error: 'k'\n"
+    assert main(KeyboardInterrupt()) == EXIT_INTERRUPTED
+    assert capsys.readouterr().err == "\ninterrupted: rows kept\n"
+    assert main(Interrupted("interrupted: 3 of 9 points are in out/")) == EXIT_INTERRUPTED
+    assert capsys.readouterr().err == "\ninterrupted: 3 of 9 points are in out/\n"
+    with pytest.raises(ZeroDivisionError):  # a bug keeps its traceback
+        main(ZeroDivisionError())
+
