@@ -13,6 +13,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import datasets
 import numpy as np
 import soundfile as sf
 
@@ -56,8 +57,6 @@ def flac_bytes(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
 
 def write_parquet(rows: list[dict], path: Path) -> None:
     """Write rows with ``id``, ``audio`` ({bytes, path}), ``text``, ``duration`` in the hub layout."""
-    import datasets
-
     # Built as a plain struct, then cast: encoding through the Audio feature would need torchcodec.
     features = datasets.Features({
         "id": datasets.Value("string"),

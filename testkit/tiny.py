@@ -24,8 +24,12 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import kaldiio
 import numpy as np
+import soundfile as sf
 import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 from eval.bundled import DEMO_DIR, read_sentences
 from fireredasr_vllm.audio import fbank
@@ -138,9 +142,6 @@ def lora_shapes(spec: TinySpec, kv_dim: int) -> dict[str, tuple[int, ...]]:
 
 def train_tokenizer(corpus: list[str], vocab_size: int):
     """A byte-level BPE saved the way Qwen2 tokenizers are (specials ``<|endoftext|>`` etc.)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tok.decoder = decoders.ByteLevel()
@@ -157,9 +158,8 @@ def train_tokenizer(corpus: list[str], vocab_size: int):
 
 def tokenizer_corpus() -> list[str]:
     """Text the tiny tokenizer is trained on: the bundled sentences, the instruction, some English."""
-
     lines = [text for _, text in read_sentences(DEMO_DIR / "sentences.txt")]
-    extra = Path(DEMO_DIR / "corpus.txt")
+    extra = DEMO_DIR / "corpus.txt"
     if extra.exists():
         lines += [line.strip() for line in extra.read_text(encoding="utf-8").splitlines() if line.strip()]
     return lines + [INSTRUCTION, "user assistant system", "hello world this is a test"] * 3
@@ -167,8 +167,6 @@ def tokenizer_corpus() -> list[str]:
 
 def save_qwen2(spec: TinySpec, llm_dir: Path, gen_seed: int) -> int:
     """Write the tokenizer and a random Qwen2 into ``llm_dir``; return the tokenizer length."""
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
     tokenizer = train_tokenizer(tokenizer_corpus(), spec.tokenizer_vocab)
     tokenizer.save_pretrained(llm_dir)
     cfg_path = llm_dir / "tokenizer_config.json"
@@ -201,8 +199,6 @@ def save_qwen2(spec: TinySpec, llm_dir: Path, gen_seed: int) -> int:
 
 def write_cmvn(path: Path, feats: np.ndarray) -> None:
     """Kaldi ``compute-cmvn-stats`` format: row0 = sum x (+count), row1 = sum x^2 (binary double)."""
-    import kaldiio
-
     dim = feats.shape[1]
     stats = np.zeros((2, dim + 1), dtype=np.float64)
     stats[0, :dim] = feats.sum(0)
@@ -213,9 +209,6 @@ def write_cmvn(path: Path, feats: np.ndarray) -> None:
 
 def demo_fbank() -> np.ndarray:
     """Raw (pre-CMVN) fbank frames of the bundled clips, the statistics of the tiny ``cmvn.ark``."""
-    import soundfile as sf
-
-
     clips = sorted((DEMO_DIR / "clips").glob("*.flac"))
     if not clips:
         raise FileNotFoundError(f"no bundled clips in {DEMO_DIR / 'clips'}; run python -m testkit.synth")

@@ -37,8 +37,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import jiwer
 import numpy as np
 import torch
+from fireredasr.data.asr_feat import KaldifeatFbank  # the official code (the `reference` extra): what is trained
+from fireredasr.tokenizer.llm_tokenizer import LlmTokenizerWrapper
+from transformers import AutoTokenizer, Qwen2ForCausalLM
 
 from eval.bundled import DEMO_CLIPS, DEMO_DIR, read_sentences
 from fireredasr_engine.official import OfficialModel
@@ -139,8 +143,6 @@ def phonemes(text: str) -> str:
 
 def official_fbank(samples: np.ndarray) -> np.ndarray:
     """The official front end's fbank (``KaldifeatFbank``) of int16-valued samples."""
-    from fireredasr.data.asr_feat import KaldifeatFbank
-
     return KaldifeatFbank(num_mel_bins=80, frame_length=25, frame_shift=10, dither=0.0)((16000, samples))
 
 
@@ -240,8 +242,6 @@ def set_dropout(model: torch.nn.Module, p: float) -> None:
 
 def pretrain_llm(llm_dir: Path, sentences: list[str], recipe: Recipe) -> list[float]:
     """Full-weight LM training of the tiny Qwen2 on ``<|im_start|>assistant\\n{text}<|im_end|>``."""
-    from transformers import AutoTokenizer, Qwen2ForCausalLM
-
     tokenizer = AutoTokenizer.from_pretrained(str(llm_dir))
     model = Qwen2ForCausalLM.from_pretrained(str(llm_dir), dtype=torch.float32)
     pad_id, eos_id = tokenizer.convert_tokens_to_ids("<|endoftext|>"), tokenizer.convert_tokens_to_ids("<|im_end|>")
@@ -316,8 +316,6 @@ def official_loss(model, encoder_outs, enc_lengths, input_ids, attention_mask, t
 
 def train_asr(model, tokenizer, clips: list[Clip], recipe: Recipe, log) -> list[float]:
     """The official FireRedASR-LLM objective on the frozen encoder's outputs: adapter + LoRA learn."""
-    from fireredasr.tokenizer.llm_tokenizer import LlmTokenizerWrapper
-
     encoded = [encode(model.encoder, c.feats) for c in clips]
 
     def batch_loss(batch):
@@ -336,8 +334,6 @@ def train_asr(model, tokenizer, clips: list[Clip], recipe: Recipe, log) -> list[
 
 # ----------------------------------------------------------------------------- scoring and shipping
 def cer(references: list[str], hypotheses: list[str]) -> float:
-    import jiwer
-
     return float(jiwer.cer(references, hypotheses))
 
 

@@ -20,9 +20,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from eval.bundled import DEMO_CLIPS as DEMO_CLIPS_DIR
+from eval.bundled import DEMO_DIR, read_sentences
+
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-REPO = Path(__file__).resolve().parents[1]
-DEMO_CLIPS = sorted((REPO / "eval" / "demo" / "clips").glob("*.flac"))
+DEMO_CLIPS = sorted(DEMO_CLIPS_DIR.glob("*.flac"))
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
@@ -142,9 +144,7 @@ def bad_input_corpus(demo_clips, tmp_path_factory) -> dict[str, tuple[object, st
 @pytest.fixture(scope="session")
 def references() -> dict[str, str]:
     """Clip id -> the sentence it says."""
-    from eval.bundled import read_sentences
-
-    return dict(read_sentences(REPO / "eval" / "demo" / "sentences.txt"))
+    return dict(read_sentences(DEMO_DIR / "sentences.txt"))
 
 
 def find_free_port() -> int:
