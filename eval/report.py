@@ -20,6 +20,7 @@ from eval.records import Run, Summary, is_benchmark, load_benchmark, load_run
 from eval.sweep.report import compare_sweeps
 from eval.sweep.store import is_sweep
 from eval.tables import REPORT_COLUMNS, results_table
+from fireredasr_engine.cli import exit_codes
 
 SUMMARY_COLUMNS = ["error_rate", "n", "s", "d", "i", "ser", "utterances", "failed", "rtfx", "utts_per_s",
                    "output_tokens_per_s", "latency_p50", "latency_p90", "latency_p99"]
@@ -65,6 +66,7 @@ def differing_utterances(run_a: Run, run_b: Run) -> pd.DataFrame:
     return merged.sort_values("delta_errors").reset_index(drop=True)
 
 
+@exit_codes(FileNotFoundError, ValueError)
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", metavar="PATH",
@@ -73,11 +75,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     sweeps = [path for path in args.runs if is_sweep(path)]
     benchmarks = [path for path in args.runs if is_benchmark(path)]
-    try:
-        runs = [load_run(path) for path in args.runs if path not in sweeps + benchmarks]
-    except FileNotFoundError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    runs = [load_run(path) for path in args.runs if path not in sweeps + benchmarks]
     with pd.option_context("display.max_columns", None, "display.width", 200, "display.max_colwidth", 60):
         if sweeps:
             print(compare_sweeps(sweeps).round(3).to_string(index=False))

@@ -34,12 +34,13 @@ from eval.normalize import NormalizerOptions, normalize
 from eval.plots import plot_run, save_figures
 from eval.tables import cell
 from eval.records import ROWS, SUMMARY, Run, RunWriter, Summary, load_run, provenance, read_rows, speed
-from fireredasr_vllm import DEFAULT_MODEL, MODEL_HELP
+from fireredasr_vllm import DEFAULT_MODEL
 from fireredasr_vllm.convert import sha256
+from fireredasr_engine.cli import (add_decoding_argument, add_engine_arguments, add_model_argument, add_server_argument,
+                                   decoding_options, engine_options, exit_codes, model_spec, parse)
 from fireredasr_engine.client import ServerError, check_supported
 from fireredasr_engine.engine import Engine
-from fireredasr_engine.options import DecodingOptions, EngineOptions, Transcript, parse_decoding
-from fireredasr_engine.quiet import show_engine_log
+from fireredasr_engine.options import DecodingOptions, EngineOptions, Transcript
 
 DEFAULT_RESULTS = Path("results")
 
@@ -257,20 +258,15 @@ def format_summary(run: Run) -> str:
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m eval.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("test_set", help="registry name (demo, aishell, wenetspeech-net, ...) or a local path")
-    parser.add_argument("--model", default=None, help=MODEL_HELP)
+    add_model_argument(parser)
     parser.add_argument("--output-dir", default=None)
-    parser.add_argument("--decoding", default="greedy", help="greedy | official | beamN | tT[-pP][-rpR]")
+    add_decoding_argument(parser)
     parser.add_argument("--limit", type=int)
     parser.add_argument("--shuffle-seed", type=int)
     parser.add_argument("--max-duration", type=float, help="skip utterances longer than this (s)")
     parser.add_argument("--long-audio", action="store_true", help="split audio longer than 30 s at pauses")
-    parser.add_argument("--dtype", default="auto", help="auto (float32 on CPU, bfloat16 on GPUs) | float32 | bfloat16")
-    parser.add_argument("--max-num-seqs", type=int)
-    parser.add_argument("--tensor-parallel-size", type=int, default=1)
-    parser.add_argument("--data-parallel-size", type=int, default=1,
-                        help="vLLM data parallelism: N engines (one per GPU), requests balanced over them")
-    parser.add_argument("--server", metavar="URL[,URL...]",
-                        help="send the utterances to running fireredasr-serve servers instead of a local engine")
+    add_server_argument(parser, help="send the utterances to running fireredasr-serve servers instead of a local "
+                                     "engine")
     parser.add_argument("--t2s", action="store_true", help="traditional -> simplified before scoring")
     parser.add_argument("--tn", action="store_true", help="Arabic numbers -> Chinese numerals before scoring")
     parser.add_argument("--nfkc", action="store_true", help="full-width -> half-width before scoring")
@@ -278,39 +274,25 @@ def parse_args(argv):
     parser.add_argument("--bench", action="store_true",
                         help="also run the official PyTorch implementation on the same clips and compare speed")
     parser.add_argument("--quiet", action="store_true")
-    parser.add_argument("--verbose", action="store_true", help="show vLLM's log (hidden by default)")
-    return parser.parse_args(argv)
+    add_engine_arguments(parser)
+    return parse(parser, argv)
 
 
+@exit_codes(DatasetUnavailable, FileNotFoundError, ValueError, ServerError,
+            interrupted="interrupted: the finished utterances are kept; run the same command again to resume")
 def main(argv=None) -> int:
     args = parse_args(argv)
-    show_engine_log(args.verbose)
-    model = args.model or DEFAULT_MODEL
-    if args.model is None and args.server is None and not args.quiet:
-        print(f"no --model given: using the embedded '{DEFAULT_MODEL}' model, which knows only the bundled "
-              "sentences; pass --model for a real release", file=sys.stderr)
-    try:
-        decoding = parse_decoding(args.decoding)
-        run = evaluate(
-            args.test_set, model=model, decoding=decoding, output_dir=args.output_dir, limit=args.limit,
-            shuffle_seed=args.shuffle_seed, max_duration=args.max_duration, long_audio=args.long_audio,
-            engine_options=EngineOptions(dtype=args.dtype, max_num_seqs=args.max_num_seqs,
-                                         tensor_parallel_size=args.tensor_parallel_size,
-                                         data_parallel_size=args.data_parallel_size),
-            normalizer=NormalizerOptions(t2s=args.t2s, tn=args.tn, nfkc=args.nfkc), progress=not args.quiet,
-            server=args.server)
-    except (DatasetUnavailable, FileNotFoundError, ValueError, ServerError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:  # Ctrl-C: the engine is closed on the way out, finished rows are on disk
-        print("\ninterrupted: the finished utterances are kept; run the same command again to resume",
-              file=sys.stderr)
-        return 130
+    model = model_spec(args, note=args.server is None and not args.quiet)
+    run = evaluate(  # Ctrl-C: the engine is closed on the way out, finished rows are on disk
+        args.test_set, model=model, decoding=decoding_options(args), output_dir=args.output_dir, limit=args.limit,
+        shuffle_seed=args.shuffle_seed, max_duration=args.max_duration, long_audio=args.long_audio,
+        engine_options=engine_options(args), normalizer=NormalizerOptions(t2s=args.t2s, tn=args.tn, nfkc=args.nfkc),
+        progress=not args.quiet, server=args.server)
     if args.plots:
         write_plots(run)
     print(format_summary(run))
     if args.bench:
-        print(bench_against_official(run, decoding))
+        print(bench_against_official(run, decoding_options(args)))
     return 0
 
 

@@ -1,5 +1,6 @@
 """The GPU benchmark's code, run on the CPU at tiny size (no timing asserts), and the GPU-host scripts."""
 
+import copy
 import hashlib
 import io
 import json
@@ -13,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from bench import gpu_benchmark as bench
+from bench import trained_check
+from eval.records import load_benchmark, write_benchmark
 
 REPO = Path(__file__).resolve().parents[1]
 TOKENS = 4
@@ -139,19 +142,21 @@ def test_gpu_run_verifies_unpacks_and_registers_entry_points(tmp_path):
     done = subprocess.run(["bash", script, "--stage", str(tmp_path / "p1"), "--", sys.executable, "-c", check],
                           env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert "42 ['fireredasr_vllm:register']" in done.stdout
+    registered = done.stdout.splitlines()[-1]  # the plugin and the named-model builders of pyproject.toml
+    assert registered == "42 ['fireredasr_vllm:register', 'testkit.tiny:tiny_model_dir']", done.stdout
 
 
 def test_trained_check_scores_and_compares_tokens(engine, tmp_path):
-    from bench import trained_check
-
-    result = trained_check.run(engine=engine)
-    assert result["clips"] == 30 and result["cer"] < 0.10 and result["dtype"] == engine.dtype == "float32"  # auto on CPU
-    other = json.loads(json.dumps(result))
+    result = trained_check.run(engine=engine, path=tmp_path / "a.json")
+    summary = result.measurements[0].summary
+    assert (summary.metric, summary.utterances, summary.failed) == ("cer", 30, 0) and summary.error_rate < 0.10
+    assert summary.rtfx > 0 and result.meta["dtype"] == engine.dtype == "float32"  # auto on CPU
+    paths = [tmp_path / "a.json", tmp_path / "b.json"]
+    write_benchmark(paths[0], result.meta, result.measurements, **result.details)
+    other = copy.deepcopy(result.details)
     first = next(iter(other["utterances"].values()))
     first["token_ids"] = first["token_ids"][:-1]
-    paths = [tmp_path / "a.json", tmp_path / "b.json"]
-    for path, run in zip(paths, (result, other)):
-        path.write_text(json.dumps(run))
+    write_benchmark(paths[1], result.meta, result.measurements, **other)
+    assert load_benchmark(paths[0]).measurements[0].summary == summary  # the schema, read back
     rows = trained_check.report(paths).splitlines()[2:]
     assert [row.split("|")[-2].strip() for row in rows] == ["30/30", "29/30"]
