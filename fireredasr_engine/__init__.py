@@ -1,5 +1,6 @@
 """The engine core: one facade over vLLM (``Engine``, in process; ``Engine.connect(URL)``, over running
-servers), its options, long audio, subtitles and the official-compatible CLI.
+servers), its options, beam search, long audio, subtitles, the command-line vocabulary every entry point
+shares (cli.py) and the official-compatible CLI (transcribe.py).
 
     from fireredasr_engine import Engine, parse_decoding
 

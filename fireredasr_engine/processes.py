@@ -8,8 +8,8 @@ script, so ``script_not_rerun()`` hides it while they start.
 
 SIGTERM ends Python at once, skipping ``finally`` blocks and ``atexit``: the engine processes
 (~3 GB) would outlive it. ``exit_on_sigterm()`` turns SIGTERM into ``SystemExit`` as Ctrl-C is
-turned into ``KeyboardInterrupt``, so the usual clean-up (``Engine.close``) runs; ``StartedProcesses`` covers the engine start, where there is nothing to
-close yet, and whatever the engine's shutdown leaves behind.
+turned into ``KeyboardInterrupt``, so the usual clean-up (``Engine.close``) runs; ``StartedProcesses``
+covers the engine start, where there is nothing to close yet, and whatever the engine's shutdown leaves behind.
 """
 
 from __future__ import annotations
