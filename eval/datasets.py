@@ -28,7 +28,11 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 from urllib.parse import quote
 
+import kaldiio
+import pyarrow.compute as pc
 import soundfile as sf
+from huggingface_hub import constants, snapshot_download
+from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
 
 from eval.normalize import CJK_CHAR
 from eval.bundled import DEMO_PARQUET, HELDOUT_PARQUET
@@ -208,8 +212,6 @@ def _check_readable(path: Path, roots: Sequence[Path] | None, where: Path) -> No
 def _check_audio_paths(table, base_dir: Path, roots: Sequence[Path], where: str) -> None:
     """Every row without embedded bytes must name an audio file inside ``roots`` (read from the arrow
     columns, without touching the audio)."""
-    import pyarrow.compute as pc
-
     for batch in table.select_columns(["audio"]).with_format("arrow").iter(batch_size=4096):
         audio = batch.column("audio")
         embedded = pc.fill_null(pc.binary_length(pc.struct_field(audio, "bytes")), 0).to_pylist()
@@ -232,8 +234,6 @@ def _describe(source: Source) -> str:
 
 def _hub_offline() -> bool:
     """HF_HUB_OFFLINE as set now (huggingface_hub reads it once, at import)."""
-    from huggingface_hub import constants
-
     return constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
 
 
@@ -249,9 +249,6 @@ def _load_registered(name: str, source: Source, streaming: bool | None, limit: i
                 raise OSError("streaming needs the hub but HF_HUB_OFFLINE is set")
             url = f"hf://datasets/{source.repo}@{quote(source.revision, safe='')}/{source.data_files}"
             return _load_parquet([url], streaming=True)
-        from huggingface_hub import snapshot_download
-        from huggingface_hub.errors import LocalEntryNotFoundError
-
         try:
             folder = Path(snapshot_download(source.repo, repo_type="dataset", revision=source.revision,
                                             allow_patterns=[source.data_files], local_files_only=offline))
@@ -275,8 +272,6 @@ def _load_registered(name: str, source: Source, streaming: bool | None, limit: i
 
 def _hub_failure(error: Exception) -> str:
     """Why the hub did not deliver, in one line (the client's errors span many, with URLs and advice)."""
-    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
-
     if isinstance(error, GatedRepoError):
         return "the dataset is gated: accept its conditions on its hub page, then log in (hf auth login)"
     if isinstance(error, RepositoryNotFoundError):
@@ -288,7 +283,7 @@ def _hub_failure(error: Exception) -> str:
 
 
 def _load_parquet(files: list[str], streaming: bool):
-    import datasets
+    import datasets  # lazy: 1 s to import, and not on the GPU bundle (bench/), which never loads a set
 
     return datasets.load_dataset("parquet", data_files={"test": files}, split="test", streaming=streaming)
 
@@ -375,8 +370,6 @@ def _kaldi_audio(value: str, folder: Path, confined: bool) -> dict:
         raise DatasetRefused(f"{folder / 'wav.scp'}: an entry is {kind}; sets loaded here never run commands "
                              "or read archives: convert them to audio files, or evaluate the set on the command "
                              "line (python -m eval.run DIR)")
-    import kaldiio
-
     rate, samples = kaldiio.load_mat(value)
     buffer = io.BytesIO()
     sf.write(buffer, samples, rate, format="WAV")

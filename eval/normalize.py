@@ -17,6 +17,9 @@ import re
 import unicodedata
 from dataclasses import asdict, dataclass
 
+import cn2an
+import zhconv
+
 SPECIAL_TOKEN = re.compile(r"<\|.*?\|>")
 # Verbatim from fireredasr/utils/wer.py::text2tokens (a regex character-class body).
 PUNCTUATIONS = (
@@ -50,12 +53,8 @@ def to_units(text: str, options: NormalizerOptions = NormalizerOptions(), metric
     if options.nfkc:
         text = unicodedata.normalize("NFKC", text)
     if options.t2s:
-        import zhconv
-
         text = zhconv.convert(text, "zh-hans")
     if options.tn:
-        import cn2an
-
         text = cn2an.transform(text, "an2cn")
     text = PUNCTUATION_RUN.sub(" ", text.replace("<unk>", ""))
     units = []

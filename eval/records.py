@@ -47,6 +47,9 @@ SPEED_FIELDS = ("wall_seconds", "rtfx", "utts_per_s", "output_tokens_per_s",
                 *(f"{kind}_p{p}" for kind in ("latency", "ttft") for p in PERCENTILE_POINTS))
 
 
+LEGACY_KEYS = {"cer": "error_rate"}  # summary keys written before the schema
+
+
 def percentiles(values, prefix: str) -> dict:
     """``{prefix}_p50``, ``_p90``, ``_p99`` of ``values`` (None ignored; all None when empty)."""
     values = [v for v in values if v is not None]
@@ -106,9 +109,7 @@ class Summary:
     def from_dict(cls, data: dict) -> Summary:
         """A summary as written by any version: ``cer`` (which held WER on word-scored sets) is
         ``error_rate``; keys this schema does not know are left out."""
-        data = dict(data)
-        if "error_rate" not in data and "cer" in data:
-            data["error_rate"] = data["cer"]
+        data = {LEGACY_KEYS.get(key, key): value for key, value in data.items()}
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known and v is not None})
 
@@ -116,10 +117,10 @@ class Summary:
         return asdict(self)
 
     def __getitem__(self, key: str):
-        """Mapping-style reads for code written against the summary dict; the metric's own name
-        (``summary["cer"]`` on a CER set) reads ``error_rate``."""
-        if key == self.metric:
-            return self.error_rate
+        """Mapping-style reads for code written against the summary dict; its ``cer`` key (which held WER on
+        word-scored sets) reads ``error_rate``: new code reads ``summary.error_rate`` and ``summary.metric``."""
+        if key in LEGACY_KEYS:
+            key = LEGACY_KEYS[key]
         if key in self.__dataclass_fields__:
             return getattr(self, key)
         raise KeyError(key)
@@ -135,7 +136,7 @@ class Summary:
 def upgrade_table(table: pd.DataFrame) -> pd.DataFrame:
     """A sweep or benchmark table written before the schema: its ``cer`` column is ``error_rate``."""
     if "cer" in table and "error_rate" not in table:
-        table = table.rename(columns={"cer": "error_rate"})
+        table = table.rename(columns=LEGACY_KEYS)
     return table
 
 
