@@ -329,7 +329,7 @@ def test_evaluate_demo_writes_run_and_shows_cer(page, app_results_dir, tmp_path)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["utterances"] + summary["failed"] == 3
     shown = page.locator("#evaluate-summary").inner_text()
-    assert f"CER {100 * summary['cer']:.2f} %" in shown
+    assert summary["metric"] == "cer" and f"CER {100 * summary['error_rate']:.2f} %" in shown
     assert f"N {summary['n']} S {summary['s']} D {summary['d']} I {summary['i']}" in words(shown)
     assert page.locator("#evaluate-folder input, #evaluate-folder textarea").first.input_value() == str(run_dir)
     # every counted edit is highlighted once, in its own colour class
@@ -342,7 +342,7 @@ def test_evaluate_demo_writes_run_and_shows_cer(page, app_results_dir, tmp_path)
     set_number(page, "evaluate-max-tokens", -5)
     page.locator("#evaluate-button").click()
     page.locator(".toast-body", has_text='"max new tokens" is -5').first.wait_for()
-    assert f"CER {100 * summary['cer']:.2f} %" in page.locator("#evaluate-summary").inner_text()  # kept
+    assert f"CER {100 * summary['error_rate']:.2f} %" in page.locator("#evaluate-summary").inner_text()  # kept
     outputs = page.locator("#evaluate-summary, #evaluate-folder, #evaluate-plots, #evaluate-utterances")
     assert outputs.get_by_text("Error", exact=True).count() == 0  # no panel turned into an error badge
 
@@ -358,7 +358,7 @@ def test_runs_tab_lists_and_compares_two_runs(page, engine, app_results_dir, tmp
         table.get_by_role("gridcell", name=run.name, exact=True).wait_for()
 
     select(page, "runs-a", run_a.name)
-    page.locator("#runs-summary").get_by_text(f"CER {100 * run_a.summary['cer']:.2f} %").wait_for()
+    page.locator("#runs-summary").get_by_text(f"CER {100 * run_a.summary.error_rate:.2f} %").wait_for()
     assert page.locator("#runs-details tbody tr").count() == len(run_a.rows)
 
     select(page, "runs-b", run_b.name)
@@ -393,7 +393,7 @@ def test_runs_comparison_of_different_utterance_sets_uses_the_shared_ones(page, 
     shared = large.rows[large.rows["id"].isin(small.rows["id"])]
     cer_shared = 100 * shared[["s", "d", "i"]].to_numpy().sum() / shared["n"].sum()
     assert float(delta["n"]) == 0 and float(delta["utterances"]) == 0  # like with like
-    assert float(delta["cer %"]) == pytest.approx(cer_shared - 100 * small.summary["cer"], abs=0.001)
+    assert float(delta["cer %"]) == pytest.approx(cer_shared - 100 * small.summary.error_rate, abs=0.001)
 
 
 def test_about_tab_shows_model_and_verifier(page, engine):

@@ -70,4 +70,4 @@ def test_heldout_cer_through_eval_run_is_the_recorded_one(engine, tmp_path):
 
     run = evaluate("demo-heldout", engine=engine, output_dir=tmp_path / "heldout", progress=False)
     assert run.summary["utterances"] == RECORD["corpus"]["heldout_sentences"] == 30
-    assert run.summary["cer"] == pytest.approx(RECORD["cer"]["heldout"], abs=1e-4)
+    assert run.summary.metric == "cer" and run.summary.error_rate == pytest.approx(RECORD["cer"]["heldout"], abs=1e-4)

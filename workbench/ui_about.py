@@ -7,6 +7,8 @@ import importlib.metadata as md
 import gradio as gr
 import pandas as pd
 
+from fireredasr_vllm.verify import check_engine, verify
+
 
 def engine_facts(engine) -> dict:
     facts = engine.describe()
@@ -24,8 +26,6 @@ def headline(facts: dict) -> str:
 def run_verifier(engine) -> pd.DataFrame:
     """``fireredasr_vllm.verify`` static checks of the engine's model directory, then a bundled clip
     through the running engine (no second engine)."""
-    from fireredasr_vllm.verify import check_engine, verify
-
     checks = verify(engine.model_dir, engine=False) + [check_engine(engine)]
     return pd.DataFrame([{"check": c.name, "ok": "✓" if c.ok else "✗", "detail": c.detail, "fix": c.fix}
                          for c in checks])
@@ -38,10 +38,10 @@ def build_about_tab(engine) -> None:
     button = gr.Button("Run the model verifier", elem_id="about-verify")
     checks = gr.Dataframe(label="verifier checks", interactive=False, wrap=True, elem_id="about-checks")
 
-    def verify():
+    def run_checks():
         try:
             return run_verifier(engine)
         except Exception as error:
             raise gr.Error(f"verifier failed: {type(error).__name__}: {error}") from None
 
-    button.click(verify, None, checks, concurrency_limit=1)
+    button.click(run_checks, None, checks, concurrency_limit=1)

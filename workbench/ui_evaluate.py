@@ -16,7 +16,6 @@ from eval.run import default_output_dir, evaluate
 from workbench.ui_alignment import utterances_html
 from workbench.ui_decoding import ControlError, decoding_controls, decoding_options, whole_number
 from workbench.ui_runs import headline, plot_files
-from workbench.ui_transcribe import long_audio_available
 
 
 def run_folder(results_dir: Path, test_set: str, model: str, decoding, name: str) -> Path:
@@ -49,7 +48,7 @@ def build_evaluate_tab(engine, *, results_dir: Path, data_dirs: tuple[Path, ...]
         run_name = gr.Textbox(label="run folder name (empty: as eval.run names it)", scale=2)
     with gr.Row():
         max_in_flight = gr.Slider(1, 512, value=256, step=1, label="requests in flight (vLLM batches them)")
-        long_audio = gr.Checkbox(False, label="long audio (split at pauses)", visible=long_audio_available(engine))
+        long_audio = gr.Checkbox(False, label="long audio (split at pauses)")
         t2s = gr.Checkbox(False, label="traditional → simplified before scoring")
         tn = gr.Checkbox(False, label="numbers → Chinese numerals before scoring")
         nfkc = gr.Checkbox(False, label="full-width → half-width before scoring")

@@ -7,8 +7,6 @@ that long-audio mode found no speech in it. Long-audio results also get a segmen
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import inspect
 import json
 import logging
 import re
@@ -21,6 +19,7 @@ import gradio as gr
 import pandas as pd
 import soundfile as sf
 
+from eval.bundled import DEMO_CLIPS
 from fireredasr_vllm.audio import UNKNOWN_FRAMES
 from fireredasr_engine.options import DecodingOptions, Transcript
 from fireredasr_engine.subtitles import FORMATS, write_subtitles
@@ -43,17 +42,9 @@ INTERNALS = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>|\bb'(?:[^'\\]|\\.)*'|
 log = logging.getLogger(__name__)
 
 
-def long_audio_available(engine) -> bool:
-    """True once fireredasr_engine/long_audio.py exists and the facade takes ``long_audio=``."""
-    return (importlib.util.find_spec("fireredasr_engine.long_audio") is not None
-            and "long_audio" in inspect.signature(engine.transcribe_async).parameters)
-
-
 def example_clips(count: int = EXAMPLE_CLIPS) -> list[list[list[str]]]:
     """The first bundled demo clips, one example each (the files input takes a list of paths)."""
-    from eval.bundled import DEMO_DIR
-
-    return [[[str(path)]] for path in sorted((DEMO_DIR / "clips").glob("*.flac"))[:count]]
+    return [[[str(path)]] for path in sorted(DEMO_CLIPS.glob("*.flac"))[:count]]
 
 
 def size_error(path: Path, max_upload_mb: float) -> str | None:
@@ -162,7 +153,7 @@ def build_transcribe_tab(engine, *, max_upload_mb: float, export_dir: Path, conc
                 elem_id="transcribe-examples")
     long_audio = gr.Checkbox(False, label=f"{LONG_AUDIO_LABEL} (split at pauses beyond the model's limit; "
                                           "segment times, SRT and VTT)",
-                             visible=long_audio_available(engine), elem_id="transcribe-long-audio")
+                             elem_id="transcribe-long-audio")
     controls = decoding_controls("transcribe")
     button = gr.Button("Transcribe", variant="primary", elem_id="transcribe-button")
     table = gr.Dataframe(headers=COLUMNS, label="results", wrap=True, interactive=False,
