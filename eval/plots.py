@@ -1,9 +1,10 @@
 """Matplotlib figures for sweeps and single runs; shared by the CLIs, the notebooks and the Gradio UI.
 
-Every function takes a DataFrame (a sweep table from eval/sweep.py, or a run's per-utterance rows from
-eval/records.py) and returns a ``matplotlib.figure.Figure``; nothing is shown or saved implicitly.
+Every function takes a DataFrame (a sweep table from eval/sweep/, a benchmark file's ``table()``, or a run's
+per-utterance rows from eval/records.py) and returns a ``matplotlib.figure.Figure``; nothing is shown or saved
+implicitly.
 
-    figures = plot_sweep(pd.read_parquet("results/sweep/sweep.parquet"))
+    figures = plot_sweep(read_sweep_table("results/sweep"))
     save_figures(figures, "results/sweep/plots")          # -> [.../latency_vs_throughput.png, ...]
     save_figures(plot_run(load_run("results/demo")), "results/demo/plots")
 """

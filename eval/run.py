@@ -33,7 +33,8 @@ from eval.metrics import CorpusScore, score_utterance
 from eval.normalize import NormalizerOptions, normalize
 from eval.plots import plot_run, save_figures
 from eval.tables import cell
-from eval.records import ROWS, SUMMARY, Run, RunWriter, Summary, load_run, provenance, read_rows, speed
+from eval.records import (ROWS, SUMMARY, Run, RunWriter, Summary, load_run, per_second, provenance, read_rows,
+                          speed)
 from fireredasr_vllm import DEFAULT_MODEL
 from fireredasr_vllm.convert import sha256
 from fireredasr_engine.cli import (add_decoding_argument, add_engine_arguments, add_model_argument, add_server_argument,
@@ -197,7 +198,7 @@ def evaluate(test_set: str, *, engine=None, model: str = DEFAULT_MODEL, decoding
                     wall = time.perf_counter() - started
                     bar.update(1)
                     bar.set_postfix({data.metric.upper(): f"{100 * tally.error_rate:.2f}%",
-                                     "RTFx": f"{tally.audio_seconds / wall:.1f}" if wall else "-"})
+                                     "RTFx": cell(per_second(tally.audio_seconds, wall))})
                     if on_row is not None:
                         on_row(row, tally.summary(data.metric, wall))
 

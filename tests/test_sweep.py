@@ -1,9 +1,8 @@
-"""eval/sweep/: configuration and plan, runners, store and report, the CLI; real sweeps on the shared (trained)
-engine and the bundled clips."""
+"""eval/sweep/: runners, run_sweep, store and report on real sweeps with the shared (trained) engine and the
+bundled clips (configuration and plan: test_sweep_config.py)."""
 
 import dataclasses
 import importlib.util
-import itertools
 import json
 import threading
 from pathlib import Path
@@ -23,47 +22,6 @@ from eval.metrics import score_corpus
 from fireredasr_engine.options import EngineOptions
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def test_config_file_then_flags():
-    args = sweep.parse_args(["--config", str(REPO / "examples" / "sweep_demo.toml"), "--limit", "3",
-                             "--grid", "decoding=greedy,t0.7-p0.9", "--mode", "online"])
-    config = sweep.config_from_args(args)
-    assert (config.test_set, config.limit, config.modes) == ("demo", 3, ["online"])
-    assert config.grid == {"max_num_seqs": [1, 4, 16], "decoding": ["greedy", "t0.7-p0.9"]}
-    assert [o.max_num_seqs for o in config.engine_options()] == [1, 4, 16]
-    assert [d.label for d in config.decodings()] == ["greedy", "t0.7-p0.9"]
-
-
-def test_grid_values_and_errors():
-    grid = sweep.parse_grid(["max_num_seqs=default,8", "enable_prefix_caching=true,false", "dtype=bfloat16"])
-    config = sweep.SweepConfig(grid=grid)
-    assert [(o.max_num_seqs, o.enable_prefix_caching) for o in config.engine_options()] == [
-        (None, True), (None, False), (8, True), (8, False)]
-    assert {o.dtype for o in config.engine_options()} == {"bfloat16"}
-    with pytest.raises(ValueError, match="unknown grid key max_seqs"):
-        sweep.SweepConfig(grid={"max_seqs": [4]})
-    with pytest.raises(ValueError, match="unknown decoding 'beam'"):
-        sweep.SweepConfig(grid={"decoding": ["beam"]})
-    with pytest.raises(ValueError, match="unknown mode batch"):
-        sweep.SweepConfig(modes=["batch"])
-    with pytest.raises(ValueError, match="--grid 'decoding'"):
-        sweep.parse_grid(["decoding"])
-    assert sweep.main(["demo", "--baselines", "pytorch"]) == 2
-
-
-def test_plan_builds_each_engine_once():
-    config = sweep.SweepConfig(grid={"max_num_seqs": [None, 4], "decoding": ["greedy", "t0.7"]},
-                               concurrency=[1, 4], baselines=["builtin", "official"])
-    jobs = sweep.plan(config, num_utterances=6)
-    groups = [key for key, _ in itertools.groupby(jobs, key=lambda j: (j.system, j.engine))]
-    assert len(groups) == len(set(groups)) == 5  # 2 engines x (ours, built-in) + the official model
-    assert {j.engine.architecture for j in jobs if j.system == "builtin"} == {sweep.BUILTIN_ARCHITECTURE}
-    per_engine = 2 * (1 + 2)  # decodings x (offline + 2 concurrencies)
-    assert len([j for j in jobs if j.system == "vllm"]) == 2 * per_engine
-    official = [j for j in jobs if j.system == "official"]
-    assert {j.decoding.label for j in official} == {"greedy"}  # no sampling in the official decoder
-    assert sorted(j.concurrency for j in official) == [1, 4]  # batch 1 and the grid's max_num_seqs
 
 
 def test_poisson_arrivals():

@@ -1,0 +1,59 @@
+"""eval/sweep/config.py and cli.py: the configuration (a TOML file, overridden by flags), its checks, and the plan."""
+
+import itertools
+from pathlib import Path
+
+import pytest
+
+from eval import sweep
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_config_file_then_flags():
+    args = sweep.parse_args(["--config", str(REPO / "examples" / "sweep_demo.toml"), "--limit", "3",
+                             "--grid", "decoding=greedy,t0.7-p0.9", "--mode", "online"])
+    config = sweep.config_from_args(args)
+    assert (config.test_set, config.limit, config.modes) == ("demo", 3, ["online"])
+    assert config.grid == {"max_num_seqs": [1, 4, 16], "decoding": ["greedy", "t0.7-p0.9"]}
+    assert [o.max_num_seqs for o in config.engine_options()] == [1, 4, 16]
+    assert [d.label for d in config.decodings()] == ["greedy", "t0.7-p0.9"]
+
+
+def test_grid_values_and_errors():
+    grid = sweep.parse_grid(["max_num_seqs=default,8", "enable_prefix_caching=true,false", "dtype=bfloat16"])
+    config = sweep.SweepConfig(grid=grid)
+    assert [(o.max_num_seqs, o.enable_prefix_caching) for o in config.engine_options()] == [
+        (None, True), (None, False), (8, True), (8, False)]
+    assert {o.dtype for o in config.engine_options()} == {"bfloat16"}
+    with pytest.raises(ValueError, match="unknown grid key max_seqs"):
+        sweep.SweepConfig(grid={"max_seqs": [4]})
+    with pytest.raises(ValueError, match="unknown decoding 'beam'"):
+        sweep.SweepConfig(grid={"decoding": ["beam"]})
+    with pytest.raises(ValueError, match="unknown mode batch"):
+        sweep.SweepConfig(modes=["batch"])
+    with pytest.raises(ValueError, match="--grid 'decoding'"):
+        sweep.parse_grid(["decoding"])
+    assert sweep.main(["demo", "--baselines", "pytorch"]) == 2
+    assert sweep.main(["demo", "--dtype", "float16"]) == 2  # the one dtype rule of every entry point
+
+
+def test_engine_flags_are_one_value_grid_entries():
+    config = sweep.config_from_args(sweep.parse_args(["demo", "-dp", "2", "--max-num-seqs", "8",
+                                                      "--grid", "max_num_seqs=1,4"]))
+    assert config.grid == {"data_parallel_size": [2], "max_num_seqs": [1, 4]}  # --grid wins
+    assert sweep.config_from_args(sweep.parse_args(["demo"])).grid == {}  # defaults add nothing
+
+
+def test_plan_builds_each_engine_once():
+    config = sweep.SweepConfig(grid={"max_num_seqs": [None, 4], "decoding": ["greedy", "t0.7"]},
+                               concurrency=[1, 4], baselines=["builtin", "official"])
+    jobs = sweep.plan(config, num_utterances=6)
+    groups = [key for key, _ in itertools.groupby(jobs, key=lambda j: (j.system, j.engine))]
+    assert len(groups) == len(set(groups)) == 5  # 2 engines x (ours, built-in) + the official model
+    assert {j.engine.architecture for j in jobs if j.system == "builtin"} == {sweep.BUILTIN_ARCHITECTURE}
+    per_engine = 2 * (1 + 2)  # decodings x (offline + 2 concurrencies)
+    assert len([j for j in jobs if j.system == "vllm"]) == 2 * per_engine
+    official = [j for j in jobs if j.system == "official"]
+    assert {j.decoding.label for j in official} == {"greedy"}  # no sampling in the official decoder
+    assert sorted(j.concurrency for j in official) == [1, 4]  # batch 1 and the grid's max_num_seqs
