@@ -35,11 +35,12 @@ from vllm.v1.metrics.reader import get_metrics_snapshot
 
 from bench.gpu_benchmark import aishell_like
 from eval.records import Measurement, Summary, speed, write_benchmark
-from eval.sweep.config import BUILTIN_ARCHITECTURE, Job
+from eval.sweep.config import Job
 from eval.sweep.runners import OfficialRunner, VllmRunner
 from eval.tables import markdown_table
 from fireredasr_engine.cli import add_dtype_argument, add_model_argument, checked_dtype, exit_codes
 from fireredasr_engine.options import DecodingOptions, EngineOptions
+from fireredasr_vllm import BUILTIN_ARCHITECTURE
 from fireredasr_vllm.audio import SAMPLE_RATE
 from testkit.tiny import TinySpec, tiny_model_dir
 

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 from urllib.parse import quote
 
-import kaldiio
 import pyarrow.compute as pc
 import soundfile as sf
 from huggingface_hub import constants, snapshot_download
@@ -36,6 +35,7 @@ from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, Repo
 
 from eval.normalize import CJK_CHAR
 from eval.bundled import DEMO_PARQUET, HELDOUT_PARQUET
+from fireredasr_vllm.audio import load_kaldi_audio, read_kaldi_table
 
 TEXT_COLUMNS = ("text", "sentence", "normalized_text", "transcript", "transcription")
 AUDIO_COLUMNS = ("audio", "audio_filepath", "file_name", "audio_path", "path", "wav", "file")
@@ -342,9 +342,9 @@ def _load_kaldi(folder: Path, roots: Sequence[Path] | None):
 
     for listing in ("text", "wav.scp"):
         _check_readable(folder / listing, roots, folder)
-    texts = dict(_kaldi_lines(folder / "text"))
+    texts = {key: value for _, key, value in read_kaldi_table(folder / "text")}
     rows = {"id": [], "audio": [], "text": []}
-    for utt_id, value in _kaldi_lines(folder / "wav.scp"):
+    for _, utt_id, value in read_kaldi_table(folder / "wav.scp"):
         if utt_id in texts:
             rows["id"].append(utt_id)
             rows["audio"].append(_kaldi_audio(value, folder, roots is not None))
@@ -352,13 +352,6 @@ def _load_kaldi(folder: Path, roots: Sequence[Path] | None):
     if not rows["id"]:
         raise DatasetUnavailable(f"{folder}: no utterance id appears in both wav.scp and text")
     return datasets.Dataset.from_dict(rows)
-
-
-def _kaldi_lines(path: Path) -> Iterator[tuple[str, str]]:
-    for line in path.read_text(encoding="utf-8").splitlines():
-        parts = line.strip().split(maxsplit=1)
-        if parts:
-            yield parts[0], parts[1] if len(parts) > 1 else ""
 
 
 def _kaldi_audio(value: str, folder: Path, confined: bool) -> dict:
@@ -370,7 +363,7 @@ def _kaldi_audio(value: str, folder: Path, confined: bool) -> dict:
         raise DatasetRefused(f"{folder / 'wav.scp'}: an entry is {kind}; sets loaded here never run commands "
                              "or read archives: convert them to audio files, or evaluate the set on the command "
                              "line (python -m eval.run DIR)")
-    rate, samples = kaldiio.load_mat(value)
+    samples, rate = load_kaldi_audio(value)
     buffer = io.BytesIO()
     sf.write(buffer, samples, rate, format="WAV")
     return {"bytes": buffer.getvalue(), "path": None}

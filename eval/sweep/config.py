@@ -9,14 +9,13 @@ import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from fireredasr_vllm import DEFAULT_MODEL
+from fireredasr_vllm import BUILTIN_ARCHITECTURE, DEFAULT_MODEL
 from fireredasr_engine.client import check_supported
 from fireredasr_engine.options import DecodingOptions, EngineOptions, parse_decoding
 
 ENGINE_KEYS = tuple(f.name for f in fields(EngineOptions) if f.name != "extra")
 MODES = ("offline", "online")
 BASELINES = ("builtin", "official")
-BUILTIN_ARCHITECTURE = "FireRedASR2ForConditionalGeneration"  # vLLM's own model class
 KEY = ["test_set", "model", "system", "engine_config", "decoding", "mode", "concurrency", "request_rate"]
 
 
