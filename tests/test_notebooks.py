@@ -47,7 +47,7 @@ for run in runs.values():
     assert (run.path / "summary.json").exists() and run.path.parent == RESULTS
     assert run.summary["utterances"] == len(run.rows) == LIMIT and run.summary["failed"] == 0
 assert list(table["decoding"]) == DECODINGS and table["n"].gt(0).all()
-assert runs["greedy"].summary["cer"] < 0.10
+assert runs["greedy"].summary.error_rate < 0.10
 """,
     "03_latency_throughput": """
 assert (Path(config.output_dir) / "sweep.parquet").exists() and Path(config.output_dir).parent == RESULTS
