@@ -13,7 +13,7 @@ from eval.records import (Measurement, Summary, is_benchmark, load_benchmark, lo
 from eval.run import format_summary
 from eval.sweep.report import compare_sweeps
 from eval.sweep.store import read_sweep_table
-from workbench.ui_runs import overview, result_folders
+from workbench.ui_runs import benchmark_summary, overview, result_folders
 
 REPO = Path(__file__).resolve().parents[1]
 OLD_SUMMARY = {  # summary.json as eval.run wrote it before the schema: "cer" held WER on word-scored sets
@@ -127,3 +127,14 @@ def test_not_a_benchmark_file(tmp_path):
     (tmp_path / "broken.json").write_text("{")
     with pytest.raises(ValueError, match="not a JSON file"):
         load_benchmark(tmp_path / "broken.json")
+
+
+def test_runs_tab_lists_benchmark_files_beside_runs(tmp_path):
+    results = tmp_path / "results"
+    run = old_run_folder(results / "old")
+    bench = write_benchmark(results / "bench" / "cpu.json", {"device": "cpu"},
+                            [Measurement("vllm", "offline", 4, Summary(rtfx=12.5, latency_p50=0.25))])
+    (run / "bench.json").write_text((REPO / "bench" / "results" / "model_throughput.json").read_text())
+    assert set(result_folders(results)) == {run, bench}  # a run's own bench.json stays with its run
+    shown = benchmark_summary(bench)
+    assert "benchmark cpu: 1 measurements" in shown and "| 12.50 |" in shown and "| 0.25 |" in shown
