@@ -149,7 +149,7 @@ def test_run_over_two_servers_matches_the_local_run(two_servers, asr_servers, lo
     run = load_run(out)
     assert hypotheses(run) == hypotheses(local_run)
     assert run.summary["utterances"] == LIMIT and run.summary["failed"] == 0
-    assert run.summary["cer"] == pytest.approx(local_run.summary["cer"])
+    assert run.summary.error_rate == pytest.approx(local_run.summary.error_rate)
     assert [(s["url"], s["model"]) for s in run.manifest["servers"]] == [(u, "fireredasr-llm") for u in two_servers]
     assert run.manifest["model_sha256"] == local_run.manifest["model_sha256"]
     assert all(post_count(asr_servers.log(i)) > answered[i] for i in range(2)), "both servers took work"
@@ -279,7 +279,7 @@ def test_app_and_notebook_share_one_server_engine(asr_servers, app_on_server, no
     printed = "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
     assert references[demo_clips[0].stem] in printed and "beam search needs the in-process engine" in printed
     run = load_run(tmp_path / "notebook-results" / "demo__server__greedy")
-    assert run.summary["utterances"] == 8 and run.summary["failed"] == 0 and run.summary["cer"] < 0.10
+    assert run.summary["utterances"] == 8 and run.summary["failed"] == 0 and run.summary.error_rate < 0.10
 
     kernel = psutil.Process(notebook_kernel.provisioner.process.pid)  # still running: count with it alive
     server = psutil.Process(asr_servers.processes[0].pid)
