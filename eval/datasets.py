@@ -138,6 +138,11 @@ class TestSet:
             raise TypeError(f"{self.name}: size unknown while streaming")
         return self.size
 
+    def describe(self) -> dict:
+        """The set as run and sweep manifests record it."""
+        return {"name": self.name, "source": self.source, "revision": self.revision, "language": self.language,
+                "metric": self.metric, "size": self.size, "published": [list(entry) for entry in self.published]}
+
 
 def list_test_sets() -> list[tuple[str, str]]:
     """(name, description) of every registered test set."""

@@ -119,12 +119,10 @@ def default_output_dir(test_set: str, model: str, decoding: DecodingOptions) -> 
     return DEFAULT_RESULTS / f"{name}__{Path(model).name}__{decoding.label}"
 
 
-def manifest_for(test_set, engine, decoding: DecodingOptions, normalizer: NormalizerOptions, args: dict) -> dict:
+def run_manifest(test_set, engine, decoding: DecodingOptions, normalizer: NormalizerOptions, args: dict) -> dict:
     info = engine.describe()
     return {
-        "test_set": {"name": test_set.name, "source": test_set.source, "revision": test_set.revision,
-                     "language": test_set.language, "metric": test_set.metric, "size": test_set.size,
-                     "published": [list(entry) for entry in test_set.published]},
+        "test_set": test_set.describe(),
         "model": info["model"], "model_dir": info["model_dir"],
         "model_sha256": model_checksum(engine.model_dir) if engine.model_dir else None,
         "architecture": info["architecture"], "engine": info["engine"], "decoding": decoding.to_dict(),
@@ -174,7 +172,7 @@ def evaluate(test_set: str, *, engine=None, model: str = DEFAULT_MODEL, decoding
         engine = Engine(model, engine_options)
     args = {"test_set": test_set, "limit": limit, "shuffle_seed": shuffle_seed, "max_duration": max_duration,
             "long_audio": long_audio}
-    manifest = manifest_for(data, engine, decoding, normalizer, args)
+    manifest = run_manifest(data, engine, decoding, normalizer, args)
     check_resume(out_dir, manifest)
     tally = Tally()
     try:

