@@ -20,7 +20,7 @@ from eval.records import Run, Summary, is_benchmark, load_benchmark, load_run
 from eval.sweep.report import compare_sweeps
 from eval.sweep.store import is_sweep
 from eval.tables import REPORT_COLUMNS, results_table
-from fireredasr_engine.cli import exit_codes
+from fireredasr_vllm.cli_args import exit_codes  # not fireredasr_engine.cli: reading results starts no engine
 
 SUMMARY_COLUMNS = ["error_rate", "n", "s", "d", "i", "ser", "utterances", "failed", "rtfx", "utts_per_s",
                    "output_tokens_per_s", "latency_p50", "latency_p90", "latency_p99"]

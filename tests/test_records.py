@@ -2,6 +2,8 @@
 folders and files written before the schema (``cer`` keys, millisecond latencies)."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -138,3 +140,11 @@ def test_runs_tab_lists_benchmark_files_beside_runs(tmp_path):
     assert set(result_folders(results)) == {run, bench}  # a run's own bench.json stays with its run
     shown = benchmark_summary(bench)
     assert "benchmark cpu: 1 measurements" in shown and "| 12.50 |" in shown and "| 0.25 |" in shown
+
+
+def test_reading_results_starts_no_engine():
+    """eval.report, the sweep store/report and the schema read results without importing vLLM (notebook 04)."""
+    code = ("import sys, eval.report, eval.records, eval.sweep.report, eval.sweep.store; from eval.sweep import "
+            "compare_sweeps, list_sweeps; print(sorted({'vllm', 'fireredasr_engine.engine'} & set(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr

@@ -27,23 +27,34 @@ Modules: ``config`` (SweepConfig, the plan), ``runners`` (engines, load generato
 ``run`` (run_sweep), ``store`` (the sweep folder), ``report`` (report.md, comparing sweeps), ``cli``.
 """
 
-from eval.sweep.cli import config_from_args, main, parse_args
-from eval.sweep.config import (BASELINES, BUILTIN_ARCHITECTURE, ENGINE_KEYS, KEY, MODES, Job, SweepConfig, csv_list,
-                               engine_grid, engine_label, job_key, job_label, load_config_file, parse_grid,
-                               parse_value, plan, shuffled)
-from eval.sweep.report import SPREAD_WARNING, compare_sweeps, speedups, write_report
-from eval.sweep.run import SweepFailed, load_clips, needs_new_engine, run_sweep, sweep_manifest
-from eval.sweep.runners import (OfficialRunner, PeakMemory, VllmRunner, arrival_times, combine_passes, online_load,
-                                open_runner, serves, summarize)
-from eval.sweep.store import SWEEP_MANIFEST, SWEEP_TABLE, SweepStore, is_sweep, list_sweeps, read_sweep_table
-from eval.tables import markdown_table, results_table
+import importlib
 
-__all__ = [
-    "BASELINES", "BUILTIN_ARCHITECTURE", "ENGINE_KEYS", "KEY", "MODES", "SPREAD_WARNING", "SWEEP_MANIFEST",
-    "SWEEP_TABLE", "Job", "OfficialRunner", "PeakMemory", "SweepConfig", "SweepFailed", "SweepStore", "VllmRunner",
-    "arrival_times", "combine_passes", "compare_sweeps", "config_from_args", "csv_list", "engine_grid",
-    "engine_label", "is_sweep", "job_key", "job_label", "list_sweeps", "load_clips", "load_config_file", "main",
-    "markdown_table", "needs_new_engine", "online_load", "open_runner", "parse_args", "parse_grid",
-    "parse_value", "plan", "read_sweep_table", "results_table", "run_sweep", "serves", "shuffled", "speedups",
-    "summarize", "sweep_manifest", "write_report",
-]
+# Public names and their modules, imported on first use (PEP 562): only the parts that measure import the
+# engine (vLLM), so that reading sweep folders (eval.report, notebook 04) stays engine-free.
+_EXPORTS = {
+    "eval.sweep.cli": ["config_from_args", "main", "parse_args"],
+    "eval.sweep.config": ["BASELINES", "BUILTIN_ARCHITECTURE", "ENGINE_KEYS", "MODES", "Job", "SweepConfig", "csv_list",
+                          "engine_grid", "engine_label", "job_key", "job_label", "load_config_file", "parse_grid",
+                          "parse_value", "plan", "shuffled"],
+    "eval.sweep.report": ["SPREAD_WARNING", "compare_sweeps", "speedups", "write_report"],
+    "eval.sweep.run": ["SweepFailed", "load_clips", "needs_new_engine", "run_sweep", "sweep_manifest"],
+    "eval.sweep.runners": ["OfficialRunner", "PeakMemory", "VllmRunner", "arrival_times", "combine_passes",
+                           "online_load", "open_runner", "serves", "summarize"],
+    "eval.sweep.store": ["KEY", "SWEEP_MANIFEST", "SWEEP_TABLE", "SweepStore", "is_sweep", "list_sweeps",
+                         "read_sweep_table"],
+    "eval.tables": ["markdown_table", "results_table"],
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str):
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module 'eval.sweep' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_MODULE_OF[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -16,7 +16,6 @@ from fireredasr_engine.options import DecodingOptions, EngineOptions, parse_deco
 ENGINE_KEYS = tuple(f.name for f in fields(EngineOptions) if f.name != "extra")
 MODES = ("offline", "online")
 BASELINES = ("builtin", "official")
-KEY = ["test_set", "model", "system", "engine_config", "decoding", "mode", "concurrency", "request_rate"]
 
 
 def parse_value(text):
@@ -187,6 +186,7 @@ def engine_label(job: Job, keys: list[str]) -> str:
 
 
 def job_key(job: Job, config: SweepConfig, test_set: str) -> tuple:
+    """The values of the table's identity columns (``eval.sweep.store.KEY``) for ``job``."""
     rate = config.request_rate if job.mode == "online" else None
     return (test_set, config.model, job.system, engine_label(job, config.engine_keys), job.decoding.label,
             job.mode, job.concurrency, rate)

@@ -12,10 +12,10 @@ from tqdm import tqdm
 from eval.datasets import load_test_set
 from eval.normalize import NormalizerOptions
 from eval.records import provenance, write_json_atomic
-from eval.sweep.config import KEY, Job, SweepConfig, engine_label, job_key, job_label, plan, shuffled
+from eval.sweep.config import Job, SweepConfig, engine_label, job_key, job_label, plan, shuffled
 from eval.sweep.report import SPREAD_WARNING, write_report
 from eval.sweep.runners import PeakMemory, combine_passes, open_runner, serves, summarize
-from eval.sweep.store import SWEEP_MANIFEST, SweepStore
+from eval.sweep.store import KEY, SWEEP_MANIFEST, SweepStore
 from fireredasr_vllm.audio import SAMPLE_RATE, AudioError, load_audio
 from fireredasr_vllm.compat import installed_versions
 from fireredasr_engine.engine import device_name

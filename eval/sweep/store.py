@@ -1,5 +1,6 @@
 """The sweep folder: the tidy table (one row per configuration) and the per-utterance rows, rewritten
-atomically after each configuration; listing and reading sweep folders (old ones included).
+atomically after each configuration; listing and reading sweep folders (old ones included). Imports no engine:
+eval.report and notebook 04 read sweeps through it.
 
     DIR/sweep.parquet + sweep.csv     one row per system x engine config x decoding x mode x concurrency
     DIR/sweep_utterances.parquet      the hypotheses and latencies behind each row (every pass)
@@ -14,9 +15,9 @@ from pathlib import Path
 import pandas as pd
 
 from eval.records import upgrade_table
-from eval.sweep.config import KEY
 
 SWEEP_TABLE = "sweep.parquet"
+KEY = ["test_set", "model", "system", "engine_config", "decoding", "mode", "concurrency", "request_rate"]  # a row's identity
 SWEEP_MANIFEST = "sweep.json"
 
 
