@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 from eval.datasets import load_test_set
-from eval.tables import cell
 from eval.records import Measurement, Run, Summary, speed, write_benchmark
+from eval.tables import cell
 from fireredasr_engine.official import OfficialModel
 from fireredasr_engine.options import DecodingOptions
 from fireredasr_vllm.audio import SAMPLE_RATE, load_audio

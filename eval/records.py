@@ -41,12 +41,9 @@ ROW_COLUMNS = ["id", "duration", "reference", "hypothesis", "ref_norm", "hyp_nor
                "segments"]  # [{start_s, end_s, text}, ...]: where in the audio each piece of the hypothesis is
 
 
-METRICS = ("cer", "wer")
 PERCENTILE_POINTS = (50, 90, 99)
 SPEED_FIELDS = ("wall_seconds", "rtfx", "utts_per_s", "output_tokens_per_s",
                 *(f"{kind}_p{p}" for kind in ("latency", "ttft") for p in PERCENTILE_POINTS))
-
-
 LEGACY_KEYS = {"cer": "error_rate"}  # summary keys written before the schema
 
 
@@ -140,7 +137,6 @@ def upgrade_table(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-
 def git_revision() -> str | None:
     """The checkout's commit, None outside a git checkout (an installed package)."""
     try:
@@ -155,6 +151,7 @@ def provenance() -> dict:
     """The manifest entries every result carries: git revision, creation time (UTC) and command line."""
     return {"git_revision": git_revision(), "created": dt.datetime.now(dt.timezone.utc).isoformat(),
             "command": " ".join(sys.argv)}
+
 
 def write_json_atomic(path: Path, data: dict) -> None:
     """Write to a temp file, fsync, rename: readers see the old or the new file, never half."""
