@@ -201,7 +201,7 @@ class FireRedASRLLMForConditionalGeneration(FireRedASR2ForConditionalGeneration)
     def embed_multimodal(self, **kwargs: object):
         """Samples -> one host-to-device copy -> features on this device -> the encoder on one padded
         batch (masks keep each clip to its own frames; the padding is zeros, as the official batching
-        has it). One launch sequence per call instead of one per length group: the GPU stays fed."""
+        has it), replayed from a CUDA graph of its bucket shape on a GPU (``encoder_graphs``)."""
         clips = multimodal_items_as_list(kwargs.get("input_audio"))
         lengths = multimodal_ints(kwargs.get("audio_lengths"))
         tokens = multimodal_ints(kwargs.get("fake_token_lengths"))
