@@ -274,6 +274,9 @@ def load_run(path: str | Path, rows: bool = True) -> Run:
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such run folder")
+    if not any((path / name).exists() for name in (MANIFEST, ROWS, SUMMARY)):
+        raise FileNotFoundError(f"{path}: not a run folder (no {MANIFEST}, {ROWS} or {SUMMARY}), nor a sweep "
+                                "folder or benchmark file")
     table = path / "utterances.parquet"
     if not rows:
         frame = pd.DataFrame()

@@ -281,17 +281,18 @@ def parse_args(argv):
             interrupted="interrupted: the finished utterances are kept; run the same command again to resume")
 def main(argv=None) -> int:
     args = parse_args(argv)
+    decoding, options = decoding_options(args), engine_options(args)  # bad flags fail before anything starts
     model = model_spec(args, note=args.server is None and not args.quiet)
     run = evaluate(  # Ctrl-C: the engine is closed on the way out, finished rows are on disk
-        args.test_set, model=model, decoding=decoding_options(args), output_dir=args.output_dir, limit=args.limit,
+        args.test_set, model=model, decoding=decoding, output_dir=args.output_dir, limit=args.limit,
         shuffle_seed=args.shuffle_seed, max_duration=args.max_duration, long_audio=args.long_audio,
-        engine_options=engine_options(args), normalizer=NormalizerOptions(t2s=args.t2s, tn=args.tn, nfkc=args.nfkc),
+        engine_options=options, normalizer=NormalizerOptions(t2s=args.t2s, tn=args.tn, nfkc=args.nfkc),
         progress=not args.quiet, server=args.server)
     if args.plots:
         write_plots(run)
     print(format_summary(run))
     if args.bench:
-        print(bench_against_official(run, decoding_options(args)))
+        print(bench_against_official(run, decoding))
     return 0
 
 

@@ -73,6 +73,8 @@ def test_unfinished_run_has_no_summary(tmp_path):
     assert report.compare_runs([run]).loc[0, "metric"] == "wer"  # from the manifest; figures empty
     with pytest.raises(FileNotFoundError, match="no such run folder"):
         load_run(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    assert report.main([str(tmp_path / "empty")]) == 2  # error: ...: not a run folder (...)
 
 
 def test_speed_figures_are_computed_once():
