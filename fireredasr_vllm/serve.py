@@ -17,29 +17,31 @@ import json
 import os
 import sys
 
-from fireredasr_vllm import DEFAULT_MODEL, MODEL_HELP
+from fireredasr_vllm import DEFAULT_MODEL
+from fireredasr_vllm.cli_args import (add_dtype_argument, add_max_model_len_argument, add_model_argument,
+                                      add_parallel_arguments, checked_dtype, exit_codes)
+from fireredasr_vllm.resolve import ModelNotFoundError, is_cpu, resolve_dtype, resolve_model
 
 SERVED_MODEL_NAME = "fireredasr-llm"
 API_SERVER = "vllm.entrypoints.openai.api_server"
 PLAIN_TEXT_MIDDLEWARE = "fireredasr_vllm.serve.PlainTextTranscription"
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fireredasr-serve", description=__doc__.split("\n\n")[0],
         epilog=f"Any other argument goes to vLLM: python -m {API_SERVER} --help")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP)
-    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
-                        help="weights and compute dtype (default: float32 on CPU, bfloat16 on GPUs)")
+    add_model_argument(parser, default=DEFAULT_MODEL)
+    add_dtype_argument(parser)
     parser.add_argument("--served-model-name", default=SERVED_MODEL_NAME,
                         help=f"the name clients pass as `model` (default {SERVED_MODEL_NAME})")
-    parser.add_argument("--max-model-len", type=int, default=1024,
-                        help="prompt + output tokens; 30 s of audio is ~390 prompt tokens (default 1024)")
-    parser.add_argument("--data-parallel-size", "-dp", type=int, default=1,
-                        help="vLLM data parallelism: N engines (one per GPU), requests balanced over them")
-    parser.add_argument("--tensor-parallel-size", "-tp", type=int, default=1,
-                        help="vLLM tensor parallelism: one engine over N GPUs")
-    return parser.parse_known_args(argv)
+    add_max_model_len_argument(parser)
+    add_parallel_arguments(parser)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
+    return build_parser().parse_known_args(argv)
 
 
 def cpu_thread_binding(workers: int) -> str:
@@ -53,11 +55,9 @@ def cpu_thread_binding(workers: int) -> str:
 
 def server_command(argv: list[str] | None = None, *, cpu: bool | None = None) -> tuple[list[str], dict]:
     """The api_server command line and environment for ``argv`` (fireredasr-serve's arguments)."""
-    from fireredasr_vllm.resolve import is_cpu, resolve_dtype, resolve_model
-
     args, passthrough = parse_args(argv)
     cpu = is_cpu() if cpu is None else cpu
-    dtype = resolve_dtype(args.dtype or "auto", cpu)
+    dtype = resolve_dtype(checked_dtype(args.dtype), cpu)
     model_dir = resolve_model(args.model, dtype=dtype)
     command = [sys.executable, "-m", API_SERVER, "--model", str(model_dir), "--dtype", dtype,
                "--served-model-name", args.served_model_name, "--max-model-len", str(args.max_model_len),
@@ -157,11 +157,12 @@ def replay(body: bytes, receive):
     return replayed
 
 
-def main(argv: list[str] | None = None) -> None:
+@exit_codes(ModelNotFoundError)
+def main(argv: list[str] | None = None) -> int:
     command, env = server_command(argv)
     print("fireredasr-serve:", " ".join(command), file=sys.stderr, flush=True)
     os.execvpe(command[0], command, env)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

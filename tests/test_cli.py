@@ -10,7 +10,7 @@ from fireredasr_engine import transcribe
 from fireredasr_engine.cli import (
     DTYPES, EXIT_INTERRUPTED, EXIT_USAGE, CliError, Interrupted, add_decoding_argument, add_engine_arguments,
     add_model_argument, decoding_options, engine_options, exit_codes, model_spec)
-from fireredasr_vllm import DEFAULT_MODEL, convert, verify
+from fireredasr_vllm import DEFAULT_MODEL, convert, serve, verify
 from workbench import __main__ as workbench_main
 
 ENGINE_ENTRY_POINTS = {  # prog -> parser of every entry point that builds an engine
@@ -20,6 +20,7 @@ ENGINE_ENTRY_POINTS = {  # prog -> parser of every entry point that builds an en
 PLUGIN_ENTRY_POINTS = {  # the plugin's commands: same names, their own help (what they accept)
     "python -m fireredasr_vllm.verify": verify.build_parser,
     "python -m fireredasr_vllm.convert": convert.build_parser,
+    "fireredasr-serve": serve.build_parser,
 }
 SHARED = ("--model", "--dtype", "--max-model-len", "--max-num-seqs", "--tensor-parallel-size",
           "--data-parallel-size", "--gpu-memory-utilization", "--verbose", "--server", "--decoding")
@@ -45,7 +46,9 @@ def test_every_entry_point_spells_and_explains_a_shared_flag_the_same():
         parser = build()
         assert parser.prog == prog
         for flag, spelling in shared_flags(parser).items():
-            assert spelling[:2] == first[flag][1][:2], f"{flag}: {prog} spells it otherwise"
+            dest, flags = spelling[:2]
+            assert (dest, flags[0]) == (first[flag][1][0], first[flag][1][1][0]), f"{flag}: {prog} spells it otherwise"
+            assert set(flags) <= set(first[flag][1][1]), f"{flag}: {prog} has an alias no other entry point has"
 
 
 def test_model_dir_stays_an_alias_where_the_official_scripts_had_it():
@@ -118,3 +121,8 @@ def test_exit_codes(capsys):
     with pytest.raises(ZeroDivisionError):  # a bug keeps its traceback
         main(ZeroDivisionError())
 
+
+
+def test_serve_refuses_float16_with_the_reason_before_starting_anything(capsys):
+    assert serve.main(["--dtype", "float16"]) == EXIT_USAGE
+    assert "--dtype float16 breaks the Qwen2 LLM" in capsys.readouterr().err
