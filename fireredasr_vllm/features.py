@@ -18,9 +18,8 @@ import math
 import numpy as np
 import torch
 
-from fireredasr_vllm.audio import FRAME_LENGTH, FRAME_SHIFT, NUM_MEL_BINS, SAMPLE_RATE
+from fireredasr_vllm.audio import FRAME_LENGTH, FRAME_SHIFT, INT16_SCALE, NUM_MEL_BINS, SAMPLE_RATE
 
-INT16_SCALE = 32768.0
 PREEMPHASIS = 0.97
 LOW_FREQ = 20.0
 FFT_SIZE = 1 << (FRAME_LENGTH - 1).bit_length()  # Kaldi rounds the window up to a power of two: 512
