@@ -21,8 +21,11 @@ every file read (manifest, audio) inside them as a real path, and nothing run (n
 
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -242,7 +245,39 @@ def _hub_offline() -> bool:
     return constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
 
 
+class _OneRetryNotice(logging.Filter):
+    """Drops the hub client's per-attempt retry warnings (two lines a try, URL included); the first one
+    becomes a single line saying what is happening, since the retries take ~20 s before the real answer."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.set_name, self.told = name, False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.told:
+            print(f"the Hugging Face hub does not answer for test set {self.set_name!r}: retrying for up to "
+                  "~25 s...", file=sys.stderr, flush=True)
+            self.told = True
+        return False
+
+
+@contextlib.contextmanager
+def _quiet_hub_retries(name: str):
+    hub_http = logging.getLogger("huggingface_hub.utils._http")  # where huggingface_hub's http_backoff logs
+    notice = _OneRetryNotice(name)
+    hub_http.addFilter(notice)
+    try:
+        yield
+    finally:
+        hub_http.removeFilter(notice)
+
+
 def _load_registered(name: str, source: Source, streaming: bool | None, limit: int | None):
+    with _quiet_hub_retries(name):
+        return _fetch_registered(name, source, streaming, limit)
+
+
+def _fetch_registered(name: str, source: Source, streaming: bool | None, limit: int | None):
     if source.repo is None:
         return _load_parquet([source.data_files], streaming=bool(streaming))
     offline = _hub_offline()

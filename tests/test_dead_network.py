@@ -29,4 +29,6 @@ def test_unreachable_hub_gives_one_message_naming_the_set_and_the_local_copy(end
     assert len(errors) == 1 and "test set 'aishell'" in errors[0] and "is unavailable: " in errors[0], output
     assert len(errors[0]) < 300, "the reason is one short line, not the hub client's advice"
     assert "then evaluate the local copy:  python -m eval.run DIR" in output
+    assert "Retrying in" not in output and "thrown while requesting" not in output  # the hub client's retries
+    assert sum("retrying" in line for line in output.splitlines()) <= 1  # one notice while it retries
     assert not (tmp_path / "run" / "rows.jsonl").exists()
