@@ -47,7 +47,7 @@ from transformers import AutoTokenizer, Qwen2ForCausalLM
 from eval.bundled import DEMO_CLIPS, DEMO_DIR, read_sentences
 from fireredasr_engine.official import OfficialModel
 from fireredasr_vllm.audio import load_audio
-from fireredasr_vllm.convert import load_package
+from fireredasr_vllm.convert import load_package, sha256
 from fireredasr_vllm.resolve import TRAINED_DIR
 from testkit.synth import synthesize
 from testkit.tiny import INSTRUCTION, TinySpec, build_official_checkpoint, train_tokenizer
@@ -361,10 +361,6 @@ def save_release(model, out_dir: Path) -> None:
     if missing:
         raise RuntimeError(f"trained model lacks released keys: {sorted(missing)[:5]}")
     torch.save({"args": package["args"], "model_state_dict": state}, out_dir / "model.pth.tar")
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def shipped_files(model_dir: Path) -> dict[str, str]:

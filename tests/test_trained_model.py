@@ -6,9 +6,9 @@ import json
 import jiwer
 import pytest
 
-from fireredasr_vllm.convert import load_package
+from fireredasr_vllm.convert import load_package, sha256
 from testkit.train_tiny import (
-    CORPUS, HELDOUT, TRAINED_DIR, read_lines, sha256, shipped_files, text_hash,
+    CORPUS, HELDOUT, TRAINED_DIR, read_lines, shipped_files, text_hash,
     training_sentences,
 )
 
@@ -69,5 +69,5 @@ def test_heldout_cer_through_eval_run_is_the_recorded_one(engine, tmp_path):
     from eval.run import evaluate
 
     run = evaluate("demo-heldout", engine=engine, output_dir=tmp_path / "heldout", progress=False)
-    assert run.summary["utterances"] == RECORD["corpus"]["heldout_sentences"] == 30
+    assert run.summary.utterances == RECORD["corpus"]["heldout_sentences"] == 30
     assert run.summary.metric == "cer" and run.summary.error_rate == pytest.approx(RECORD["cer"]["heldout"], abs=1e-4)
