@@ -151,6 +151,19 @@ def in_flight_order(group: pd.DataFrame) -> pd.DataFrame:
     return group.assign(_offline=group["mode"] == "offline").sort_values(["_offline", "concurrency"])
 
 
+def engine_series(data: pd.DataFrame):
+    """``((system, decoding, batch), points in in-flight order, legend label)`` per line to draw: one line per
+    engine setting (``batch`` None where the table has no batch column); the legend names each system and
+    decoding config once."""
+    keys = [k for k in ("system", "decoding", "batch") if k in data]
+    labelled = set()
+    for key, group in data.groupby(keys, sort=False, dropna=False):
+        system, decoding = key[0], key[1]
+        label = series_label(system, decoding) if (system, decoding) not in labelled else None
+        labelled.add((system, decoding))
+        yield (system, decoding, key[2] if len(key) > 2 else None), in_flight_order(group), label
+
+
 def latency_vs_throughput(table: pd.DataFrame, latency: str = "latency_p50",
                           throughput: str = "utts_per_s") -> Figure:
     """One colour per decoding config (line style per system); each line joins one engine setting's points
@@ -159,20 +172,15 @@ def latency_vs_throughput(table: pd.DataFrame, latency: str = "latency_p50",
     fig, ax = new_figure()
     data = table.dropna(subset=[latency, throughput])
     colors, markers = decoding_colors(table), batch_markers(data)
-    keys = [k for k in ("system", "decoding", "batch") if k in data]
-    labelled, points = set(), []
-    for key, group in data.groupby(keys, sort=False, dropna=False):
-        system, decoding = key[0], key[1]
-        group = in_flight_order(group)
-        label = series_label(system, decoding) if (system, decoding) not in labelled else None
-        labelled.add((system, decoding))
+    points = []
+    for (system, decoding, batch), group, label in engine_series(data):
         style = dict(color=colors[decoding], label=label)
         online = group[~group["_offline"]]
         offline = group[group["_offline"]] if system != "official" else group.iloc[:0]
         if system == "official":
             online = group
         ax.plot(online[throughput], online[latency], SYSTEM_STYLES.get(system, "-"),
-                marker=markers.get(key[2], "o") if len(key) > 2 else "o", **style)
+                marker=markers.get(batch, "o"), **style)
         if len(offline):
             joined = pd.concat([online.tail(1), offline])
             ax.plot(joined[throughput], joined[latency], ":", color=colors[decoding])
@@ -197,16 +205,10 @@ def rtfx_vs_in_flight(table: pd.DataFrame) -> Figure:
     fig, ax = new_figure()
     data = table[table["system"] != "official"].dropna(subset=["rtfx", "concurrency"]) if len(table) else table
     colors, markers = decoding_colors(table), batch_markers(data)
-    labelled = set()
-    keys = [k for k in ("system", "decoding", "batch") if k in data]
-    for key, group in data.groupby(keys, sort=False, dropna=False):
-        system, decoding = key[0], key[1]
-        group = in_flight_order(group)
-        label = series_label(system, decoding) if (system, decoding) not in labelled else None
-        labelled.add((system, decoding))
+    for (system, decoding, batch), group, label in engine_series(data):
         online, offline = group[~group["_offline"]], group[group["_offline"]]
         ax.plot(online["concurrency"], online["rtfx"], SYSTEM_STYLES.get(system, "-"),
-                marker=markers.get(key[2], "o") if len(key) > 2 else "o", color=colors[decoding], label=label)
+                marker=markers.get(batch, "o"), color=colors[decoding], label=label)
         ax.plot(offline["concurrency"], offline["rtfx"], OFFLINE_MARKER, markersize=11, color=colors[decoding],
                 label=None if len(online) else label)
     log_if_wide(ax, "x", data["concurrency"] if len(data) else [], ratio=4.0)
