@@ -31,6 +31,14 @@ def error_label(table: pd.DataFrame) -> str:
     return f"{metrics.pop().upper()} %" if len(metrics) == 1 else ("CER %" if not metrics else "error %")
 
 
+def rates_in_percent(table: pd.DataFrame, label=error_label) -> pd.DataFrame:
+    """``eval.report.compare_runs`` output with the error rates in percent, the error rate named by its metric
+    (``label(table)``: ``CER %`` by default)."""
+    rates = table[["error_rate", "ser"]].astype(float)
+    return table.assign(error_rate=100 * rates["error_rate"], ser=100 * rates["ser"]).rename(
+        columns={"error_rate": label(table), "ser": "ser %"})
+
+
 def results_table(table: pd.DataFrame) -> pd.DataFrame:
     """The report's columns of a sweep or benchmark table, error rate in percent under its metric's name."""
     shown = table[[c for c in REPORT_COLUMNS if c in table]].copy()

@@ -45,7 +45,7 @@ assert len(engine_processes) == 1  # the page runs on the notebook's engine: no 
 assert list(runs) == DECODINGS
 for run in runs.values():
     assert (run.path / "summary.json").exists() and run.path.parent == RESULTS
-    assert run.summary["utterances"] == len(run.rows) == LIMIT and run.summary["failed"] == 0
+    assert run.summary.utterances == len(run.rows) == LIMIT and run.summary.failed == 0
 assert list(table["decoding"]) == DECODINGS and table["n"].gt(0).all()
 assert runs["greedy"].summary.error_rate < 0.10
 """,
@@ -153,7 +153,7 @@ def test_quickstart(run_notebook):
 
 def test_evaluate(run_notebook, results_dir):
     notebook = run_notebook("02_evaluate")
-    assert any("cer" in table and "official" in table for table in outputs(notebook, "text/html"))
+    assert any("CER %" in table and "official" in table for table in outputs(notebook, "text/html"))
     assert len(outputs(notebook, "image/png")) == 2  # errors per utterance, CER by duration
     assert re.search(r"^REF: .+\nHYP: .+", printed(notebook), re.MULTILINE)
     assert {path.name for path in results_dir.iterdir()} >= {"demo__trained__greedy", "demo__trained__official"}
@@ -172,4 +172,4 @@ def test_compare_runs_without_engine(run_notebook, results_dir):
             for run in ("demo__trained__greedy", "demo__trained__official"))
     differing = int((a["hyp_norm"] != b.loc[a.index, "hyp_norm"]).sum())
     assert f"{differing} of {len(a)} utterances differ" in printed(notebook)
-    assert any("demo__trained__official" in table and "cer" in table for table in outputs(notebook, "text/html"))
+    assert any("demo__trained__official" in table and "CER %" in table for table in outputs(notebook, "text/html"))

@@ -92,7 +92,7 @@ def test_data_parallel_run_gives_the_same_transcripts(local_run, tmp_path):
         watcher.join()
     run = load_run(out)
     assert run.manifest["engine"]["data_parallel_size"] == 2 and max(started) == 2
-    assert hypotheses(run) == hypotheses(local_run) and run.summary["failed"] == 0
+    assert hypotheses(run) == hypotheses(local_run) and run.summary.failed == 0
     assert {p.pid for p in engine_cores(me)} == before, "the run's engines are gone when it ends"
     assert "VLLM_CPU_OMP_THREADS_BIND" not in os.environ  # set for the engines' start only
 
@@ -148,7 +148,7 @@ def test_run_over_two_servers_matches_the_local_run(two_servers, asr_servers, lo
     assert main(argv) == 0
     run = load_run(out)
     assert hypotheses(run) == hypotheses(local_run)
-    assert run.summary["utterances"] == LIMIT and run.summary["failed"] == 0
+    assert run.summary.utterances == LIMIT and run.summary.failed == 0
     assert run.summary.error_rate == pytest.approx(local_run.summary.error_rate)
     assert [(s["url"], s["model"]) for s in run.manifest["servers"]] == [(u, "fireredasr-llm") for u in two_servers]
     assert run.manifest["model_sha256"] == local_run.manifest["model_sha256"]
@@ -279,7 +279,8 @@ def test_app_and_notebook_share_one_server_engine(asr_servers, app_on_server, no
     printed = "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
     assert references[demo_clips[0].stem] in printed and "beam search needs the in-process engine" in printed
     run = load_run(tmp_path / "notebook-results" / "demo__server__greedy")
-    assert run.summary["utterances"] == 8 and run.summary["failed"] == 0 and run.summary.error_rate < 0.10
+    assert run.summary.utterances == 8 and run.summary.failed == 0 and run.summary.error_rate < 0.10
+    assert f"CER {100 * run.summary.error_rate:.2f} % on 8 utterances" in printed
 
     kernel = psutil.Process(notebook_kernel.provisioner.process.pid)  # still running: count with it alive
     server = psutil.Process(asr_servers.processes[0].pid)
@@ -319,6 +320,6 @@ def test_killing_a_server_mid_run_finishes_on_the_other(two_servers, asr_servers
         dead, alive = client.servers[killed[0]], client.servers[1 - killed[0]]
         assert dead.dropped >= 1, "the killed server had a request in flight"
         assert alive.dropped == 0 and alive.answered > dead.answered
-    assert hypotheses(run) == expected and run.summary["failed"] == 0
+    assert hypotheses(run) == expected and run.summary.failed == 0
     lines = (out / "rows.jsonl").read_text().splitlines()
     assert len(lines) == len(demo_clips) == len({row["id"] for row in read_rows(out / "rows.jsonl")})  # none lost or twice

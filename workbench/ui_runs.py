@@ -14,7 +14,7 @@ from eval.report import compare_benchmarks, compare_runs, differing_utterances
 from eval.run import format_summary, write_plots
 from eval.sweep.report import compare_sweeps
 from eval.sweep.store import SWEEP_MANIFEST, is_sweep, list_sweeps, read_sweep_table
-from eval.tables import error_label, markdown_table, results_table
+from eval.tables import error_label, markdown_table, rates_in_percent, results_table
 from workbench.ui_alignment import differences_html, utterances_html
 
 OVERVIEW_COLUMNS = ["run", "test_set", "model", "decoding", "ERROR", "n", "s", "d", "i", "ser %", "utterances",
@@ -62,20 +62,13 @@ def percent_label(table: pd.DataFrame) -> str:
     return error_label(table).lower()
 
 
-def in_percent(table: pd.DataFrame) -> pd.DataFrame:
-    """``compare_runs`` output with the error rates as percentages, the error rate named by its metric."""
-    rates = table[["error_rate", "ser"]].astype(float)
-    return table.assign(error_rate=100 * rates["error_rate"], ser=100 * rates["ser"]).rename(
-        columns={"error_rate": percent_label(table), "ser": "ser %"})
-
-
 def overview(results_dir: Path, folders: list[Path]) -> pd.DataFrame:
     runs = [load_run(p, rows=False) for p in folders if p.is_dir() and not is_sweep(p)]
     if not runs:
         return pd.DataFrame(columns=[c.replace("ERROR", "cer %") for c in OVERVIEW_COLUMNS])
     table = compare_runs(runs)
     columns = [c.replace("ERROR", percent_label(table)) for c in OVERVIEW_COLUMNS]
-    table = in_percent(table)
+    table = rates_in_percent(table, percent_label)
     table["run"] = [str(r.path.relative_to(results_dir)) for r in runs]
     return table[columns].round(3)
 
@@ -119,7 +112,7 @@ def deltas(run_a: Run, run_b: Run) -> pd.DataFrame:
     if shared != scored_ids(run_a) or shared != scored_ids(run_b):
         table = pd.concat([table, pd.DataFrame([figures_on(run_a, shared), figures_on(run_b, shared)])],
                           ignore_index=True)
-    table = in_percent(table)
+    table = rates_in_percent(table, percent_label)
     first, second = table.iloc[-2], table.iloc[-1]
     numeric = [column for column in table.select_dtypes("number").columns
                if pd.notna(first[column]) and pd.notna(second[column])]
