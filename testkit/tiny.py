@@ -32,6 +32,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 from eval.bundled import DEMO_DIR, read_sentences
+from fireredasr_vllm import LLM_DIR
 from fireredasr_vllm.audio import fbank
 from fireredasr_vllm.resolve import cache_root
 from fireredasr_vllm.verify import conformer_shapes
@@ -165,14 +166,19 @@ def tokenizer_corpus() -> list[str]:
     return lines + [INSTRUCTION, "user assistant system", "hello world this is a test"] * 3
 
 
-def save_qwen2(spec: TinySpec, llm_dir: Path, gen_seed: int) -> int:
-    """Write the tokenizer and a random Qwen2 into ``llm_dir``; return the tokenizer length."""
-    tokenizer = train_tokenizer(tokenizer_corpus(), spec.tokenizer_vocab)
+def save_tokenizer(tokenizer, llm_dir: Path) -> None:
+    """Save ``tokenizer`` into ``llm_dir`` as a Qwen2Tokenizer (the class the model's config names)."""
     tokenizer.save_pretrained(llm_dir)
     cfg_path = llm_dir / "tokenizer_config.json"
     cfg = json.loads(cfg_path.read_text())
     cfg["tokenizer_class"] = "Qwen2Tokenizer"
     cfg_path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False, sort_keys=True))
+
+
+def save_qwen2(spec: TinySpec, llm_dir: Path, gen_seed: int) -> int:
+    """Write the tokenizer and a random Qwen2 into ``llm_dir``; return the tokenizer length."""
+    tokenizer = train_tokenizer(tokenizer_corpus(), spec.tokenizer_vocab)
+    save_tokenizer(tokenizer, llm_dir)
     n_tok = len(tokenizer)
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     config = Qwen2Config(
@@ -218,7 +224,7 @@ def demo_fbank() -> np.ndarray:
 def build_official_checkpoint(spec: TinySpec, out_dir: Path, cmvn_feats: np.ndarray | None = None) -> Path:
     """Write a random FireRedASR-LLM checkpoint in the official layout into ``out_dir``."""
     out_dir = Path(out_dir)
-    llm_dir = out_dir / "Qwen2-7B-Instruct"
+    llm_dir = out_dir / LLM_DIR
     llm_dir.mkdir(parents=True, exist_ok=True)
     save_qwen2(spec, llm_dir, spec.seed)
     gen = torch.Generator().manual_seed(spec.seed + 2)

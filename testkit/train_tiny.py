@@ -46,16 +46,17 @@ from transformers import AutoTokenizer, Qwen2ForCausalLM
 
 from eval.bundled import DEMO_CLIPS, DEMO_DIR, read_sentences
 from fireredasr_engine.official import OfficialModel
+from fireredasr_vllm import LLM_DIR
 from fireredasr_vllm.audio import load_audio
-from fireredasr_vllm.convert import load_package, sha256
+from fireredasr_vllm.convert import OFFICIAL_FILES, load_package, sha256
 from fireredasr_vllm.resolve import TRAINED_DIR
 from testkit.synth import synthesize
-from testkit.tiny import INSTRUCTION, TinySpec, build_official_checkpoint, train_tokenizer
+from testkit.tiny import INSTRUCTION, TinySpec, build_official_checkpoint, save_tokenizer, train_tokenizer
 
 CORPUS = DEMO_DIR / "corpus.txt"
 DEMO_SENTENCES = DEMO_DIR / "sentences.txt"
 HELDOUT = "heldout.txt"  # held-out sentences (never trained on), shipped with the model
-SHIPPED = ("model.pth.tar", "asr_encoder.pth.tar", "cmvn.ark", "Qwen2-7B-Instruct", HELDOUT)
+SHIPPED = (*OFFICIAL_FILES, HELDOUT)
 POSITIONAL_TABLE = "encoder.positional_encoding.pe"
 DEFAULT_VOICE = {"speed": 160, "pitch": 50, "tempo": 1.0, "snr_db": None}  # the bundled clips' voice
 CHAT_WORDS = ("user", "assistant", "system")  # single tokens, as in Qwen2 (the loss mask finds "assistant")
@@ -165,15 +166,11 @@ def char_tokenizer(sentences: list[str]):
     return train_tokenizer(pieces, vocab_size=8000)
 
 
-def save_tokenizer(tokenizer, llm_dir: Path) -> None:
+def replace_tokenizer(tokenizer, llm_dir: Path) -> None:
     """Replace the tokenizer in ``llm_dir`` (saved as a Qwen2Tokenizer, like ``tiny.save_qwen2``)."""
     for path in llm_dir.glob("*token*"):
         path.unlink()
-    tokenizer.save_pretrained(llm_dir)
-    cfg_path = llm_dir / "tokenizer_config.json"
-    cfg = json.loads(cfg_path.read_text())
-    cfg["tokenizer_class"] = "Qwen2Tokenizer"
-    cfg_path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False, sort_keys=True))
+    save_tokenizer(tokenizer, llm_dir)
 
 
 def build_start(work: Path, sentences: list[str], clips: list[Clip], recipe: Recipe) -> TinySpec:
@@ -183,7 +180,7 @@ def build_start(work: Path, sentences: list[str], clips: list[Clip], recipe: Rec
     # the builder trains a small tokenizer of its own (replaced below); the LLM is sized for ours
     spec = dataclasses.replace(recipe.spec, vocab_size=len(tokenizer) + 1, tokenizer_vocab=300)
     build_official_checkpoint(spec, work, cmvn_feats=torch.cat([c.feats for c in clips]).numpy())
-    save_tokenizer(tokenizer, work / "Qwen2-7B-Instruct")
+    replace_tokenizer(tokenizer, work / LLM_DIR)
     package = load_package(work / "model.pth.tar", mmap=False)
     package["args"].freeze_encoder = 1
     torch.save(package, work / "model.pth.tar")
@@ -403,7 +400,7 @@ def train(out_dir: Path, recipe: Recipe = Recipe(), log=print) -> dict:
         work = Path(tmp)
         spec = build_start(work, sentences, clips, recipe)
         shutil.copy(TRAINED_DIR / HELDOUT, work / HELDOUT)
-        lm_losses = pretrain_llm(work / "Qwen2-7B-Instruct", sentences, recipe)
+        lm_losses = pretrain_llm(work / LLM_DIR, sentences, recipe)
         log(f"LM pretraining: loss {lm_losses[0]:.2f} -> {lm_losses[-1]:.2f} ({time.time() - started:.0f} s)")
         official = OfficialModel.load(work)
         if official.load_result.unexpected_keys:
