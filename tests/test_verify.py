@@ -2,6 +2,8 @@
 
 import json
 import shutil
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +12,15 @@ from fireredasr_vllm.verify import check_engine, main, verify
 
 def by_name(checks) -> dict:
     return {c.name: c for c in checks}
+
+
+@contextmanager
+def edited_config(model_dir: Path):
+    """``model_dir``'s config.json as a dict, written back when the block ends."""
+    path = model_dir / "config.json"
+    config = json.loads(path.read_text())
+    yield config
+    path.write_text(json.dumps(config))
 
 
 @pytest.fixture
@@ -62,33 +73,29 @@ def test_truncated_checkpoint_fails(official_copy):
 
 
 def test_wrong_speech_token_id_fails(converted_copy):
-    config = json.loads((converted_copy / "config.json").read_text())
-    config["fireredasr"]["speech_token_id"] += 1
-    (converted_copy / "config.json").write_text(json.dumps(config))
+    with edited_config(converted_copy) as config:
+        config["fireredasr"]["speech_token_id"] += 1
     check = by_name(verify(converted_copy, engine=False))["speech token"]
     assert not check.ok and "the tokenizer gives <|AUDIO|>" in check.detail and "convert again" in check.fix
 
 
 def test_speech_token_missing_from_tokenizer_fails(converted_copy):
-    config = json.loads((converted_copy / "config.json").read_text())
-    config["fireredasr"]["speech_token"] = "<|NOT_A_TOKEN|>"
-    (converted_copy / "config.json").write_text(json.dumps(config))
+    with edited_config(converted_copy) as config:
+        config["fireredasr"]["speech_token"] = "<|NOT_A_TOKEN|>"
     check = by_name(verify(converted_copy, engine=False))["speech token"]
     assert not check.ok and "<|NOT_A_TOKEN|> is not in the tokenizer" in check.detail
 
 
 def test_eos_mismatch_fails(converted_copy):
-    config = json.loads((converted_copy / "config.json").read_text())
-    config["eos_token_id"] = config["pad_token_id"]
-    (converted_copy / "config.json").write_text(json.dumps(config))
+    with edited_config(converted_copy) as config:
+        config["eos_token_id"] = config["pad_token_id"]
     check = by_name(verify(converted_copy, engine=False))["tokenizer/config"]
     assert not check.ok and "eos_token_id" in check.detail and "would not stop" in check.detail
 
 
 def test_encoder_conf_mismatch_fails(converted_copy):
-    config = json.loads((converted_copy / "config.json").read_text())
-    config["audio_encoder_conf"]["d_model"] *= 2
-    (converted_copy / "config.json").write_text(json.dumps(config))
+    with edited_config(converted_copy) as config:
+        config["audio_encoder_conf"]["d_model"] *= 2
     check = by_name(verify(converted_copy, engine=False))["shapes"]
     assert not check.ok and "encoder vs its conf" in check.detail and "matching" in check.fix
 
