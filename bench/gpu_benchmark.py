@@ -12,17 +12,21 @@ randomly instead of read from disk. Every clip decodes exactly ``--tokens`` toke
 dimensions (CPU tests).
 
     python -m bench.gpu_benchmark run --system ours --out ours.json        # one system per process
-    python -m bench.gpu_benchmark run --system ours --tp 2 --out tp2.json  # tensor parallel
-    python -m bench.gpu_benchmark run --system ours --dp 2 --out dp2.json  # vLLM data parallelism: 2 engines
-    python -m bench.gpu_benchmark run --system ours --dp 2 --frontends 4 --out dp2.json  # fireredasr-serve with
+    python -m bench.gpu_benchmark run --system ours -tp 2 --out tp2.json   # tensor parallel
+    python -m bench.gpu_benchmark run --system ours -dp 2 --out dp2.json   # vLLM data parallelism: 2 engines
+    python -m bench.gpu_benchmark run --system ours -dp 2 --frontends 4 --out dp2.json  # fireredasr-serve with
         #   4 API processes (--api-server-count) in front of the 2 engines, 4 client processes over HTTP
     python -m bench.gpu_benchmark report bench/results/gpu_*.json --plots bench/results
+
+Results are benchmark files of the one results schema (``eval.records``: ``write_benchmark``, read back by
+``load_benchmark``, which also reads the files written before it): ``meta`` holds what ran (system, plan,
+engine, workload, front-end cost, memory), one ``Measurement`` per pass (mode offline, online or long;
+latencies in seconds, RTFx and percentiles from ``eval.records.speed``).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import multiprocessing
@@ -35,14 +39,37 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import httpx
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
+import psutil
+import soundfile as sf
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+from eval.records import Benchmark, Measurement, Summary, load_benchmark, speed, write_benchmark
+from eval.sweep.runners import VllmRunner, online_load
+from fireredasr_engine.client import RemoteEngine
+from fireredasr_engine.engine import device_name
 from fireredasr_engine.facade import run_in_thread
+from fireredasr_engine.official import OfficialModel
+from fireredasr_engine.options import PRESETS, EngineOptions
+from fireredasr_vllm import BUILTIN_ARCHITECTURE, LLM_DIR
+from fireredasr_vllm.audio import SAMPLE_RATE
+from fireredasr_vllm.cli_args import (DEFAULT_MAX_MODEL_LEN, CliError, add_max_model_len_argument,
+                                      add_parallel_arguments, exit_codes)
+from fireredasr_vllm.convert import build_config, read_cmvn
+from fireredasr_vllm.encoder_graphs import DISABLE_ENV
+from fireredasr_vllm.model import DEFAULT_SPEECH_TOKEN, FireRedFrontend
+from fireredasr_vllm.resolve import resolve_model
+from testkit.tiny import TinySpec, encoder_args, llm_args, tiny_model_dir
+
+matplotlib.use("Agg")
 
 REPO = Path(__file__).resolve().parents[1]
 SYSTEMS = {"ours": "this project (vLLM plugin)", "builtin": "vLLM built-in FireRedASR2",
            "official": "official PyTorch (fireredasr)"}
-BUILTIN_ARCHITECTURE = "FireRedASR2ForConditionalGeneration"
 # Qwen2-7B-Instruct's config.json (the LLM of FireRedASR-LLM-L).
 QWEN2_7B = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_size": 3584,
             "intermediate_size": 18944, "num_hidden_layers": 28, "num_attention_heads": 28,
@@ -56,8 +83,6 @@ CAPTURE_SIZES = [1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 160, 192, 224, 256]
 
 def model_spec(size: str):
     """TinySpec of the real FireRedASR-LLM-L encoder/LLM dims, or of the embedded tiny model."""
-    from testkit.tiny import TinySpec
-
     if size == "real":
         return TinySpec(d_model=1280, n_head=20, n_layers_enc=16, hidden_size=3584, intermediate_size=18944,
                         num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4,
@@ -78,19 +103,12 @@ def build_model_dirs(size: str, work: Path) -> tuple[Path, Path]:
 
     Tokenizer and CMVN come from the embedded tiny model; the config from ``convert.build_config``.
     """
-    import torch
-
-    from fireredasr_vllm.convert import build_config, read_cmvn
-    from fireredasr_vllm.model import DEFAULT_SPEECH_TOKEN
-    from fireredasr_vllm.resolve import resolve_model
-    from testkit.tiny import encoder_args, llm_args, tiny_model_dir
-
     spec = model_spec(size)
     tiny_official, tiny_converted = tiny_model_dir(), resolve_model("tiny")
     official = work / f"official-{size}"
-    llm_dir = official / "Qwen2-7B-Instruct"
+    llm_dir = official / LLM_DIR
     shutil.rmtree(official, ignore_errors=True)
-    shutil.copytree(tiny_official / "Qwen2-7B-Instruct", llm_dir,
+    shutil.copytree(tiny_official / LLM_DIR, llm_dir,
                     ignore=shutil.ignore_patterns("*.safetensors", "*.bin", "model.safetensors.index.json"))
     (llm_dir / "config.json").write_text(json.dumps(llm_config(spec), indent=2))
     shutil.copy(tiny_official / "cmvn.ark", official / "cmvn.ark")
@@ -101,8 +119,6 @@ def build_model_dirs(size: str, work: Path) -> tuple[Path, Path]:
     shutil.rmtree(converted, ignore_errors=True)
     shutil.copytree(tiny_converted, converted, ignore=shutil.ignore_patterns(
         "*.safetensors", "model.safetensors.index.json", "conversion.json"))
-    from transformers import AutoTokenizer
-
     tokenizer = AutoTokenizer.from_pretrained(str(converted))
     ids = {t: tokenizer.convert_tokens_to_ids(t)
            for t in ("<|endoftext|>", "<|im_start|>", "<|im_end|>", DEFAULT_SPEECH_TOKEN)}
@@ -120,7 +136,7 @@ class Workload:
 
     @property
     def durations(self) -> np.ndarray:
-        return np.array([len(c) / 16000 for c in self.clips])
+        return np.array([len(c) / SAMPLE_RATE for c in self.clips])
 
     def summary(self) -> dict:
         d = self.durations
@@ -133,8 +149,6 @@ class Workload:
 
 def speech_stream() -> np.ndarray:
     """The bundled demo clips end to end (float32, 16 kHz): real speech-like fbank input."""
-    import soundfile as sf
-
     clips = sorted((REPO / "eval" / "demo" / "clips").glob("*.flac"))
     return np.concatenate([sf.read(c, dtype="float32")[0] for c in clips])
 
@@ -145,11 +159,11 @@ def make_workload(durations: np.ndarray, seed: int) -> Workload:
         return Workload([])
     stream = speech_stream()
     rng = np.random.default_rng(seed)
-    longest = int(durations.max() * 16000) + 1
+    longest = int(durations.max() * SAMPLE_RATE) + 1
     stream = np.tile(stream, longest // len(stream) + 2)
     clips = []
     for seconds in durations:
-        n = int(seconds * 16000)
+        n = int(seconds * SAMPLE_RATE)
         start = int(rng.integers(0, len(stream) - n))
         clips.append(np.ascontiguousarray(stream[start:start + n]))
     return Workload(clips)
@@ -167,17 +181,14 @@ def long_clips(n: int, seed: int = 100) -> Workload:
 
 
 # ------------------------------------------------------------------------------------------ metrics
-def percentiles(values, points=(50, 90, 99)) -> dict:
-    if not len(values):
-        return {}
-    return {f"p{p}_ms": round(float(np.percentile(values, p)) * 1000, 1) for p in points}
-
-
-def throughput(workload: Workload, wall_s: float, output_tokens: int, ok: int, **extra) -> dict:
-    audio = float(workload.durations.sum())
-    return {"clips": len(workload.clips), "ok": ok, "wall_s": round(wall_s, 3),
-            "clips_per_s": round(len(workload.clips) / wall_s, 2), "rtfx": round(audio / wall_s, 1),
-            "output_tok_per_s": round(output_tokens / wall_s, 1), **extra}
+def timed_pass(system: str, mode: str, concurrency: int, *, clips: int, ok: int, audio_seconds: float,
+               wall_seconds: float, output_tokens: int, latencies=(), ttfts=(), **extra) -> Measurement:
+    """One pass in the results schema: RTFx (all clips' audio per wall second), clips and output tokens per
+    second, latency/TTFT percentiles (seconds) of the clips that succeeded; ``extra``: figures outside it."""
+    figures = speed(audio_seconds=audio_seconds, wall_seconds=wall_seconds, utterances=clips,
+                    output_tokens=output_tokens, latencies=latencies, ttfts=ttfts)
+    return Measurement(system, mode, concurrency,
+                       Summary(utterances=ok, failed=clips - ok, timed_utterances=ok, **figures), extra)
 
 
 @dataclass
@@ -207,8 +218,6 @@ class MemoryProbe:
     """Mixed into vLLM's worker (``worker_extension_cls``); called through ``collective_rpc``."""
 
     def memory_stats(self) -> dict:
-        import torch
-
         runner = getattr(self, "model_runner", None)
         stats = {"weights_bytes": getattr(runner, "model_memory_usage", None),
                  "peak_activation_bytes": getattr(self, "peak_activation_memory", None),
@@ -221,8 +230,8 @@ class MemoryProbe:
 
 
 def engine_options(system: str, *, tp: int = 1, dp: int = 1, dtype: str = "bfloat16", max_num_seqs: int = 256,
-                   dummy: bool = True, penalty_processor: bool = False, reuse_caches: bool = False,
-                   renderer_workers: int = 1):
+                   max_model_len: int = DEFAULT_MAX_MODEL_LEN, dummy: bool = True, penalty_processor: bool = False,
+                   reuse_caches: bool = False, renderer_workers: int = 1) -> EngineOptions:
     """Identical engine settings for both vLLM systems; caches that would reuse work across passes off.
 
     ``penalty_processor``: register the official repetition-penalty logits processor (what in-process
@@ -230,8 +239,6 @@ def engine_options(system: str, *, tp: int = 1, dp: int = 1, dtype: str = "bfloa
     ``reuse_caches``: prefix and processor caches on, for the step-wise beam search (each step re-sends
     the clip and the prompt so far; a user runs it with the caches on). ``renderer_workers``: vLLM's
     ``renderer_num_workers`` (threads for input processing in the API process; needs the processor cache off)."""
-    from fireredasr_engine.options import EngineOptions
-
     extra = [("mm_processor_cache_gb", 4 if reuse_caches else 0),
              ("worker_extension_cls", "bench.gpu_benchmark.MemoryProbe")]
     if renderer_workers > 1:
@@ -240,7 +247,7 @@ def engine_options(system: str, *, tp: int = 1, dp: int = 1, dtype: str = "bfloa
         extra.append(("load_format", "dummy"))
     if not is_cpu():
         extra.append(("compilation_config", {"cudagraph_capture_sizes": CAPTURE_SIZES}))
-    return EngineOptions(dtype=dtype, max_model_len=1024, max_num_seqs=max_num_seqs, max_num_batched_tokens=8192,
+    return EngineOptions(dtype=dtype, max_model_len=max_model_len, max_num_seqs=max_num_seqs, max_num_batched_tokens=8192,
                          tensor_parallel_size=tp, data_parallel_size=dp, gpu_memory_utilization=0.85,
                          enable_prefix_caching=reuse_caches,
                          kv_cache_gb=2, architecture=BUILTIN_ARCHITECTURE if system == "builtin" else None,
@@ -248,16 +255,12 @@ def engine_options(system: str, *, tp: int = 1, dp: int = 1, dtype: str = "bfloa
 
 
 def is_cpu() -> bool:
-    import torch
-
     return not torch.cuda.is_available()
 
 
 def decoding(tokens: int, preset: str = "greedy"):
     """``preset`` (greedy or official: beam 3 + the official repetition penalty) with exactly ``tokens``
     output tokens per clip."""
-    from fireredasr_engine.options import PRESETS
-
     return replace(PRESETS[preset], max_tokens=tokens, min_tokens=tokens, ignore_eos=True,
                        name=f"{preset}-fixed{tokens}")
 
@@ -270,8 +273,6 @@ class UsageSampler:
         self.exclude = exclude  # pids left out (and their children): the HTTP benchmark's client processes
 
     def __enter__(self):
-        import psutil
-
         skip = set(self.exclude)
         for pid in self.exclude:
             with contextlib.suppress(psutil.Error):
@@ -313,62 +314,53 @@ class UsageSampler:
 
 
 def run_concurrent(engine, workload: Workload, options, concurrency: int) -> tuple[list, float, float]:
-    """Send every clip through ``engine.transcribe_async`` with at most ``concurrency`` in flight.
-
-    Returns (results as (transcript, client latency s)), wall seconds, CPU seconds of this process).
-    """
-    async def one(semaphore, index, clip):
-        async with semaphore:
-            started = time.perf_counter()
-            transcript = await engine.transcribe_async(clip, options, id=f"clip{index:05d}")
-            return transcript, time.perf_counter() - started
-
-    async def main():
-        semaphore = asyncio.Semaphore(concurrency)
-        return await asyncio.gather(*(one(semaphore, i, c) for i, c in enumerate(workload.clips)))
-
-    cpu, wall = time.process_time(), time.perf_counter()
-    results = run_in_thread(main)  # also under a running loop (Jupyter)
-    return results, time.perf_counter() - wall, time.process_time() - cpu
+    """Every clip through ``engine.transcribe_async`` with at most ``concurrency`` in flight (the sweep's
+    online load generator, closed loop). Returns (transcripts, wall seconds, CPU seconds of this process)."""
+    clips = [(f"clip{index:05d}", clip) for index, clip in enumerate(workload.clips)]
+    cpu = time.process_time()
+    transcripts, wall = run_in_thread(lambda: online_load(engine, clips, options, concurrency, None, 0))
+    return transcripts, wall, time.process_time() - cpu
 
 
-def offline_pass(engine, workload: Workload, options, concurrency: int) -> dict:
+def offline_pass(engine, system: str, workload: Workload, options, concurrency: int,
+                 mode: str = "offline") -> Measurement:
     """Throughput with ``concurrency`` requests in flight, and the latency each request saw."""
     with UsageSampler() as usage:
         results, wall, cpu = run_concurrent(engine, workload, options, concurrency)
-    ok = [t for t, _ in results if t.ok]
-    errors = sorted({t.error for t, _ in results if not t.ok})[:3]
-    return throughput(workload, wall, sum(t.output_tokens for t in ok), len(ok), concurrency=concurrency,
-                      **usage.record(len(results)),
+    ok = [t for t in results if t.ok]
+    return timed_pass(system, mode, concurrency, clips=len(results), ok=len(ok),
+                      audio_seconds=float(workload.durations.sum()), wall_seconds=wall,
+                      output_tokens=sum(t.output_tokens for t in ok), latencies=[t.latency_s for t in ok],
+                      ttfts=[t.ttft_s for t in ok], **usage.record(len(results)),
                       output_tokens_per_clip=sorted({t.output_tokens for t in ok}),
                       prompt_tokens_mean=round(float(np.mean([t.prompt_tokens for t in ok])), 1) if ok else None,
-                      api_cpu_ms_per_clip=round(1000 * cpu / len(results), 2), errors=errors,
-                      latency=percentiles([seconds for t, seconds in results if t.ok]))
+                      api_cpu_ms_per_clip=round(1000 * cpu / len(results), 2),
+                      errors=sorted({t.error for t in results if not t.ok})[:3])
 
 
-def latency_pass(engine, workload: Workload, options, concurrency: int) -> dict:
+def latency_pass(engine, system: str, workload: Workload, options, concurrency: int) -> Measurement:
+    """Latency and time to first token with ``concurrency`` requests in flight (mode ``online``)."""
     results, wall, _ = run_concurrent(engine, workload, options, concurrency)
-    latency = [seconds for t, seconds in results if t.ok]
-    ttft = [t.ttft_s for t, _ in results if t.ok]
-    return {"concurrency": concurrency, "clips": len(results), "ok": len(latency), **percentiles(latency),
-            "mean_ms": round(1000 * float(np.mean(latency)), 1) if latency else None,
-            "ttft_p50_ms": round(1000 * float(np.median(ttft)), 1) if ttft else None,
-            "clips_per_s": round(len(results) / wall, 2)}
+    ok = [t for t in results if t.ok]
+    return timed_pass(system, "online", concurrency, clips=len(results), ok=len(ok),
+                      audio_seconds=float(workload.durations.sum()), wall_seconds=wall,
+                      output_tokens=sum(t.output_tokens for t in ok), latencies=[t.latency_s for t in ok],
+                      ttfts=[t.ttft_s for t in ok],
+                      latency_mean_s=float(np.mean([t.latency_s for t in ok])) if ok else None)
 
 
 def frontend_cost(system: str, model_dir: Path, workload: Workload) -> dict:
     """CPU ms per clip of each system's front end in the API process (one thread): the built-in's
     feature extractor; ours only validates and packs the samples (its features run on the model's device)."""
     if system == "builtin":
+        # lazy: only vLLM versions with the built-in FireRedASR2 have this module
         from vllm.transformers_utils.processors.fireredasr2 import FireRedASR2FeatureExtractor
 
         extractor = FireRedASR2FeatureExtractor(**json.loads((model_dir / "preprocessor_config.json").read_text()))
 
         def extract(clip):
-            return extractor([clip], sampling_rate=16000)
+            return extractor([clip], sampling_rate=SAMPLE_RATE)
     else:
-        from fireredasr_vllm.model import FireRedFrontend
-
         frontend = FireRedFrontend()
 
         def extract(clip):
@@ -391,41 +383,40 @@ def engine_memory(engine) -> dict:
     return {k.replace("_bytes", "_gib"): v for k, v in gib.items()} | {"workers": len(stats)}
 
 
-def measure_vllm(engine, system: str, model_dir: Path, plan: Plan) -> dict:
-    """Every measurement of one vLLM system on a built engine."""
+def measure_vllm(engine, system: str, model_dir: Path, plan: Plan) -> tuple[dict, list[Measurement]]:
+    """Every measurement of one vLLM system on a built engine: (meta figures, measurements)."""
     options = decoding(plan.tokens, plan.decoding)
     short, long = aishell_like(plan.clips, plan.seed), long_clips(plan.long_clips, plan.seed + 100)
-    offline_pass(engine, aishell_like(plan.warmup, plan.seed + 7), options, max(plan.concurrency))
-    record = {"workload": short.summary(), "long_workload": long.summary(), "tokens_per_clip": plan.tokens,
-              "offline": [], "latency": []}
+    offline_pass(engine, system, aishell_like(plan.warmup, plan.seed + 7), options, max(plan.concurrency))
+    measurements = []
     for concurrency in plan.concurrency:
-        record["offline"].append(offline_pass(engine, short, options, concurrency))
-        log(system, "offline", record["offline"][-1])
+        measurements.append(log(offline_pass(engine, system, short, options, concurrency)))
     for concurrency, count in plan.latency:
-        record["latency"].append(latency_pass(engine, short.take(count), options, concurrency))
-        log(system, "latency", record["latency"][-1])
+        measurements.append(log(latency_pass(engine, system, short.take(count), options, concurrency)))
     if long.clips:
-        record["long"] = offline_pass(engine, long, options, plan.long_concurrency)
-        log(system, "long", record["long"])
-    record["frontend"] = frontend_cost(system, model_dir, short.take(plan.frontend_clips))
-    record["memory"] = engine_memory(engine)
-    return record
+        measurements.append(log(offline_pass(engine, system, long, options, plan.long_concurrency, mode="long")))
+    meta = {"workload": short.summary(), "long_workload": long.summary(), "tokens_per_clip": plan.tokens,
+            "frontend": frontend_cost(system, model_dir, short.take(plan.frontend_clips)),
+            "memory": engine_memory(engine)}
+    return meta, measurements
 
 
-def run_vllm_system(system: str, model_dir: Path, plan: Plan, *, tp: int, dp: int = 1, dummy: bool = True) -> dict:
+def run_vllm_system(system: str, model_dir: Path, plan: Plan, *, tp: int, dp: int = 1, dummy: bool = True,
+                    max_model_len: int = DEFAULT_MAX_MODEL_LEN) -> tuple[dict, list[Measurement]]:
     """``dp`` > 1: vLLM's own data parallelism, one engine per GPU behind the one facade (it balances requests)."""
-    from fireredasr_engine.engine import Engine
-    from fireredasr_vllm.encoder_graphs import DISABLE_ENV
-
     options = engine_options(system, tp=tp, dp=dp, dummy=dummy, penalty_processor=plan.penalty_processor,
-                             reuse_caches=plan.decoding == "official", renderer_workers=plan.renderer_workers)
+                             max_model_len=max_model_len, reuse_caches=plan.decoding == "official",
+                             renderer_workers=plan.renderer_workers)
     if not plan.encoder_graphs:
         os.environ[DISABLE_ENV] = "0"  # inherited by the engine processes
     if plan.frontends:
         return run_served(model_dir, options, plan)
-    with Engine(model_dir, options) as engine:
-        record = {"engine": engine.describe(), "engine_build_s": round(engine.build_seconds, 1)}
-        return record | measure_vllm(engine, system, model_dir, plan)
+    runner = VllmRunner(str(model_dir), options)
+    try:
+        meta, measurements = measure_vllm(runner.engine, system, model_dir, plan)
+        return {"engine": runner.engine.describe(), "engine_build_s": round(runner.build_seconds, 1)} | meta, measurements
+    finally:
+        runner.close()
 
 
 # ------------------------------------------------------------------------------------------ served (HTTP)
@@ -461,8 +452,6 @@ def free_port() -> int:
 @contextlib.contextmanager
 def served(model_dir: Path, options, frontends: int, log_path: Path):
     """fireredasr-serve on a free local port with ``frontends`` API processes; yields its URL."""
-    import httpx
-
     port = free_port()
     command = [sys.executable, "-m", "fireredasr_vllm.serve", "--model", str(model_dir), "--port", str(port),
                "--api-server-count", str(frontends), *server_flags(options)]
@@ -495,16 +484,12 @@ def served(model_dir: Path, options, frontends: int, log_path: Path):
 def http_decoding(tokens: int):
     """Greedy, at most ``tokens`` tokens: the transcription route takes neither min_tokens nor ignore_eos.
     Random weights make an end-of-text token unlikely, so clips still get ``tokens`` tokens (recorded)."""
-    from fireredasr_engine.options import PRESETS
-
     return replace(PRESETS["greedy"], max_tokens=tokens, name=f"greedy-max{tokens}")
 
 
 def http_client(url: str, index: int, clients: int, plan: Plan, concurrency: int, barrier, results) -> None:
     """One client process: warms up, waits for the others, sends its share of the clips (every
-    ``clients``-th), reports per-clip (ok, output tokens, prompt tokens, latency) and its CPU seconds."""
-    from fireredasr_engine.client import RemoteEngine
-
+    ``clients``-th), reports per-clip (ok, output tokens, prompt tokens, latency s, error) and its CPU seconds."""
     try:
         engine = RemoteEngine(url, max_in_flight=concurrency)
         options = http_decoding(plan.tokens)
@@ -518,11 +503,11 @@ def http_client(url: str, index: int, clients: int, plan: Plan, concurrency: int
     barrier.wait()
     out, wall, cpu = run_concurrent(engine, share, options, concurrency)
     results.put({"index": index, "wall_s": wall, "cpu_s": cpu, "audio_s": float(share.durations.sum()),
-                 "clips": [(t.ok, t.output_tokens, t.prompt_tokens, seconds, t.error) for t, seconds in out]})
+                 "clips": [(t.ok, t.output_tokens, t.prompt_tokens, t.latency_s, t.error) for t in out]})
     engine.close()
 
 
-def served_pass(url: str, plan: Plan, concurrency: int) -> dict:
+def served_pass(url: str, plan: Plan, concurrency: int) -> Measurement:
     """``plan.frontends`` client processes, ``concurrency`` requests in flight in all, started together."""
     clients = plan.frontends
     context = multiprocessing.get_context("spawn")
@@ -547,45 +532,37 @@ def served_pass(url: str, plan: Plan, concurrency: int) -> dict:
         raise RuntimeError(f"a client process failed: {failed}")
     clips = [c for r in reports for c in r["clips"]]
     ok = [c for c in clips if c[0]]
-    audio = sum(r["audio_s"] for r in reports)
-    return {"clips": len(clips), "ok": len(ok), "wall_s": round(wall, 3), "clips_per_s": round(len(clips) / wall, 2),
-            "rtfx": round(audio / wall, 1), "output_tok_per_s": round(sum(c[1] for c in ok) / wall, 1),
-            "concurrency": concurrency, "frontends": clients, **usage.record(len(clips)),
-            "output_tokens_per_clip": sorted({c[1] for c in ok}),
-            "prompt_tokens_mean": round(float(np.mean([c[2] for c in ok])), 1) if ok else None,
-            "client_cpu_ms_per_clip": round(1000 * sum(r["cpu_s"] for r in reports) / len(clips), 2),
-            "client_wall_s": [round(r["wall_s"], 3) for r in sorted(reports, key=lambda r: r["index"])],
-            "errors": sorted({c[4] for c in clips if not c[0]})[:3],
-            "latency": percentiles([c[3] for c in ok])}
+    return timed_pass("ours", "offline", concurrency, clips=len(clips), ok=len(ok),
+                      audio_seconds=sum(r["audio_s"] for r in reports), wall_seconds=wall,
+                      output_tokens=sum(c[1] for c in ok), latencies=[c[3] for c in ok], frontends=clients,
+                      **usage.record(len(clips)), output_tokens_per_clip=sorted({c[1] for c in ok}),
+                      prompt_tokens_mean=round(float(np.mean([c[2] for c in ok])), 1) if ok else None,
+                      client_cpu_ms_per_clip=round(1000 * sum(r["cpu_s"] for r in reports) / len(clips), 2),
+                      client_wall_s=[round(r["wall_s"], 3) for r in sorted(reports, key=lambda r: r["index"])],
+                      errors=sorted({c[4] for c in clips if not c[0]})[:3])
 
 
-def run_served(model_dir: Path, options, plan: Plan) -> dict:
+def run_served(model_dir: Path, options, plan: Plan) -> tuple[dict, list[Measurement]]:
     """The throughput passes through fireredasr-serve (``plan.frontends`` API processes in front of
     ``options.data_parallel_size`` engines) driven by as many client processes over HTTP; then the
     latency passes from this process."""
-    from fireredasr_engine.client import RemoteEngine
-
     started = time.perf_counter()
     log_path = Path(os.environ.get("GPU_BENCHMARK_SERVER_LOG", "/tmp/gpu_benchmark_server.log"))
     with served(model_dir, options, plan.frontends, log_path) as url:
-        record = {"engine": {"mode": "fireredasr-serve", "api_server_count": plan.frontends,
-                             "data_parallel_size": options.data_parallel_size, "device": device_name(),
-                             "server_flags": server_flags(options)},
-                  "engine_build_s": round(time.perf_counter() - started, 1),
-                  "workload": aishell_like(plan.clips, plan.seed).summary(), "tokens_per_clip": plan.tokens,
-                  "offline": [], "latency": []}
-        for concurrency in plan.concurrency:
-            record["offline"].append(served_pass(url, plan, concurrency))
-            log("served", "offline", record["offline"][-1])
+        short = aishell_like(plan.clips, plan.seed)
+        meta = {"engine": {"mode": "fireredasr-serve", "api_server_count": plan.frontends,
+                           "data_parallel_size": options.data_parallel_size, "device": device_name(),
+                           "server_flags": server_flags(options)},
+                "engine_build_s": round(time.perf_counter() - started, 1),
+                "workload": short.summary(), "tokens_per_clip": plan.tokens}
+        measurements = [log(served_pass(url, plan, concurrency)) for concurrency in plan.concurrency]
         if plan.latency:
             engine = RemoteEngine(url, max_in_flight=max(c for c, _ in plan.latency))
-            short = aishell_like(plan.clips, plan.seed)
             for concurrency, count in plan.latency:
-                record["latency"].append(latency_pass(engine, short.take(count), http_decoding(plan.tokens),
-                                                      concurrency))
-                log("served", "latency", record["latency"][-1])
+                measurements.append(log(latency_pass(engine, "ours", short.take(count), http_decoding(plan.tokens),
+                                                     concurrency)))
             engine.close()
-    return record
+    return meta, measurements
 
 
 # ------------------------------------------------------------------------------------------ official
@@ -596,8 +573,6 @@ class RandomInitLLM:
         self.dtype = dtype
 
     def from_pretrained(self, path, attn_implementation="eager", torch_dtype=None, **kwargs):
-        from transformers import AutoConfig, AutoModelForCausalLM
-
         return AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path), dtype=self.dtype,
                                                 attn_implementation=attn_implementation)
 
@@ -605,7 +580,7 @@ class RandomInitLLM:
 @contextlib.contextmanager
 def random_llm_weights(dtype):
     """While loading: the official ``from_args`` builds its Qwen2 with random weights (none on disk)."""
-    from fireredasr.models import fireredasr_llm
+    from fireredasr.models import fireredasr_llm  # lazy: the official package is needed by --system official only
 
     original = fireredasr_llm.AutoModelForCausalLM
     fireredasr_llm.AutoModelForCausalLM = RandomInitLLM(dtype)
@@ -616,11 +591,8 @@ def random_llm_weights(dtype):
 
 
 def load_official(official_dir: Path, device: str, dtype: str = "bfloat16"):
-    """``fireredasr_engine.official.OfficialModel`` (the official classes) built on ``device``, all in ``dtype``."""
-    import torch
-
-    from fireredasr_engine.official import OfficialModel
-
+    """``fireredasr_engine.official.OfficialModel`` (the official classes) built on ``device``, all in ``dtype``.
+    Not ``eval.sweep.runners.OfficialRunner``: that one loads real weights from disk, these are random."""
     started = time.perf_counter()
     with random_llm_weights(getattr(torch, dtype)), torch.device(device):
         official = OfficialModel.load(official_dir, dtype=dtype, device=device)
@@ -629,8 +601,9 @@ def load_official(official_dir: Path, device: str, dtype: str = "bfloat16"):
     return official, time.perf_counter() - started
 
 
-def official_batches(official, workload: Workload, batch: int, tokens: int) -> dict:
-    """Static batches of ``batch`` clips sorted by length (the official README's advice)."""
+def official_batches(official, workload: Workload, batch: int, tokens: int, mode: str = "offline") -> Measurement:
+    """Static batches of ``batch`` clips sorted by length (the official README's advice); the latency
+    percentiles are those of the batches (one figure per batch)."""
     order = np.argsort(workload.durations)
     groups = [[workload.clips[i] for i in order[s:s + batch]] for s in range(0, len(order), batch)]
     official.transcribe(groups[0][:1], max_new_tokens=tokens, ignore_eos=True)  # warm-up
@@ -641,72 +614,68 @@ def official_batches(official, workload: Workload, batch: int, tokens: int) -> d
         latencies.append(results[0]["latency_s"])
         lengths += [len(r["token_ids"]) for r in results]
     wall = time.perf_counter() - wall
-    return throughput(workload, wall, sum(lengths), len(lengths), batch=batch,
-                      output_tokens_per_clip=sorted(set(lengths)), batch_latency=percentiles(latencies))
+    return timed_pass("official", mode, batch, clips=len(workload.clips), ok=len(lengths),
+                      audio_seconds=float(workload.durations.sum()), wall_seconds=wall, output_tokens=sum(lengths),
+                      latencies=latencies, output_tokens_per_clip=sorted(set(lengths)))
 
 
-def run_official(official_dir: Path, plan: Plan) -> dict:
-    import torch
-
+def run_official(official_dir: Path, plan: Plan) -> tuple[dict, list[Measurement]]:
     device = "cpu" if is_cpu() else "cuda"
     dtype = "float32" if device == "cpu" else "bfloat16"  # CPU (tests): float32, bf16 is slow there
     official, build_s = load_official(official_dir, device, dtype)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     short = aishell_like(max(n for _, n in plan.official_batches), plan.seed)
-    record = {"engine": {"device": device_name(), "dtype": dtype, "attn_implementation": "eager"},
-              "engine_build_s": round(build_s, 1), "tokens_per_clip": plan.tokens, "workload": short.summary(),
-              "offline": [], "latency": []}
+    meta = {"engine": {"device": device_name(), "dtype": dtype, "attn_implementation": "eager"},
+            "engine_build_s": round(build_s, 1), "tokens_per_clip": plan.tokens, "workload": short.summary()}
+    measurements = []
     for batch, count in plan.official_batches:
-        result = official_batches(official, short.take(count), batch, plan.tokens)
-        record["offline"].append(result)
-        if batch == 1:
-            record["latency"].append({"concurrency": 1, "clips": count, **result["batch_latency"]})
-        log("official", "batch", result)
+        measurements.append(log(official_batches(official, short.take(count), batch, plan.tokens)))
+        if batch == 1:  # batch 1 is one request in flight: its latency point
+            measurements.append(replace(measurements[-1], mode="online"))
     if plan.official_long:
         long = long_clips(plan.official_long, plan.seed + 100)
-        record["long_workload"] = long.summary()
-        record["long"] = official_batches(official, long, 1, plan.tokens)
-        log("official", "long", record["long"])
+        meta["long_workload"] = long.summary()
+        measurements.append(log(official_batches(official, long, 1, plan.tokens, mode="long")))
     frontend = short.take(plan.frontend_clips)
     started = time.thread_time()
     for clip in frontend.clips:
         official.features(clip)
-    record["frontend"] = {"clips": len(frontend.clips), "features_cpu_ms_per_clip": round(
+    meta["frontend"] = {"clips": len(frontend.clips), "features_cpu_ms_per_clip": round(
         1000 * (time.thread_time() - started) / len(frontend.clips), 2)}
     if device == "cuda":
         weights = sum(p.numel() * p.element_size() for p in official.model.parameters())
-        record["memory"] = {"weights_gib": round(weights / 2**30, 2),
-                            "max_allocated_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
-    return record
+        meta["memory"] = {"weights_gib": round(weights / 2**30, 2),
+                          "max_allocated_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
+    return meta, measurements
 
 
-# ------------------------------------------------------------------------------------------ run / report
-def device_name() -> str:
-    from fireredasr_engine.engine import device_name as name
-
-    return name()
-
-
-def log(system: str, what: str, result: dict) -> None:
-    keep = {k: v for k, v in result.items() if not isinstance(v, (list, dict)) or k == "errors"}
-    print(f"[{system}] {what}: {json.dumps(keep)}", flush=True)
+# ------------------------------------------------------------------------------------------ run
+def log(measurement: Measurement) -> Measurement:
+    """Print one pass's figures (``[system] mode: {...}``, the lines tools/gpu_compare.sh shows); returns it."""
+    shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in measurement.record().items()
+             if v is not None and (not isinstance(v, (list, dict)) or k == "errors")}
+    print(f"[{measurement.system}] {measurement.mode}: {json.dumps(shown)}", flush=True)
+    return measurement
 
 
-def run(args) -> dict:
+def run(args) -> tuple[dict, list[Measurement]]:
+    """Measure one system: (meta, measurements) of its benchmark file."""
     plan = plan_from_args(args)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     model_dir, official_dir = build_model_dirs(args.size, work)
     started = time.perf_counter()
+    tp, dp = args.tensor_parallel_size, args.data_parallel_size
     if args.system == "official":
-        record = run_official(official_dir, plan)
+        meta, measurements = run_official(official_dir, plan)
     else:
-        record = run_vllm_system(args.system, model_dir, plan, tp=args.tp, dp=args.dp)
-    gpus = 0 if is_cpu() else max(args.tp, args.dp)
+        meta, measurements = run_vllm_system(args.system, model_dir, plan, tp=tp, dp=dp,
+                                             max_model_len=args.max_model_len)
+    gpus = 0 if is_cpu() else max(tp, dp)
     return {"system": args.system, "label": SYSTEMS[args.system], "size": args.size, "device": device_name(),
-            "gpus": gpus, "tp": args.tp, "dp": args.dp, "plan": asdict(plan),
-            "seconds": round(time.perf_counter() - started, 1), **record}
+            "gpus": gpus, "tp": tp, "dp": dp, "plan": asdict(plan), "machine": args.machine,
+            "seconds": round(time.perf_counter() - started, 1), **meta}, measurements
 
 
 def plan_from_args(args) -> Plan:
@@ -726,130 +695,133 @@ def plan_from_args(args) -> Plan:
 
 
 # ------------------------------------------------------------------------------------------ report
-def load_records(paths) -> list[dict]:
-    return [json.loads(Path(p).read_text()) for p in paths]
+def passes(benchmark: Benchmark, mode: str) -> list[Measurement]:
+    return [m for m in benchmark.measurements if m.mode == mode]
 
 
-def label(record: dict) -> str:
+def label(benchmark: Benchmark) -> str:
     """The system's name, with what set this run apart (official decoding, vLLM's V1 model runner)."""
-    notes = []
-    if record.get("plan", {}).get("decoding", "greedy") != "greedy":
-        notes.append(f"{record['plan']['decoding']} decoding")
-    if (record.get("memory") or {}).get("v2_model_runner") == 0:
+    meta, notes = benchmark.meta, []
+    if meta.get("plan", {}).get("decoding", "greedy") != "greedy":
+        notes.append(f"{meta['plan']['decoding']} decoding")
+    if (meta.get("memory") or {}).get("v2_model_runner") == 0:
         notes.append("V1 runner")
-    return record["label"] + (f" ({', '.join(notes)})" if notes else "")
+    return meta["label"] + (f" ({', '.join(notes)})" if notes else "")
 
 
-def gpus_cell(record: dict) -> str:
-    mode = f"TP={record['tp']}" if record["tp"] > 1 else f"DP={record['dp']}" if record["dp"] > 1 else ""
-    return f"{record['gpus']} {mode}".strip()
+def gpus_cell(meta: dict) -> str:
+    mode = f"TP={meta['tp']}" if meta["tp"] > 1 else f"DP={meta['dp']}" if meta["dp"] > 1 else ""
+    return f"{meta['gpus']} {mode}".strip()
 
 
-def single_gpu_runs(records: list[dict]) -> list[dict]:
+def single_gpu_runs(benchmarks: list[Benchmark]) -> list[Benchmark]:
     """One-GPU runs of the machine that ran the most systems (the side-by-side comparison)."""
-    single = [r for r in records if r["gpus"] <= 1]
+    single = [b for b in benchmarks if b.meta["gpus"] <= 1]
     if not single:
         return []
-    machines = [r.get("machine") for r in single]
+    machines = [b.meta.get("machine") for b in single]
     main = max(set(machines), key=machines.count)
-    return [r for r in single if r.get("machine") == main]
+    return [b for b in single if b.meta.get("machine") == main]
 
 
-def best_offline(record: dict) -> dict:
-    return max(record["offline"], key=lambda r: r["rtfx"])
+def best_offline(benchmark: Benchmark) -> Measurement:
+    return max(passes(benchmark, "offline"), key=lambda m: m.summary.rtfx)
 
 
-def summary_table(records: list[dict]) -> str:
+def rounded(value, digits: int):
+    return "" if value is None else round(value, digits)
+
+
+def latency_cell(summary: Summary) -> str:
+    """p50 / p90 / p99 in milliseconds (the schema holds seconds)."""
+    points = (summary.latency_p50, summary.latency_p90, summary.latency_p99)
+    return "" if None in points else " / ".join(f"{1000 * p:.1f}" for p in points)
+
+
+def clips(measurement: Measurement) -> int:
+    return measurement.summary.utterances + measurement.summary.failed
+
+
+def summary_table(benchmarks: list[Benchmark]) -> str:
     """Markdown: one row per system and setting."""
     rows = ["| system | machine | GPUs | setting | clips | clips/s | RTFx | output tok/s | latency p50 / p90 / p99 ms |",
             "|---|---|---|---|---|---|---|---|---|"]
-    for r in records:
-        gpus = f"{r.get('machine', '')} | {gpus_cell(r)}"
-        name = label(r)
-        for o in r["offline"]:
-            setting = f"batch {o['batch']}" if "batch" in o else f"max {o['concurrency']} in flight"
-            rows.append(f"| {name} | {gpus} | {setting} | {o['clips']} | {o['clips_per_s']} | {o['rtfx']} | "
-                        f"{o['output_tok_per_s']} | {latency_cell(o.get('latency') or o.get('batch_latency'))} |")
-        for lat in r.get("latency", []) if r["system"] != "official" else []:
-            rows.append(f"| {name} | {gpus} | latency, {lat['concurrency']} in flight | {lat['clips']} | "
-                        f"{lat['clips_per_s']} | | | {latency_cell(lat)} |")
-        if "long" in r:
-            o = r["long"]
-            setting = (f"25-30 s clips, {o['concurrency']} in flight" if "concurrency" in o
-                       else f"25-30 s clips, batch {o['batch']}")
-            rows.append(f"| {name} | {gpus} | {setting} | {o['clips']} | {o['clips_per_s']} | {o['rtfx']} | "
-                        f"{o['output_tok_per_s']} | {latency_cell(o.get('latency') or o.get('batch_latency'))} |")
+
+    def row(name, gpus, setting, m, speed=True):
+        s = m.summary
+        figures = f" {rounded(s.rtfx, 1)} | {rounded(s.output_tokens_per_s, 1)} " if speed else " | "
+        return f"| {name} | {gpus} | {setting} | {clips(m)} | {rounded(s.utts_per_s, 2)} |{figures}| {latency_cell(s)} |"
+
+    for b in benchmarks:
+        gpus, name, official = f"{b.meta.get('machine', '')} | {gpus_cell(b.meta)}", label(b), b.meta["system"] == "official"
+        for m in passes(b, "offline"):
+            rows.append(row(name, gpus, f"batch {m.concurrency}" if official else f"max {m.concurrency} in flight", m))
+        for m in passes(b, "online") if not official else []:
+            rows.append(row(name, gpus, f"latency, {m.concurrency} in flight", m, speed=False))
+        for m in passes(b, "long"):
+            unit = f"batch {m.concurrency}" if official else f"{m.concurrency} in flight"
+            rows.append(row(name, gpus, f"25-30 s clips, {unit}", m))
     return "\n".join(rows)
 
 
-def latency_cell(latency: dict | None) -> str:
-    return f"{latency['p50_ms']} / {latency['p90_ms']} / {latency['p99_ms']}" if latency else ""
-
-
-def resource_table(records: list[dict]) -> str:
+def resource_table(benchmarks: list[Benchmark]) -> str:
     rows = ["| system | machine | GPUs | build s | front end CPU ms/clip | API-process CPU ms/clip | GPU busy % | "
             "engine processes CPU (cores) | weights GiB | peak activation GiB | KV cache GiB | max allocated GiB |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in records:
-        mem = r.get("memory") or {}
-        best = best_offline(r)
+    for b in benchmarks:
+        meta, mem = b.meta, b.meta.get("memory") or {}
+        best = best_offline(b).extra
         api, busy, cores = (best.get(k, "") for k in ("api_cpu_ms_per_clip", "gpu_busy_pct", "engine_cpu_cores"))
-        rows.append(f"| {label(r)} | {r.get('machine', '')} | {gpus_cell(r)} | {round(r.get('engine_build_s', 0), 1)} | "
-                    f"{r.get('frontend', {}).get('features_cpu_ms_per_clip', '')} | {api} | {busy} | {cores} | "
+        rows.append(f"| {label(b)} | {meta.get('machine', '')} | {gpus_cell(meta)} | "
+                    f"{round(meta.get('engine_build_s', 0), 1)} | "
+                    f"{meta.get('frontend', {}).get('features_cpu_ms_per_clip', '')} | {api} | {busy} | {cores} | "
                     f"{mem.get('weights_gib', '')} | {mem.get('peak_activation_gib', '')} | "
                     f"{mem.get('kv_cache_gib', '')} | {mem.get('max_allocated_gib', '')} |")
     return "\n".join(rows)
 
 
-def ratios(records: list[dict]) -> dict:
-    """Best RTFx of ours over built-in and over official (single-GPU records)."""
-    greedy = [r for r in single_gpu_runs(records) if r.get("plan", {}).get("decoding", "greedy") == "greedy"]
+def ratios(benchmarks: list[Benchmark]) -> dict:
+    """Best RTFx of ours over built-in and over official (single-GPU runs)."""
+    greedy = [b for b in single_gpu_runs(benchmarks) if b.meta.get("plan", {}).get("decoding", "greedy") == "greedy"]
     best = {}
-    for r in greedy:
-        best[r["system"]] = max(best.get(r["system"], 0), best_offline(r)["rtfx"])
+    for b in greedy:
+        best[b.meta["system"]] = max(best.get(b.meta["system"], 0), best_offline(b).summary.rtfx)
     out = {}
-    if "ours" in best and "builtin" in best:
-        out["ours_over_builtin"] = round(best["ours"] / best["builtin"], 2)
-    if "ours" in best and "official" in best:
-        out["ours_over_official"] = round(best["ours"] / best["official"], 2)
-    if "builtin" in best and "official" in best:
-        out["builtin_over_official"] = round(best["builtin"] / best["official"], 2)
+    for top, bottom in (("ours", "builtin"), ("ours", "official"), ("builtin", "official")):
+        if top in best and bottom in best:
+            out[f"{top}_over_{bottom}"] = round(best[top] / best[bottom], 2)
     return out
 
 
-def scaling(records: list[dict]) -> list[dict]:
+def scaling(benchmarks: list[Benchmark]) -> list[dict]:
     """RTFx at N GPUs / (N x RTFx at 1 GPU), against the 1-GPU run of the same machine (same device)."""
     rows = []
-    for r in records:
-        if r["gpus"] < 2:
+    for b in benchmarks:
+        meta = b.meta
+        if meta["gpus"] < 2:
             continue
-        base = [b for b in records if b["gpus"] == 1 and b["system"] == r["system"]
-                and b["device"] == r["device"] and b.get("machine") == r.get("machine")]
+        base = [o for o in benchmarks if o.meta["gpus"] == 1 and o.meta["system"] == meta["system"]
+                and o.meta["device"] == meta["device"] and o.meta.get("machine") == meta.get("machine")]
         if not base:
             continue
-        cap = best_offline(r)["concurrency"]
-        one = next((o for o in base[0]["offline"] if o.get("concurrency") == cap), best_offline(base[0]))
-        rtfx = best_offline(r)["rtfx"]
-        rows.append({"mode": "TP" if r["tp"] > 1 else "DP", "gpus": r["gpus"], "rtfx": rtfx,
-                     "rtfx_1gpu": one["rtfx"], "efficiency": round(rtfx / (r["gpus"] * one["rtfx"]), 2)})
+        best = best_offline(b)
+        one = next((m for m in passes(base[0], "offline") if m.concurrency == best.concurrency), best_offline(base[0]))
+        rtfx, rtfx_1gpu = round(best.summary.rtfx, 1), round(one.summary.rtfx, 1)
+        rows.append({"mode": "TP" if meta["tp"] > 1 else "DP", "gpus": meta["gpus"], "rtfx": rtfx,
+                     "rtfx_1gpu": rtfx_1gpu, "efficiency": round(best.summary.rtfx / (meta["gpus"] * one.summary.rtfx), 2)})
     return rows
 
 
-def plot(records: list[dict], folder: Path, prefix: str = "gpu") -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot(benchmarks: list[Benchmark], folder: Path, prefix: str = "gpu") -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    single = single_gpu_runs(records)
+    single = single_gpu_runs(benchmarks)
     fig, ax = plt.subplots(figsize=(7, 4))
-    for r in single:
-        points = [(o.get("concurrency") or o.get("batch"), o["rtfx"]) for o in r["offline"]]
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=r["label"])
+    for b in single:
+        points = [(m.concurrency, m.summary.rtfx) for m in passes(b, "offline")]
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=b.meta["label"])
     ax.set(xscale="log", xlabel="requests in flight (vLLM) / batch size (official)", ylabel="RTFx (audio s / wall s)",
-           title=f"Throughput, {single[0]['device'] if single else ''}")
+           title=f"Throughput, {single[0].meta['device'] if single else ''}")
     ax.legend()
     ax.grid(alpha=0.3)
     written.append(folder / f"{prefix}_throughput.png")
@@ -859,10 +831,10 @@ def plot(records: list[dict], folder: Path, prefix: str = "gpu") -> list[Path]:
 
     fig, ax = plt.subplots(figsize=(7, 4))
     labels, values = [], []
-    for r in single:
-        for lat in r.get("latency", []):
-            labels.append(f"{r['system']}\n{lat['concurrency']} in flight")
-            values.append([lat.get("p50_ms", 0), lat.get("p90_ms", 0), lat.get("p99_ms", 0)])
+    for b in single:
+        for m in passes(b, "online"):
+            labels.append(f"{b.meta['system']}\n{m.concurrency} in flight")
+            values.append([1000 * (getattr(m.summary, f"latency_p{p}") or 0) for p in (50, 90, 99)])
     x = np.arange(len(labels))
     for i, name in enumerate(("p50", "p90", "p99")):
         ax.bar(x + (i - 1) * 0.27, [v[i] for v in values], 0.27, label=name)
@@ -874,7 +846,7 @@ def plot(records: list[dict], folder: Path, prefix: str = "gpu") -> list[Path]:
     fig.savefig(written[-1], dpi=110)
     plt.close(fig)
 
-    rows = scaling(records)
+    rows = scaling(benchmarks)
     if rows:
         fig, ax = plt.subplots(figsize=(6, 4))
         names = ["1 GPU"] + [f"{r['mode']}={r['gpus']}" for r in rows]
@@ -890,15 +862,16 @@ def plot(records: list[dict], folder: Path, prefix: str = "gpu") -> list[Path]:
 
 
 def report(paths, plots: Path | None, prefix: str = "gpu") -> str:
-    records = load_records(paths)
-    text = ["## Throughput and latency", summary_table(records), "", "## Resources", resource_table(records), "",
-            "## Ratios (best RTFx)", json.dumps(ratios(records)), ""]
-    rows = scaling(records)
+    """Markdown tables (and plots) of benchmark files, of this schema or written before it."""
+    benchmarks = [load_benchmark(p) for p in paths]
+    text = ["## Throughput and latency", summary_table(benchmarks), "", "## Resources", resource_table(benchmarks),
+            "", "## Ratios (best RTFx)", json.dumps(ratios(benchmarks)), ""]
+    rows = scaling(benchmarks)
     if rows:
         text += ["## Multi-GPU scaling", "| mode | GPUs | RTFx | RTFx 1 GPU | efficiency |", "|---|---|---|---|---|"]
         text += [f"| {r['mode']} | {r['gpus']} | {r['rtfx']} | {r['rtfx_1gpu']} | {r['efficiency']} |" for r in rows]
     if plots:
-        text += ["", "Plots: " + ", ".join(str(p) for p in plot(records, plots, prefix))]
+        text += ["", "Plots: " + ", ".join(str(p) for p in plot(benchmarks, plots, prefix))]
     return "\n".join(text)
 
 
@@ -908,8 +881,8 @@ def parse_args(argv=None):
     r = sub.add_parser("run", help="measure one system")
     r.add_argument("--system", choices=sorted(SYSTEMS), required=True)
     r.add_argument("--size", choices=["real", "tiny"], default="real")
-    r.add_argument("--tp", type=int, default=1, help="tensor-parallel GPUs (vLLM systems)")
-    r.add_argument("--dp", type=int, default=1, help="vLLM data parallelism: engines, one per GPU (vLLM systems)")
+    add_parallel_arguments(r)  # -tp / -dp (vLLM systems)
+    add_max_model_len_argument(r)
     r.add_argument("--clips", type=int, help="short clips (default 2000; tiny: 24)")
     r.add_argument("--long-clips", type=int, help="25-30 s clips (default 200; tiny: 4)")
     r.add_argument("--tokens", type=int, help="output tokens per clip (default 16)")
@@ -926,8 +899,8 @@ def parse_args(argv=None):
     r.add_argument("--latency", help="latency passes as in_flight:clips pairs, e.g. 1:100,16:320 ('' for none)")
     r.add_argument("--machine", default="", help="a name for the machine, to match multi-GPU runs to their baseline")
     r.add_argument("--work", default="/tmp/gpu_benchmark", help="scratch folder (model dirs, wav files)")
-    r.add_argument("--out", required=True, help="JSON file to write")
-    p = sub.add_parser("report", help="tables and plots from run JSON files")
+    r.add_argument("--out", required=True, help="benchmark file to write (JSON, eval.records' schema)")
+    p = sub.add_parser("report", help="tables and plots from benchmark files (any version's)")
     p.add_argument("files", nargs="+")
     p.add_argument("--plots", type=Path, help="folder for the PNG plots")
     p.add_argument("--prefix", default="gpu", help="file name prefix of the plots")
@@ -935,18 +908,20 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+@exit_codes()
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.command == "report":
-        text = report(args.files, args.plots, args.prefix)
+        try:
+            text = report(args.files, args.plots, args.prefix)
+        except (FileNotFoundError, ValueError) as error:  # load_benchmark's one sentence: a missing or foreign file
+            raise CliError(str(error)) from None
         if args.out:
             args.out.write_text(text + "\n")
         print(text)
         return 0
-    record = run(args) | {"machine": args.machine}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(record, indent=2))
-    print(f"wrote {args.out}")
+    meta, measurements = run(args)
+    print(f"wrote {write_benchmark(args.out, meta, measurements)}")
     return 0
 
 

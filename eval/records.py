@@ -395,6 +395,10 @@ def _ms(value) -> float | None:
     return None if value is None else value / 1000
 
 
+GPU_V0_READ = {"clips", "ok", "wall_s", "rtfx", "clips_per_s", "output_tok_per_s", "latency", "batch_latency",
+               "p50_ms", "p90_ms", "p99_ms", "ttft_p50_ms", "batch", "concurrency"}
+
+
 def _gpu_measurement(system: str, mode: str, entry: dict, audio_seconds: float | None) -> Measurement:
     latency = entry.get("latency") or entry.get("batch_latency") or entry
     clips, ok = entry.get("clips", 0), entry.get("ok", entry.get("clips", 0))
@@ -404,7 +408,8 @@ def _gpu_measurement(system: str, mode: str, entry: dict, audio_seconds: float |
                       latency_p50=_ms(latency.get("p50_ms")), latency_p90=_ms(latency.get("p90_ms")),
                       latency_p99=_ms(latency.get("p99_ms")), ttft_p50=_ms(entry.get("ttft_p50_ms")))
     concurrency = entry.get("batch", entry.get("concurrency"))
-    return Measurement(system, mode, concurrency, summary)
+    extra = {k: v for k, v in entry.items() if k not in GPU_V0_READ}  # resource figures (GPU busy, CPU ms, ...)
+    return Measurement(system, mode, concurrency, summary, extra)
 
 
 def _gpu_benchmark(data: dict):

@@ -11,11 +11,15 @@ import sys
 import tarfile
 from pathlib import Path
 
+from dataclasses import replace
+
 import pytest
 
 from bench import gpu_benchmark as bench
 from bench import trained_check
 from eval.records import load_benchmark, write_benchmark
+from fireredasr_vllm import LLM_DIR
+from fireredasr_vllm.cli_args import DEFAULT_MAX_MODEL_LEN
 
 REPO = Path(__file__).resolve().parents[1]
 TOKENS = 4
@@ -29,19 +33,24 @@ def dirs(tmp_path_factory):
     return bench.build_model_dirs("tiny", tmp_path_factory.mktemp("bench"))
 
 
+def benchmark_file(path, system, meta, measurements):
+    """A benchmark file as ``main`` writes it (meta as ``run`` adds it), read back through the schema."""
+    meta = {"system": system, "label": bench.SYSTEMS[system], "gpus": 0, "tp": 1, "dp": 1, "device": "cpu"} | meta
+    return load_benchmark(write_benchmark(path, meta, measurements))
+
+
 @pytest.fixture(scope="module")
-def ours_record(engine):
+def ours_record(engine, tmp_path_factory):
     """Every vLLM measurement, on the session engine (tiny model, this project's architecture)."""
-    record = bench.measure_vllm(engine, "ours", engine.model_dir, PLAN)
-    return {"system": "ours", "label": bench.SYSTEMS["ours"], "gpus": 0, "tp": 1, "dp": 1, "device": "cpu"} | record
+    meta, measurements = bench.measure_vllm(engine, "ours", engine.model_dir, PLAN)
+    return benchmark_file(tmp_path_factory.mktemp("ours") / "ours.json", "ours", meta, measurements)
 
 
 @pytest.fixture(scope="module")
-def official_record(dirs):
+def official_record(dirs, tmp_path_factory):
     _, official_dir = dirs
-    record = bench.run_official(official_dir, PLAN)
-    return {"system": "official", "label": bench.SYSTEMS["official"], "gpus": 0, "tp": 1, "dp": 1,
-            "device": "cpu"} | record
+    meta, measurements = bench.run_official(official_dir, PLAN)
+    return benchmark_file(tmp_path_factory.mktemp("official") / "official.json", "official", meta, measurements)
 
 
 def test_workload_has_aishell_like_durations():
@@ -60,46 +69,63 @@ def test_real_size_dirs_carry_configs_and_tokenizer_only(tmp_path):
     assert config["audio_encoder_conf"]["n_head"] == 20 and config["torch_dtype"] == "bfloat16"
     assert (vllm_dir / "preprocessor_config.json").exists() and (vllm_dir / "tokenizer_config.json").exists()
     assert not list(vllm_dir.glob("*.safetensors")) and not list(official_dir.rglob("*.safetensors"))
-    llm = json.loads((official_dir / "Qwen2-7B-Instruct" / "config.json").read_text())
+    llm = json.loads((official_dir / LLM_DIR / "config.json").read_text())
     assert (llm["hidden_size"], llm["intermediate_size"], llm["num_key_value_heads"]) == (3584, 18944, 4)
 
 
 def test_vllm_measurements_decode_exactly_the_fixed_tokens(ours_record):
-    offline = ours_record["offline"][0]
-    assert offline["ok"] == offline["clips"] == PLAN.clips and offline["output_tokens_per_clip"] == [TOKENS]
-    audio = ours_record["workload"]["audio_s"]
-    assert offline["rtfx"] == pytest.approx(audio / offline["wall_s"], rel=0.02)
-    assert offline["output_tok_per_s"] == pytest.approx(PLAN.clips * TOKENS / offline["wall_s"], rel=0.02)
-    assert offline["prompt_tokens_mean"] > 10 and offline["api_cpu_ms_per_clip"] > 0
-    for latency, (in_flight, clips) in zip(ours_record["latency"], PLAN.latency):
-        assert (latency["concurrency"], latency["ok"]) == (in_flight, clips)
-        assert 0 < latency["p50_ms"] <= latency["p90_ms"] <= latency["p99_ms"]
-    assert ours_record["long"]["ok"] == PLAN.long_clips and ours_record["long_workload"]["min_s"] >= 25
-    assert ours_record["frontend"]["features_cpu_ms_per_clip"] > 0
+    """The passes in the results schema: seconds, RTFx and rates from eval.records.speed."""
+    [offline] = bench.passes(ours_record, "offline")
+    figures = offline.summary
+    assert (figures.utterances, figures.failed) == (PLAN.clips, 0) and offline.extra["output_tokens_per_clip"] == [TOKENS]
+    audio = ours_record.meta["workload"]["audio_s"]
+    assert figures.rtfx == pytest.approx(audio / figures.wall_seconds, rel=0.02)
+    assert figures.output_tokens_per_s == pytest.approx(PLAN.clips * TOKENS / figures.wall_seconds)
+    assert offline.extra["prompt_tokens_mean"] > 10 and offline.extra["api_cpu_ms_per_clip"] > 0
+    assert 0 < figures.latency_p50 <= figures.wall_seconds  # seconds, not milliseconds
+    online = bench.passes(ours_record, "online")
+    for latency, (in_flight, clips) in zip(online, PLAN.latency, strict=True):
+        assert (latency.concurrency, latency.summary.utterances) == (in_flight, clips)
+        assert 0 < latency.summary.latency_p50 <= latency.summary.latency_p90 <= latency.summary.latency_p99
+        assert 0 < latency.summary.ttft_p50 <= latency.summary.latency_p50
+    [long] = bench.passes(ours_record, "long")
+    assert long.summary.utterances == PLAN.long_clips and ours_record.meta["long_workload"]["min_s"] >= 25
+    assert ours_record.meta["frontend"]["features_cpu_ms_per_clip"] > 0
     # the session engine was built without the benchmark's worker extension
-    assert "memory_stats" in ours_record["memory"]["error"]
+    assert "memory_stats" in ours_record.meta["memory"]["error"]
 
 
 def test_official_static_batches_decode_exactly_the_fixed_tokens(official_record):
-    assert [o["batch"] for o in official_record["offline"]] == [1, 2]
-    for offline, (_, clips) in zip(official_record["offline"], PLAN.official_batches):
-        assert offline["ok"] == offline["clips"] == clips and offline["output_tokens_per_clip"] == [TOKENS]
-    assert official_record["latency"][0]["p50_ms"] > 0 and official_record["long"]["ok"] == 1
-    assert official_record["frontend"]["features_cpu_ms_per_clip"] > 0
+    offline = bench.passes(official_record, "offline")
+    assert [m.concurrency for m in offline] == [1, 2]  # the batch size
+    for measurement, (_, clips) in zip(offline, PLAN.official_batches, strict=True):
+        assert measurement.summary.utterances == clips and measurement.extra["output_tokens_per_clip"] == [TOKENS]
+    [online] = bench.passes(official_record, "online")
+    assert online.summary.latency_p50 > 0 and bench.passes(official_record, "long")[0].summary.utterances == 1
+    assert official_record.meta["frontend"]["features_cpu_ms_per_clip"] > 0
 
 
 def test_report_writes_tables_and_plots(ours_record, official_record, tmp_path):
-    files = []
-    for record in (ours_record, official_record):
-        files.append(tmp_path / f"{record['system']}.json")
-        files[-1].write_text(json.dumps(record))
-    text = bench.report(files, tmp_path / "plots")
+    text = bench.report([ours_record.path, official_record.path], tmp_path / "plots")
     assert bench.SYSTEMS["ours"] in text and bench.SYSTEMS["official"] in text
-    best = {r["system"]: max(o["rtfx"] for o in r["offline"]) for r in (ours_record, official_record)}
+    best = {b.meta["system"]: bench.best_offline(b).summary.rtfx for b in (ours_record, official_record)}
     assert json.loads(text.split("## Ratios (best RTFx)\n")[1].splitlines()[0]) == {
         "ours_over_official": round(best["ours"] / best["official"], 2)}
+    p50 = bench.passes(ours_record, "online")[0].summary.latency_p50
+    assert "| latency, 1 in flight | 3 | " in text and f"{1000 * p50:.1f} / " in text  # shown in ms
     for name in ("gpu_throughput.png", "gpu_latency.png"):
         assert (tmp_path / "plots" / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_files_written_before_the_schema_load_and_report_as_committed():
+    """bench/results/gpu_*.json (the old layout, ``*_ms``) read through load_benchmark; the report of the H200
+    files is the committed summary, resource figures included."""
+    files = sorted((REPO / "bench" / "results").glob("gpu_*.json"))
+    for benchmark in map(load_benchmark, files):
+        assert bench.passes(benchmark, "offline") and benchmark.meta["system"] in bench.SYSTEMS
+    h200 = [f for f in files if f.name.startswith("gpu_h200_")]
+    committed = (REPO / "bench" / "results" / "gpu_h200_summary.md").read_text().split("\n\nPlots:")[0]
+    assert bench.report(h200, None).rstrip() == committed.rstrip()
 
 
 def test_scaling_efficiency_compares_with_the_same_machine(ours_record):
@@ -110,9 +136,18 @@ def test_scaling_efficiency_compares_with_the_same_machine(ours_record):
     assert row == {"mode": "TP", "gpus": 2, "rtfx": 150.0, "rtfx_1gpu": 100.0, "efficiency": 0.75}
 
 
-def replace_offline(record, *, rtfx, **fields):
-    offline = [dict(o, rtfx=rtfx) for o in record["offline"]]
-    return record | fields | {"offline": offline, "device": "GPU"}
+def replace_offline(benchmark, *, rtfx, **meta):
+    measurements = [replace(m, summary=replace(m.summary, rtfx=rtfx)) if m.mode == "offline" else m
+                    for m in benchmark.measurements]
+    return replace(benchmark, meta=benchmark.meta | meta | {"device": "GPU"}, measurements=measurements)
+
+
+def test_cli_speaks_the_shared_vocabulary(capsys, tmp_path):
+    args = bench.parse_args(["run", "--system", "ours", "-dp", "2", "--tensor-parallel-size", "1", "--out", "x.json"])
+    assert (args.data_parallel_size, args.tensor_parallel_size, args.max_model_len) == (2, 1, DEFAULT_MAX_MODEL_LEN)
+    (tmp_path / "notes.json").write_text("[1, 2]")
+    assert bench.main(["report", str(tmp_path / "notes.json")]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'notes.json'}: not a benchmark file (bench/results/*.json)\n"
 
 
 def test_gpu_run_verifies_unpacks_and_registers_entry_points(tmp_path):
