@@ -12,6 +12,7 @@ import gradio as gr
 
 from eval.datasets import DatasetUnavailable, list_test_sets, load_test_set
 from eval.normalize import NormalizerOptions
+from eval.records import Summary
 from eval.run import default_output_dir, evaluate
 from workbench.ui_alignment import utterances_html
 from workbench.ui_decoding import ControlError, decoding_controls, decoding_options, whole_number
@@ -73,11 +74,11 @@ def build_evaluate_tab(engine, *, results_dir: Path, data_dirs: tuple[Path, ...]
         out_dir = run_folder(results_dir, name, engine.model_spec, decoding, folder_name or "")
         finished, total = 0, most
 
-        def on_row(row: dict, running: dict) -> None:
+        def on_row(row: dict, running: Summary) -> None:
             nonlocal finished
             finished += 1
-            rate = f"{running['metric'].upper()} {100 * running['cer']:.2f}%"
-            progress((finished, total), desc=f"{name}: {rate}, {running['failed']} failed", unit="utterances")
+            rate = f"{running.metric.upper()} {100 * running.error_rate:.2f}%"
+            progress((finished, total), desc=f"{name}: {rate}, {running.failed} failed", unit="utterances")
 
         progress(0, desc=f"loading {name}")
         try:
@@ -93,9 +94,8 @@ def build_evaluate_tab(engine, *, results_dir: Path, data_dirs: tuple[Path, ...]
             raise gr.Error(str(error.code)) from None
         if not finished:
             gr.Info(f"{out_dir.name} was already complete: showing the stored results")
-        metric = str(result.summary.get("metric", "cer"))
         return (headline(result), str(result.path), plot_files(result.path, redraw=True),
-                utterances_html(result.rows, result.manifest, metric))
+                utterances_html(result.rows, result.manifest, result.summary.metric))
 
     button.click(run, [test_set, limit, run_name, max_in_flight, long_audio, t2s, tn, nfkc, *controls.inputs],
                  [summary, folder, plots, utterances], concurrency_limit=1, show_progress_on=[folder])
