@@ -19,7 +19,7 @@ import pandas as pd
 from eval.records import Run, Summary, is_benchmark, load_benchmark, load_run
 from eval.sweep.report import compare_sweeps
 from eval.sweep.store import is_sweep
-from eval.tables import REPORT_COLUMNS, results_table
+from eval.tables import stacked
 from fireredasr_vllm.cli_args import exit_codes  # not fireredasr_engine.cli: reading results starts no engine
 
 SUMMARY_COLUMNS = ["error_rate", "n", "s", "d", "i", "ser", "utterances", "failed", "rtfx", "utts_per_s",
@@ -41,11 +41,7 @@ def compare_runs(runs: list[Run]) -> pd.DataFrame:
 
 def compare_benchmarks(paths: list[str | Path]) -> pd.DataFrame:
     """The measurements of several benchmark JSON files (any version), one row per file and measurement."""
-    tables = [results_table(load_benchmark(p).table()).assign(benchmark=Path(p).stem) for p in paths]
-    if not tables:
-        return pd.DataFrame(columns=["benchmark", *REPORT_COLUMNS])
-    combined = pd.concat(tables, ignore_index=True)
-    return combined[["benchmark", *(c for c in combined.columns if c != "benchmark")]]
+    return stacked([(Path(p).stem, load_benchmark(p).table()) for p in paths], "benchmark")
 
 
 def worst_utterances(run: Run, n: int = 10) -> pd.DataFrame:

@@ -45,3 +45,13 @@ def results_table(table: pd.DataFrame) -> pd.DataFrame:
     if "error_rate" in shown:
         shown["error_rate"] = 100 * shown["error_rate"].astype(float)
     return shown.rename(columns={"error_rate": error_label(table)})
+
+
+def stacked(named_tables: list[tuple[str, pd.DataFrame]], source: str) -> pd.DataFrame:
+    """Sweep or benchmark tables side by side: ``results_table`` of each, one row per configuration, the
+    first column ``source`` naming where the row comes from."""
+    if not named_tables:
+        return pd.DataFrame(columns=[source, *REPORT_COLUMNS])
+    combined = pd.concat([results_table(table).assign(**{source: name}) for name, table in named_tables],
+                         ignore_index=True)
+    return combined[[source, *(c for c in combined.columns if c != source)]]

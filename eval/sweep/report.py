@@ -9,18 +9,14 @@ import pandas as pd
 
 from eval.plots import plot_sweep, save_figures
 from eval.sweep.store import read_sweep_table
-from eval.tables import REPORT_COLUMNS, markdown_table, results_table
+from eval.tables import markdown_table, results_table, stacked
 
 SPREAD_WARNING = 0.20  # relative range of a configuration's pass times above which its figures are suspect
 
 
 def compare_sweeps(paths: list[str | Path]) -> pd.DataFrame:
     """The results tables of several sweep folders, one row per sweep and configuration."""
-    tables = [results_table(read_sweep_table(p)).assign(sweep=Path(p).name) for p in paths]
-    if not tables:
-        return pd.DataFrame(columns=["sweep", *REPORT_COLUMNS])
-    combined = pd.concat(tables, ignore_index=True)
-    return combined[["sweep", *(c for c in combined.columns if c != "sweep")]]
+    return stacked([(Path(p).name, read_sweep_table(p)) for p in paths], "sweep")
 
 
 def speedups(table: pd.DataFrame) -> pd.DataFrame:
