@@ -48,6 +48,7 @@ import soundfile as sf
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+from bench.memory_probe import WORKER_EXTENSION
 from eval.records import Benchmark, Measurement, Summary, load_benchmark, speed, write_benchmark
 from eval.sweep.runners import VllmRunner, online_load
 from fireredasr_engine.client import RemoteEngine
@@ -214,21 +215,6 @@ class Plan:
 
 
 # ------------------------------------------------------------------------------------------ vLLM systems
-class MemoryProbe:
-    """Mixed into vLLM's worker (``worker_extension_cls``); called through ``collective_rpc``."""
-
-    def memory_stats(self) -> dict:
-        runner = getattr(self, "model_runner", None)
-        stats = {"weights_bytes": getattr(runner, "model_memory_usage", None),
-                 "peak_activation_bytes": getattr(self, "peak_activation_memory", None),
-                 "kv_cache_bytes": getattr(self, "available_kv_cache_memory_bytes", None),
-                 "v2_model_runner": getattr(self, "use_v2_model_runner", None)}
-        if torch.cuda.is_available():
-            stats |= {"max_allocated_bytes": torch.cuda.max_memory_allocated(),
-                      "reserved_bytes": torch.cuda.memory_reserved()}
-        return {k: (int(v) if v is not None else None) for k, v in stats.items()}
-
-
 def engine_options(system: str, *, tp: int = 1, dp: int = 1, dtype: str = "bfloat16", max_num_seqs: int = 256,
                    max_model_len: int = DEFAULT_MAX_MODEL_LEN, dummy: bool = True, penalty_processor: bool = False,
                    reuse_caches: bool = False, renderer_workers: int = 1) -> EngineOptions:
@@ -240,7 +226,7 @@ def engine_options(system: str, *, tp: int = 1, dp: int = 1, dtype: str = "bfloa
     the clip and the prompt so far; a user runs it with the caches on). ``renderer_workers``: vLLM's
     ``renderer_num_workers`` (threads for input processing in the API process; needs the processor cache off)."""
     extra = [("mm_processor_cache_gb", 4 if reuse_caches else 0),
-             ("worker_extension_cls", "bench.gpu_benchmark.MemoryProbe")]
+             ("worker_extension_cls", WORKER_EXTENSION)]
     if renderer_workers > 1:
         extra.append(("renderer_num_workers", renderer_workers))
     if dummy:
@@ -654,7 +640,8 @@ def run_official(official_dir: Path, plan: Plan) -> tuple[dict, list[Measurement
 def log(measurement: Measurement) -> Measurement:
     """Print one pass's figures (``[system] mode: {...}``, the lines tools/gpu_compare.sh shows); returns it."""
     shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in measurement.record().items()
-             if v is not None and (not isinstance(v, (list, dict)) or k == "errors")}
+             if v is not None and k not in ("metric", "timed_utterances")  # no accuracy here; utterances says it
+             and (not isinstance(v, (list, dict)) or k == "errors")}
     print(f"[{measurement.system}] {measurement.mode}: {json.dumps(shown)}", flush=True)
     return measurement
 
@@ -771,7 +758,7 @@ def resource_table(benchmarks: list[Benchmark]) -> str:
     for b in benchmarks:
         meta, mem = b.meta, b.meta.get("memory") or {}
         best = best_offline(b).extra
-        api, busy, cores = (best.get(k, "") for k in ("api_cpu_ms_per_clip", "gpu_busy_pct", "engine_cpu_cores"))
+        api, busy, cores = (rounded(best.get(k), 2) for k in ("api_cpu_ms_per_clip", "gpu_busy_pct", "engine_cpu_cores"))
         rows.append(f"| {label(b)} | {meta.get('machine', '')} | {gpus_cell(meta)} | "
                     f"{round(meta.get('engine_build_s', 0), 1)} | "
                     f"{meta.get('frontend', {}).get('features_cpu_ms_per_clip', '')} | {api} | {busy} | {cores} | "
@@ -882,6 +869,9 @@ def parse_args(argv=None):
     r.add_argument("--system", choices=sorted(SYSTEMS), required=True)
     r.add_argument("--size", choices=["real", "tiny"], default="real")
     add_parallel_arguments(r)  # -tp / -dp (vLLM systems)
+    for alias, dest in (("--tp", "tensor_parallel_size"), ("--dp", "data_parallel_size")):  # the spelling of the
+        # recorded runs (docs/benchmarks.md, docs/serving.md), kept working, not shown in --help
+        r.add_argument(alias, dest=dest, type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     add_max_model_len_argument(r)
     r.add_argument("--clips", type=int, help="short clips (default 2000; tiny: 24)")
     r.add_argument("--long-clips", type=int, help="25-30 s clips (default 200; tiny: 4)")

@@ -145,6 +145,8 @@ def replace_offline(benchmark, *, rtfx, **meta):
 def test_cli_speaks_the_shared_vocabulary(capsys, tmp_path):
     args = bench.parse_args(["run", "--system", "ours", "-dp", "2", "--tensor-parallel-size", "1", "--out", "x.json"])
     assert (args.data_parallel_size, args.tensor_parallel_size, args.max_model_len) == (2, 1, DEFAULT_MAX_MODEL_LEN)
+    recorded = bench.parse_args(["run", "--system", "ours", "--tp", "2", "--out", "x.json"])  # docs' older spelling
+    assert (recorded.tensor_parallel_size, recorded.data_parallel_size) == (2, 1)
     (tmp_path / "notes.json").write_text("[1, 2]")
     assert bench.main(["report", str(tmp_path / "notes.json")]) == 2
     assert capsys.readouterr().err == f"error: {tmp_path / 'notes.json'}: not a benchmark file (bench/results/*.json)\n"
