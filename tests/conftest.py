@@ -9,11 +9,7 @@ light tests does not import vLLM, torch or the official code."""
 import io
 import os
 import signal
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +18,8 @@ import soundfile as sf
 
 from eval.bundled import DEMO_CLIPS as DEMO_CLIPS_DIR
 from eval.bundled import DEMO_DIR, read_sentences
+from testkit.servers import ServerDidNotStart, start_server, stop_server, wait_healthy
+from testkit.servers import free_port as find_free_port  # the name free_port is the fixture's
 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 DEMO_CLIPS = sorted(DEMO_CLIPS_DIR.glob("*.flac"))
@@ -147,12 +145,6 @@ def references() -> dict[str, str]:
     return dict(read_sentences(DEMO_DIR / "sentences.txt"))
 
 
-def find_free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free now."""
@@ -267,40 +259,19 @@ class AsrServers:
         starting = [i for i in range(count) if i not in self.processes or self.processes[i].poll() is not None]
         for index in starting:
             self.ports[index] = find_free_port()
-            with open(self.log(index), "ab") as out:
-                self.processes[index] = subprocess.Popen(
-                    [sys.executable, "-m", "fireredasr_vllm.serve", "--model", DEFAULT_MODEL, "--host", "127.0.0.1",
-                     "--port", str(self.ports[index])], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            self.processes[index] = start_server(
+                ["--model", DEFAULT_MODEL, "--host", "127.0.0.1", "--port", str(self.ports[index])], self.log(index))
+        urls = [f"http://127.0.0.1:{self.ports[i]}" for i in range(count)]
         for index in starting:
-            self.wait_healthy(index)
-        return [f"http://127.0.0.1:{self.ports[i]}" for i in range(count)]
-
-    def wait_healthy(self, index: int) -> None:
-        deadline = time.monotonic() + self.START_TIMEOUT_S
-        while True:
-            process = self.processes[index]
-            if process.poll() is not None:
-                pytest.fail(f"server {index} exited ({process.returncode}):\n{self.log(index).read_text()[-3000:]}")
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.ports[index]}/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server {index} not healthy after {self.START_TIMEOUT_S} s:\n"
-                            f"{self.log(index).read_text()[-3000:]}")
-            time.sleep(1)
+                wait_healthy(urls[index], self.processes[index], self.log(index), self.START_TIMEOUT_S)
+            except ServerDidNotStart as error:
+                pytest.fail(f"server {index} {error}")
+        return urls
 
     def kill(self, index: int, signal_number: int = signal.SIGKILL) -> None:
         """Signal the server's whole process group (api_server and its engine); SIGKILL: as a crash would."""
-        process = self.processes[index]
-        os.killpg(process.pid, signal_number)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_server(self.processes[index], signal_number)
 
     def close(self) -> None:
         for index, process in self.processes.items():

@@ -10,11 +10,9 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import httpx
@@ -29,6 +27,7 @@ from fireredasr_vllm.audio import DEFAULT_MAX_SECONDS, load_audio, num_speech_to
 from fireredasr_vllm.serve import SERVED_MODEL_NAME, PlainTextTranscription
 from workbench.app import AppOptions, build_app, exposure_warning, launch, parse_credentials
 from fireredasr_engine.facade import run_in_thread
+from testkit.servers import ServerDidNotStart, free_port, start_server, stop_server, wait_healthy
 
 USER, PASSWORD = "team", "correct horse battery staple"
 BOMB_HOURS = 6
@@ -246,35 +245,18 @@ def test_engine_refuses_the_bomb_before_decoding_and_keeps_serving(engine, bombs
 @pytest.fixture(scope="module")
 def keyed_server(tmp_path_factory):
     """``fireredasr-serve --api-key`` on a free loopback port (vLLM's own key check); yields its URL."""
-    from conftest import find_free_port
-
-    port = find_free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("keyed-server") / "server.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "fireredasr_vllm.serve", "--host", "127.0.0.1",
-                                    "--port", str(port), "--api-key", API_KEY],
-                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    process = start_server(["--host", "127.0.0.1", "--port", str(port), "--api-key", API_KEY], log)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-        while not healthy(url):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"server did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(1)
+        try:
+            wait_healthy(url, process, log, SERVER_START_TIMEOUT_S)
+        except ServerDidNotStart as error:
+            pytest.fail(f"server did not start: {error}")
         yield url
     finally:
-        os.killpg(process.pid, signal.SIGTERM)  # the api_server and its engine process
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-
-
-def healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/health", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
+        stop_server(process)  # the api_server and its engine process
 
 
 def test_server_with_api_key_answers_401_without_it(keyed_server, demo_clips, references):
