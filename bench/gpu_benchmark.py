@@ -49,6 +49,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from bench.memory_probe import WORKER_EXTENSION
+from eval.bundled import DEMO_CLIPS
 from eval.records import Benchmark, Measurement, Summary, load_benchmark, speed, write_benchmark
 from eval.sweep.runners import VllmRunner, online_load
 from fireredasr_engine.client import RemoteEngine
@@ -68,7 +69,6 @@ from testkit.tiny import TinySpec, encoder_args, llm_args, tiny_model_dir
 
 matplotlib.use("Agg")
 
-REPO = Path(__file__).resolve().parents[1]
 SYSTEMS = {"ours": "this project (vLLM plugin)", "builtin": "vLLM built-in FireRedASR2",
            "official": "official PyTorch (fireredasr)"}
 # Qwen2-7B-Instruct's config.json (the LLM of FireRedASR-LLM-L).
@@ -150,7 +150,7 @@ class Workload:
 
 def speech_stream() -> np.ndarray:
     """The bundled demo clips end to end (float32, 16 kHz): real speech-like fbank input."""
-    clips = sorted((REPO / "eval" / "demo" / "clips").glob("*.flac"))
+    clips = sorted(DEMO_CLIPS.glob("*.flac"))
     return np.concatenate([sf.read(c, dtype="float32")[0] for c in clips])
 
 

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Back-to-back GPU benchmark runs on one machine (run it through tools/gpu_run.sh), one JSON + log each.
+# Back-to-back GPU benchmark runs on one machine (run it through tools/gpu_run.sh), one benchmark file
+# (eval.records' schema; `python -m bench.gpu_benchmark report` reads it) + log each.
 #
 #   bash tools/gpu_compare.sh OUT_DIR MACHINE "TAG: ARGS" ...
 #   e.g. bash tools/gpu_compare.sh $OUT h200-a "ours1: --system ours" "builtin1: --system builtin"
 #
 # Every run gets the common workload arguments below (COMMON overrides them) plus its own ARGS, and
-# writes OUT_DIR/gpu_TAG.json and OUT_DIR/gpu_TAG.log. A failed run is reported and the next one runs.
+# writes OUT_DIR/gpu_TAG.json and OUT_DIR/gpu_TAG.log; the log's "[system] mode: {...}" lines (one per pass,
+# latencies in seconds) are shown. A failed run is reported and the next one runs.
 set -uo pipefail
 out=$1 machine=$2
 shift 2
