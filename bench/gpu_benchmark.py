@@ -233,7 +233,8 @@ def engine_options(system: str, *, tp: int = 1, dp: int = 1, dtype: str = "bfloa
         extra.append(("load_format", "dummy"))
     if not is_cpu():
         extra.append(("compilation_config", {"cudagraph_capture_sizes": CAPTURE_SIZES}))
-    return EngineOptions(dtype=dtype, max_model_len=max_model_len, max_num_seqs=max_num_seqs, max_num_batched_tokens=8192,
+    return EngineOptions(dtype=dtype, max_model_len=max_model_len, max_num_seqs=max_num_seqs,
+                         max_num_batched_tokens=8192,
                          tensor_parallel_size=tp, data_parallel_size=dp, gpu_memory_utilization=0.85,
                          enable_prefix_caching=reuse_caches,
                          kv_cache_gb=2, architecture=BUILTIN_ARCHITECTURE if system == "builtin" else None,
@@ -396,11 +397,12 @@ def run_vllm_system(system: str, model_dir: Path, plan: Plan, *, tp: int, dp: in
     if not plan.encoder_graphs:
         os.environ[DISABLE_ENV] = "0"  # inherited by the engine processes
     if plan.frontends:
-        return run_served(model_dir, options, plan)
+        return run_served(system, model_dir, options, plan)
     runner = VllmRunner(str(model_dir), options)
     try:
         meta, measurements = measure_vllm(runner.engine, system, model_dir, plan)
-        return {"engine": runner.engine.describe(), "engine_build_s": round(runner.build_seconds, 1)} | meta, measurements
+        built = {"engine": runner.engine.describe(), "engine_build_s": round(runner.build_seconds, 1)}
+        return built | meta, measurements
     finally:
         runner.close()
 
@@ -493,7 +495,7 @@ def http_client(url: str, index: int, clients: int, plan: Plan, concurrency: int
     engine.close()
 
 
-def served_pass(url: str, plan: Plan, concurrency: int) -> Measurement:
+def served_pass(system: str, url: str, plan: Plan, concurrency: int) -> Measurement:
     """``plan.frontends`` client processes, ``concurrency`` requests in flight in all, started together."""
     clients = plan.frontends
     context = multiprocessing.get_context("spawn")
@@ -518,7 +520,7 @@ def served_pass(url: str, plan: Plan, concurrency: int) -> Measurement:
         raise RuntimeError(f"a client process failed: {failed}")
     clips = [c for r in reports for c in r["clips"]]
     ok = [c for c in clips if c[0]]
-    return timed_pass("ours", "offline", concurrency, clips=len(clips), ok=len(ok),
+    return timed_pass(system, "offline", concurrency, clips=len(clips), ok=len(ok),
                       audio_seconds=sum(r["audio_s"] for r in reports), wall_seconds=wall,
                       output_tokens=sum(c[1] for c in ok), latencies=[c[3] for c in ok], frontends=clients,
                       **usage.record(len(clips)), output_tokens_per_clip=sorted({c[1] for c in ok}),
@@ -528,7 +530,7 @@ def served_pass(url: str, plan: Plan, concurrency: int) -> Measurement:
                       errors=sorted({c[4] for c in clips if not c[0]})[:3])
 
 
-def run_served(model_dir: Path, options, plan: Plan) -> tuple[dict, list[Measurement]]:
+def run_served(system: str, model_dir: Path, options, plan: Plan) -> tuple[dict, list[Measurement]]:
     """The throughput passes through fireredasr-serve (``plan.frontends`` API processes in front of
     ``options.data_parallel_size`` engines) driven by as many client processes over HTTP; then the
     latency passes from this process."""
@@ -541,11 +543,11 @@ def run_served(model_dir: Path, options, plan: Plan) -> tuple[dict, list[Measure
                            "server_flags": server_flags(options)},
                 "engine_build_s": round(time.perf_counter() - started, 1),
                 "workload": short.summary(), "tokens_per_clip": plan.tokens}
-        measurements = [log(served_pass(url, plan, concurrency)) for concurrency in plan.concurrency]
+        measurements = [log(served_pass(system, url, plan, concurrency)) for concurrency in plan.concurrency]
         if plan.latency:
             engine = RemoteEngine(url, max_in_flight=max(c for c, _ in plan.latency))
             for concurrency, count in plan.latency:
-                measurements.append(log(latency_pass(engine, "ours", short.take(count), http_decoding(plan.tokens),
+                measurements.append(log(latency_pass(engine, system, short.take(count), http_decoding(plan.tokens),
                                                      concurrency)))
             engine.close()
     return meta, measurements
@@ -740,7 +742,8 @@ def summary_table(benchmarks: list[Benchmark]) -> str:
         return f"| {name} | {gpus} | {setting} | {clips(m)} | {rounded(s.utts_per_s, 2)} |{figures}| {latency_cell(s)} |"
 
     for b in benchmarks:
-        gpus, name, official = f"{b.meta.get('machine', '')} | {gpus_cell(b.meta)}", label(b), b.meta["system"] == "official"
+        gpus, name = f"{b.meta.get('machine', '')} | {gpus_cell(b.meta)}", label(b)
+        official = b.meta["system"] == "official"
         for m in passes(b, "offline"):
             rows.append(row(name, gpus, f"batch {m.concurrency}" if official else f"max {m.concurrency} in flight", m))
         for m in passes(b, "online") if not official else []:
@@ -758,7 +761,8 @@ def resource_table(benchmarks: list[Benchmark]) -> str:
     for b in benchmarks:
         meta, mem = b.meta, b.meta.get("memory") or {}
         best = best_offline(b).extra
-        api, busy, cores = (rounded(best.get(k), 2) for k in ("api_cpu_ms_per_clip", "gpu_busy_pct", "engine_cpu_cores"))
+        api, busy, cores = (rounded(best.get(key), 2)
+                            for key in ("api_cpu_ms_per_clip", "gpu_busy_pct", "engine_cpu_cores"))
         rows.append(f"| {label(b)} | {meta.get('machine', '')} | {gpus_cell(meta)} | "
                     f"{round(meta.get('engine_build_s', 0), 1)} | "
                     f"{meta.get('frontend', {}).get('features_cpu_ms_per_clip', '')} | {api} | {busy} | {cores} | "
@@ -793,9 +797,9 @@ def scaling(benchmarks: list[Benchmark]) -> list[dict]:
             continue
         best = best_offline(b)
         one = next((m for m in passes(base[0], "offline") if m.concurrency == best.concurrency), best_offline(base[0]))
-        rtfx, rtfx_1gpu = round(best.summary.rtfx, 1), round(one.summary.rtfx, 1)
-        rows.append({"mode": "TP" if meta["tp"] > 1 else "DP", "gpus": meta["gpus"], "rtfx": rtfx,
-                     "rtfx_1gpu": rtfx_1gpu, "efficiency": round(best.summary.rtfx / (meta["gpus"] * one.summary.rtfx), 2)})
+        efficiency = best.summary.rtfx / (meta["gpus"] * one.summary.rtfx)
+        rows.append({"mode": "TP" if meta["tp"] > 1 else "DP", "gpus": meta["gpus"], "rtfx": round(best.summary.rtfx, 1),
+                     "rtfx_1gpu": round(one.summary.rtfx, 1), "efficiency": round(efficiency, 2)})
     return rows
 
 
