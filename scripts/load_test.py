@@ -6,7 +6,8 @@
    ``POST /v1/audio/transcriptions`` of the bundled clips (AsyncOpenAI), stops it;
 2. builds the engine facade and sends the same N clips with ``transcribe_async`` (asyncio.gather).
 Both bound the output like the facade does (one token per speech frame). Errors must be 0.
-Writes ``bench/results/load_test.csv`` and ``.md``: errors, p50/p99 latency, throughput.
+Writes ``bench/results/load_test.csv`` and ``.md``: errors, latency_p50/p99 (s), utts_per_s and RTFx (the names of
+the results schema, eval/records.py).
 """
 
 from __future__ import annotations
@@ -14,59 +15,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from eval.bundled import DEMO_CLIPS  # noqa: E402
+from eval.records import speed  # noqa: E402
+from eval.tables import markdown_table  # noqa: E402
 from fireredasr_engine import Engine  # noqa: E402
 from fireredasr_engine.cli import add_model_argument  # noqa: E402
 from fireredasr_vllm import DEFAULT_MODEL  # noqa: E402
 from fireredasr_vllm.audio import SAMPLE_RATE, load_audio, num_speech_tokens  # noqa: E402
 from fireredasr_vllm.serve import SERVED_MODEL_NAME  # noqa: E402
+from testkit.servers import ServerDidNotStart, free_port, start_server, stop_server, wait_healthy  # noqa: E402
 
 CLIPS = sorted(DEMO_CLIPS.glob("*.flac"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(model: str, port: int, log: Path, timeout_s: float) -> subprocess.Popen:
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "fireredasr_vllm.serve", "--model", model, "--host", "127.0.0.1",
-             "--port", str(port)], stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                return process
-        except OSError:
-            time.sleep(1)
-    stop_server(process)
-    raise SystemExit(f"server did not become healthy; see {log}")
-
-
-def stop_server(process: subprocess.Popen) -> None:
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
 
 
 async def timed(coro) -> tuple[float, str | None]:
@@ -76,6 +45,14 @@ async def timed(coro) -> tuple[float, str | None]:
     except Exception as exc:  # a failed request is counted, not fatal
         error = f"{type(exc).__name__}: {exc}"
     return time.perf_counter() - started, error
+
+
+async def timed_pass(one, clips: list[Path]) -> tuple[list[tuple[float, str | None]], float]:
+    """``one(path)`` for every clip at once after one warm-up request: (latency, error) each, wall seconds."""
+    await one(clips[0])
+    started = time.perf_counter()
+    outcomes = await asyncio.gather(*[timed(one(path)) for path in clips])
+    return outcomes, time.perf_counter() - started
 
 
 async def server_requests(port: int, clips: list[Path]) -> tuple[list[tuple[float, str | None]], float]:
@@ -92,10 +69,7 @@ async def server_requests(port: int, clips: list[Path]) -> tuple[list[tuple[floa
             extra_body={"max_completion_tokens": limits[path]})
         return None if result.text else "empty text"
 
-    await one(clips[0])  # warm-up
-    started = time.perf_counter()
-    outcomes = await asyncio.gather(*[timed(one(path)) for path in clips])
-    return outcomes, time.perf_counter() - started
+    return await timed_pass(one, clips)
 
 
 async def facade_requests(engine, clips: list[Path]) -> tuple[list[tuple[float, str | None]], float]:
@@ -105,27 +79,17 @@ async def facade_requests(engine, clips: list[Path]) -> tuple[list[tuple[float, 
         result = await engine.transcribe_async(audio[path], id=path.stem)
         return result.error or (None if result.text else "empty text")
 
-    await one(clips[0])  # warm-up
-    started = time.perf_counter()
-    outcomes = await asyncio.gather(*[timed(one(path)) for path in clips])
-    return outcomes, time.perf_counter() - started
+    return await timed_pass(one, clips)
 
 
 def summarize(path: str, outcomes, wall_s: float, audio_s: float) -> dict:
-    latencies = np.array([latency for latency, _ in outcomes])
+    """The pass's figures in the results schema's names (eval.records.speed: seconds, RTFx, utts_per_s)."""
     errors = [error for _, error in outcomes if error]
+    figures = speed(audio_seconds=audio_s, wall_seconds=wall_s, utterances=len(outcomes), output_tokens=0,
+                    latencies=[latency for latency, _ in outcomes])
     return {"path": path, "requests": len(outcomes), "errors": len(errors),
-            "p50_s": round(float(np.percentile(latencies, 50)), 2),
-            "p99_s": round(float(np.percentile(latencies, 99)), 2),
-            "wall_s": round(wall_s, 2), "requests_per_s": round(len(outcomes) / wall_s, 2),
-            "audio_s_per_s": round(audio_s / wall_s, 1), "first_error": errors[0] if errors else ""}
-
-
-def markdown(table: pd.DataFrame, header: str) -> str:
-    columns = list(table.columns)
-    lines = [header, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
-    return "\n".join(lines) + "\n"
+            **{key: figures[key] for key in ("latency_p50", "latency_p99", "wall_seconds", "utts_per_s", "rtfx")},
+            "first_error": errors[0] if errors else ""}
 
 
 def main() -> None:
@@ -142,9 +106,12 @@ def main() -> None:
     audio_s = sum(len(load_audio(path)) for path in clips) / SAMPLE_RATE
     port = free_port()
     log = Path(tempfile.mkdtemp(prefix="load_test-")) / "server.log"
-    server = start_server(args.model, port, log, args.start_timeout)
+    server = start_server(["--model", args.model, "--host", "127.0.0.1", "--port", str(port)], log, cwd=REPO)
     try:
+        wait_healthy(f"http://127.0.0.1:{port}", server, log, args.start_timeout)
         rows = [summarize("OpenAI server (HTTP, AsyncOpenAI)", *asyncio.run(server_requests(port, clips)), audio_s)]
+    except ServerDidNotStart as error:
+        raise SystemExit(f"fireredasr-serve {error}") from None
     finally:
         stop_server(server)
 
@@ -155,13 +122,13 @@ def main() -> None:
 
     table = pd.DataFrame(rows)
     table.to_csv(args.output.with_suffix(".csv"), index=False)
-    ratio = table["requests_per_s"].iloc[1] / table["requests_per_s"].iloc[0]
+    ratio = table["utts_per_s"].iloc[1] / table["utts_per_s"].iloc[0]
     header = (f"# Load test: {args.requests} concurrent requests, model `{args.model}`, {device}\n\n"
               f"{audio_s:.0f} s of bundled clips; output bounded to one token per speech frame. "
               f"Command: `python scripts/load_test.py --model {args.model} --requests {args.requests}`. "
               f"Load average at the end: {os.getloadavg()[0]:.1f}; absolute CPU times are indicative only. "
               f"Facade / server throughput: {ratio:.2f}x.")
-    args.output.with_suffix(".md").write_text(markdown(table.drop(columns="first_error"), header))
+    args.output.with_suffix(".md").write_text(f"{header}\n\n{markdown_table(table.drop(columns='first_error'))}\n")
     print(table.to_string(index=False))
     if table["errors"].sum():
         raise SystemExit("errors: " + "; ".join(table["first_error"][table["errors"] > 0]))
