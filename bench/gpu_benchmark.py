@@ -32,14 +32,12 @@ import json
 import multiprocessing
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import httpx
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
@@ -65,6 +63,7 @@ from fireredasr_vllm.convert import build_config, read_cmvn
 from fireredasr_vllm.encoder_graphs import DISABLE_ENV
 from fireredasr_vllm.model import DEFAULT_SPEECH_TOKEN, FireRedFrontend
 from fireredasr_vllm.resolve import resolve_model
+from testkit.servers import free_port, start_server, stop_server, wait_healthy
 from testkit.tiny import TinySpec, encoder_args, llm_args, tiny_model_dir
 
 matplotlib.use("Agg")
@@ -431,42 +430,19 @@ def server_flags(options) -> list[str]:
     return flags
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextlib.contextmanager
 def served(model_dir: Path, options, frontends: int, log_path: Path):
     """fireredasr-serve on a free local port with ``frontends`` API processes; yields its URL."""
     port = free_port()
-    command = [sys.executable, "-m", "fireredasr_vllm.serve", "--model", str(model_dir), "--port", str(port),
-               "--api-server-count", str(frontends), *server_flags(options)]
+    log_path.unlink(missing_ok=True)  # this run's log only
+    server = start_server(["--model", str(model_dir), "--port", str(port), "--api-server-count", str(frontends),
+                           *server_flags(options)], log_path)
     url = f"http://127.0.0.1:{port}"
-    with open(log_path, "w") as log_file:
-        server = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            deadline = time.monotonic() + 900
-            while True:
-                if server.poll() is not None:
-                    raise RuntimeError(f"fireredasr-serve exited with {server.returncode}; see {log_path}")
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"fireredasr-serve did not answer in 900 s; see {log_path}")
-                try:
-                    if httpx.get(url + "/health", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(1)
-            yield url
-        finally:
-            os.killpg(server.pid, 15)  # its own session: the API processes and engine cores go too
-            try:
-                server.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, 9)
-                server.wait()
+    try:
+        wait_healthy(url, server, log_path, timeout_s=900)
+        yield url
+    finally:
+        stop_server(server)  # its own session: the API processes and engine cores go too
 
 
 def http_decoding(tokens: int):
