@@ -47,6 +47,11 @@ INSTRUCTION = "请转写音频为文字"
 TINY_VERSION = "2"  # bump when the generator changes so caches rebuild
 
 
+def text_hash(lines: list[str]) -> str:
+    """sha256 of ``lines`` joined by newlines."""
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
 @dataclass(frozen=True)
 class TinySpec:
     """Dimensions and seed of a generated checkpoint (defaults: the embedded ``tiny`` model)."""
@@ -76,8 +81,8 @@ class TinySpec:
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     def digest(self) -> str:
-        corpus = hashlib.sha256("\n".join(tokenizer_corpus()).encode()).hexdigest()
-        payload = json.dumps({**asdict(self), "v": TINY_VERSION, "corpus": corpus}, sort_keys=True)
+        payload = json.dumps({**asdict(self), "v": TINY_VERSION, "corpus": text_hash(tokenizer_corpus())},
+                             sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import math
 import random
@@ -51,7 +50,8 @@ from fireredasr_vllm.audio import load_audio
 from fireredasr_vllm.convert import OFFICIAL_FILES, load_package, sha256
 from fireredasr_vllm.resolve import TRAINED_DIR
 from testkit.synth import synthesize
-from testkit.tiny import INSTRUCTION, TinySpec, build_official_checkpoint, save_tokenizer, train_tokenizer
+from testkit.tiny import (INSTRUCTION, TinySpec, build_official_checkpoint, save_tokenizer, text_hash,
+                          train_tokenizer)
 
 CORPUS = DEMO_DIR / "corpus.txt"
 DEMO_SENTENCES = DEMO_DIR / "sentences.txt"
@@ -364,10 +364,6 @@ def shipped_files(model_dir: Path) -> dict[str, str]:
     """sha256 of every shipped file, by path relative to ``model_dir``."""
     return {p.relative_to(model_dir).as_posix(): sha256(p) for p in sorted(model_dir.rglob("*"))
             if p.is_file() and p.name != "TRAINING.json"}
-
-
-def text_hash(lines: list[str]) -> str:
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
 def install(work: Path, out_dir: Path) -> None:

@@ -1,20 +1,16 @@
 """testkit.tiny: deterministic assets in the official layout, loadable by the official code."""
 
 import argparse
-import hashlib
 
 import numpy as np
 import torch
 
+from fireredasr_vllm import LLM_DIR
+from fireredasr_vllm.convert import sha256
 from testkit.tiny import TinySpec, build_official_checkpoint
 
-ASSETS = ("model.pth.tar", "asr_encoder.pth.tar", "cmvn.ark", "Qwen2-7B-Instruct/model.safetensors",
-          "Qwen2-7B-Instruct/config.json", "Qwen2-7B-Instruct/tokenizer.json",
-          "Qwen2-7B-Instruct/tokenizer_config.json")
-
-
-def sha(path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+ASSETS = ("model.pth.tar", "asr_encoder.pth.tar", "cmvn.ark", f"{LLM_DIR}/model.safetensors", f"{LLM_DIR}/config.json",
+          f"{LLM_DIR}/tokenizer.json", f"{LLM_DIR}/tokenizer_config.json")
 
 
 def official_load(path):
@@ -26,9 +22,9 @@ def official_load(path):
 def test_generator_is_deterministic(tiny_official_dir, tmp_path):
     rebuilt = build_official_checkpoint(TinySpec(), tmp_path / "again")
     for name in ASSETS:
-        assert sha(rebuilt / name) == sha(tiny_official_dir / name), name
+        assert sha256(rebuilt / name) == sha256(tiny_official_dir / name), name
     other = build_official_checkpoint(TinySpec(seed=1), tmp_path / "seed1")
-    assert sha(other / "model.pth.tar") != sha(rebuilt / "model.pth.tar")  # the seed matters
+    assert sha256(other / "model.pth.tar") != sha256(rebuilt / "model.pth.tar")  # the seed matters
 
 
 def test_files_load_like_the_official_code(tiny_official_dir):
