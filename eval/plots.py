@@ -352,7 +352,7 @@ def cer_by_duration(rows: pd.DataFrame, edges=DURATION_EDGES, metric: str = "CER
 
 def plot_run(run) -> dict[str, Figure]:
     """The single-run figures for an ``eval.records.Run``, keyed by file stem."""
-    metric = (run.summary.metric if run.summary else run.manifest.get("test_set", {}).get("metric", "cer")).upper()
+    metric = run.metric.upper()
     return {"latency_histogram": latency_histogram(run.rows),
             "errors_per_utterance": errors_per_utterance(run.rows),
             "cer_by_duration": cer_by_duration(run.rows, metric=metric)}

@@ -258,6 +258,11 @@ class Run:
     def name(self) -> str:
         return self.path.name
 
+    @property
+    def metric(self) -> str:
+        """``cer`` or ``wer``: the summary's, or (unfinished run) the test set's as the manifest records it."""
+        return self.summary.metric if self.summary else self.manifest.get("test_set", {}).get("metric", "cer")
+
 
 def read_json(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}

@@ -31,7 +31,7 @@ def compare_runs(runs: list[Run]) -> pd.DataFrame:
     records = []
     for run in runs:
         test_set = run.manifest.get("test_set", {})
-        summary = run.summary or Summary(metric=test_set.get("metric", "cer"))  # unfinished: no figures yet
+        summary = run.summary or Summary(metric=run.metric)  # unfinished: no figures yet
         record = {"run": run.name, "test_set": test_set.get("name"), "model": run.manifest.get("model"),
                   "decoding": run.manifest.get("decoding", {}).get("label"), "metric": summary.metric}
         record |= {key: getattr(summary, key) for key in SUMMARY_COLUMNS}

@@ -9,7 +9,7 @@ import gradio as gr
 import pandas as pd
 
 from eval.plots import plot_sweep, save_figures
-from eval.records import Run, is_benchmark, list_runs, load_benchmark, load_run, read_json
+from eval.records import Run, is_benchmark, list_runs, load_benchmark, load_run, percentiles, read_json
 from eval.report import compare_benchmarks, compare_runs, differing_utterances
 from eval.run import format_summary, write_plots
 from eval.sweep.report import compare_sweeps
@@ -85,11 +85,10 @@ def figures_on(run: Run, ids: set) -> dict:
     """Error counts and rates, and latency percentiles, of ``run`` on the utterances ``ids`` only."""
     rows = run.rows[run.rows["id"].isin(ids)]
     n, s, d, i = (int(rows[column].sum()) for column in ("n", "s", "d", "i"))
-    latency = rows["latency_s"].dropna()
-    return {"run": f"{run.name} (shared)", "metric": run.summary.metric if run.summary else "cer",
+    return {"run": f"{run.name} (shared)", "metric": run.metric,
             "error_rate": (s + d + i) / n if n else 0.0, "n": n, "s": s, "d": d, "i": i,
             "ser": float((rows["errors"] > 0).mean()) if len(rows) else 0.0, "utterances": len(rows),
-            **{f"latency_p{p}": float(latency.quantile(p / 100)) if len(latency) else None for p in (50, 90, 99)}}
+            **percentiles(rows["latency_s"].dropna(), "latency")}
 
 
 def coverage_note(run_a: Run, run_b: Run) -> str:
@@ -171,9 +170,8 @@ def build_runs_tab(tab: gr.Tab, *, results_dir: Path) -> None:
             return (sweep_summary(path), gr.Dataframe(visible=False), gallery(path), "",
                     read_json(path / SWEEP_MANIFEST))
         run = load_run(path)
-        metric = run.summary.metric if run.summary else run.manifest.get("test_set", {}).get("metric", "cer")
         return (headline(run), gr.Dataframe(visible=False), gallery(path),
-                utterances_html(run.rows, run.manifest, metric), run.manifest)
+                utterances_html(run.rows, run.manifest, run.metric), run.manifest)
 
     def compare_two(choice_a, choice_b):
         if not choice_a or not choice_b:
@@ -196,7 +194,7 @@ def build_runs_tab(tab: gr.Tab, *, results_dir: Path) -> None:
         set_a, set_b = (r.manifest.get("test_set", {}).get("name") for r in (run_a, run_b))
         if set_a != set_b:
             gr.Warning(f"different test sets ({set_a} vs {set_b}): only shared utterance ids are compared")
-        metric = run_a.summary.metric if run_a.summary else "cer"
+        metric = run_a.metric
         diff = differing_utterances(run_a, run_b)
         shared = len(set(run_a.rows["id"]) & set(run_b.rows["id"]))
         html = differences_html(diff, run_a.manifest, metric, (choice_a, choice_b), shared)
