@@ -8,6 +8,7 @@ light tests does not import vLLM, torch or the official code."""
 
 import io
 import os
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -42,6 +43,12 @@ def tiny_converted_dir(tiny_official_dir) -> Path:
     from fireredasr_vllm.resolve import resolve_model
 
     return resolve_model("tiny")
+
+
+@pytest.fixture
+def official_copy(tiny_official_dir, tmp_path) -> Path:
+    """A copy of the tiny model's official layout, for tests that damage it."""
+    return shutil.copytree(tiny_official_dir, tmp_path / "official")
 
 
 @pytest.fixture(scope="session")

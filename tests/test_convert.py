@@ -55,11 +55,6 @@ def test_config_and_tokenizer(tiny_converted_dir, official):
     np.testing.assert_array_equal(fire["cmvn_istd"], cmvn.inverse_std_variences)
 
 
-@pytest.fixture
-def official_copy(tiny_official_dir, tmp_path):
-    return shutil.copytree(tiny_official_dir, tmp_path / "official")
-
-
 def test_refuses_to_overwrite(official_copy, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()

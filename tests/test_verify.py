@@ -24,11 +24,6 @@ def edited_config(model_dir: Path):
 
 
 @pytest.fixture
-def official_copy(tiny_official_dir, tmp_path):
-    return shutil.copytree(tiny_official_dir, tmp_path / "official")
-
-
-@pytest.fixture
 def converted_copy(tiny_converted_dir, tmp_path):
     return shutil.copytree(tiny_converted_dir, tmp_path / "converted")
 
