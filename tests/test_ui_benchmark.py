@@ -94,9 +94,11 @@ def test_stop_keeps_finished_points_and_stops_only_its_own_sweep(page, browser, 
         page.locator("#benchmark-run").click()
         page.locator("#benchmark-status", has_text="1 of 18 points done").wait_for()
         other.locator("#benchmark-stop").click()  # a shared stop would end the sweep within point 2
+        page.bring_to_front()  # a background tab's animation frames (Playwright's default polling) may pause
         shown = page.wait_for_function("""() => {  // the status when it first reads either (it moves on)
             const text = document.querySelector('#benchmark-status').innerText;
-            return /3 of 18 points done|stopped/.test(text) && text; }""").json_value()
+            return /3 of 18 points done|stopped: the finished points|finished ·/.test(text) && text; }""",
+                                       polling=50).json_value()
         assert "3 of 18 points done" in shown, "another page's Stop ended this sweep"
         page.locator("#benchmark-stop").click()
         page.locator("#benchmark-status", has_text="stopped: the finished points are kept").wait_for()
