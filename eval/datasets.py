@@ -34,6 +34,7 @@ from urllib.parse import quote
 import pyarrow.compute as pc
 import soundfile as sf
 from huggingface_hub import constants, snapshot_download
+from huggingface_hub.utils import get_session
 from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
 
 from eval.normalize import CJK_CHAR
@@ -277,21 +278,39 @@ def _load_registered(name: str, source: Source, streaming: bool | None, limit: i
         return _fetch_registered(name, source, streaming, limit)
 
 
+class HubUnreachable(OSError):
+    """The hub does not answer at all (connection refused, DNS, proxy, timeout)."""
+
+
+def _hub_answers(timeout_s: float = 5.0) -> bool:
+    """One request to the hub's front page through the hub client's own session (its proxies and certificates):
+    any HTTP answer is yes. Without it, an unreachable hub costs ~25 s of the client's retries before the answer."""
+    try:
+        get_session().head(constants.ENDPOINT, timeout=timeout_s)
+        return True
+    except Exception:  # whatever the HTTP stack raises for a hub it cannot reach
+        return False
+
+
 def _fetch_registered(name: str, source: Source, streaming: bool | None, limit: int | None):
     if source.repo is None:
         return _load_parquet([source.data_files], streaming=bool(streaming))
     offline = _hub_offline()
+    unreachable = not offline and not _hub_answers()  # then only the hub cache can serve the set
     if streaming is None:
-        streaming = limit is not None and not offline
+        streaming = limit is not None and not offline and not unreachable
     try:
         if streaming:
             if offline:
                 raise OSError("streaming needs the hub but HF_HUB_OFFLINE is set")
+            if unreachable:
+                raise HubUnreachable("streaming needs the hub")
             url = f"hf://datasets/{source.repo}@{quote(source.revision, safe='')}/{source.data_files}"
             return _load_parquet([url], streaming=True)
         try:
             folder = Path(snapshot_download(source.repo, repo_type="dataset", revision=source.revision,
-                                            allow_patterns=[source.data_files], local_files_only=offline))
+                                            allow_patterns=[source.data_files],
+                                            local_files_only=offline or unreachable))
         except LocalEntryNotFoundError:
             if not offline:
                 raise
@@ -316,7 +335,7 @@ def _hub_failure(error: Exception) -> str:
         return "the dataset is gated: accept its conditions on its hub page, then log in (hf auth login)"
     if isinstance(error, RepositoryNotFoundError):
         return "the hub has no such dataset, or it needs a login (hf auth login)"
-    if isinstance(error, LocalEntryNotFoundError):
+    if isinstance(error, (LocalEntryNotFoundError, HubUnreachable)):
         return "the hub cannot be reached and the files are not in the hub cache"
     first_line = (str(error).strip().splitlines() or [""])[0]
     return f"{type(error).__name__}: {first_line}" if first_line else type(error).__name__
