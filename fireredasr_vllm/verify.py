@@ -348,17 +348,20 @@ def check_engine(engine, clip: Path = CHECK_CLIP) -> Check:
 
 
 def start_engine_and_check(model_dir: Path, clip: Path = CHECK_CLIP) -> Check:
-    """Load ``model_dir`` in vLLM's offline engine through this plugin and transcribe ``clip`` greedily."""
+    """Load ``model_dir`` (an official release is converted into the cache first, as the engine does) in
+    vLLM's offline engine through this plugin and transcribe ``clip`` greedily."""
     try:
         from vllm import LLM, SamplingParams  # lazy: see the module docstring (and --no-engine never needs vLLM)
 
         from fireredasr_vllm.audio import SAMPLE_RATE, load_audio
         from fireredasr_vllm.model import DEFAULT_SPEECH_TOKEN, build_prompt
-        from fireredasr_vllm.resolve import is_cpu, resolve_dtype
+        from fireredasr_vllm.resolve import is_cpu, resolve_dtype, resolve_model
 
-        config = json.loads((model_dir / "config.json").read_text())
         cpu = is_cpu()
-        llm = LLM(model=str(model_dir), dtype=resolve_dtype("auto", cpu), enforce_eager=cpu,
+        dtype = resolve_dtype("auto", cpu)
+        converted = resolve_model(model_dir, dtype)
+        config = json.loads((converted / "config.json").read_text())
+        llm = LLM(model=str(converted), dtype=dtype, enforce_eager=cpu,
                   max_model_len=2048, limit_mm_per_prompt={"audio": 1}, enable_chunked_prefill=not cpu)
         prompt = build_prompt(config["fireredasr"].get("speech_token", DEFAULT_SPEECH_TOKEN))
         started = time.perf_counter()

@@ -2,6 +2,8 @@
 
 import json
 import shutil
+import subprocess
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -42,6 +44,15 @@ def test_engine_check_transcribes_a_clip(engine):
     check = check_engine(engine)
     assert check.ok, check
     assert "tokens" in check.detail
+
+
+def test_verify_command_starts_the_engine_on_an_official_release(tiny_official_dir):
+    """As a user runs it: every check, the engine one included, on an official-layout release (which the
+    engine check converts first, like the engine)."""
+    done = subprocess.run([sys.executable, "-m", "fireredasr_vllm.verify", "--model", str(tiny_official_dir)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "PASS  engine: check_clip.flac:" in done.stdout and "7/7 checks passed" in done.stdout
 
 
 def test_missing_cmvn_fails_with_fix(official_copy, capsys):
