@@ -7,7 +7,8 @@
     await engine.transcribe_async(audio)                   # from any asyncio loop (Jupyter, Gradio)
 
 The engine runs on a private event loop in a background thread, so the sync methods work anywhere
-and the async ones from any other loop. Nothing else in the project constructs ``LLM``/``AsyncLLM``.
+and the async ones from any other loop. Nothing else in the project constructs an ``AsyncLLM`` (the
+verifier, below this package, loads vLLM's offline ``LLM`` once to check a model directory).
 Bad inputs never reach the engine: they come back as ``Transcript.error`` (or raise ``AudioError``
 from the single-item calls) and the engine stays up.
 """
