@@ -9,8 +9,9 @@ first text is timed. The audio is decoded and checked here (``Facade.prepare``, 
 WAV, so the server sees the samples the in-process engine would. Every server has ``max_in_flight``
 workers pulling from one queue: a faster server takes more of the work. A dropped connection, a cut
 stream or a 5xx puts the request back on the queue (another server or a later try takes it, at most
-``MAX_ATTEMPTS`` times); a server that fails ``MAX_FAILURES`` times in a row is left out. Each request is
-answered exactly once.
+``MAX_ATTEMPTS`` times); a server that fails ``MAX_FAILURES`` times in a row is asked for its ``/health`` and left
+out unless it answers (a killed server, a dead engine), kept if it does (dropped connections of a loaded server).
+Each request is answered exactly once.
 
 What the route does not give: token ids (``Transcript.token_ids`` stays empty) and vLLM's queue time
 (``queue_s`` is None). Latency and time to first token are measured here, so they include the network.
@@ -43,6 +44,9 @@ MAX_FAILURES = 3  # consecutive failures after which a server is left out
 RETRY_PAUSE_S = 0.5  # doubled after each consecutive failure of a server
 CONNECT_TIMEOUT_S = 10.0
 REQUEST_TIMEOUT_S = 600.0
+# An idle connection is dropped here before the server's uvicorn closes it (after 5 s): reusing one just as the
+# server closes it loses the request (ReadError).
+KEEPALIVE_EXPIRY_S = 2.0
 
 
 class ServerError(ConnectionError):
@@ -136,7 +140,8 @@ class RemoteEngine(Facade):
         started = time.perf_counter()
         self.max_in_flight = max_in_flight
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=CONNECT_TIMEOUT_S),
-                                       limits=httpx.Limits(max_connections=None, max_keepalive_connections=None))
+                                       limits=httpx.Limits(max_connections=None, max_keepalive_connections=None,
+                                                           keepalive_expiry=KEEPALIVE_EXPIRY_S))
         self._start_loop("fireredasr-client")
         try:
             self.servers = self._call(self._connect(parse_urls(urls)))
@@ -224,7 +229,9 @@ class RemoteEngine(Facade):
                 job.failures.append(f"{server.url}: {failure}")
                 server.failures += 1
                 server.dropped += 1
-                server.down = server.failures >= MAX_FAILURES
+                if server.failures >= MAX_FAILURES:
+                    server.down = not await self._healthy(server)
+                    server.failures = server.failures if server.down else 0
                 self._requeue(job)
                 if server.down:
                     self._drain_if_all_down()
@@ -239,6 +246,15 @@ class RemoteEngine(Facade):
             server.failures = 0
             server.answered += 1
             self._finish(job, transcript)
+
+    async def _healthy(self, server: Server) -> bool:
+        """After ``MAX_FAILURES`` dropped requests in a row: a server whose ``/health`` still answers 200 stays in
+        use (a burst of dropped connections under load, from a live server); one that does not is left out (a
+        killed server refuses connections, a dead engine answers 503)."""
+        try:
+            return (await self._http.get(f"{server.url}/health", timeout=CONNECT_TIMEOUT_S)).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def _drain_if_all_down(self) -> None:
         if all(server.down for server in self.servers):
