@@ -11,7 +11,7 @@ Importing it keeps vLLM's start-up log quiet (quiet.py; ``--verbose`` shows it):
 before vLLM is imported, hence first.
 """
 
-from fireredasr_engine.quiet import quiet_by_default
+from fireredasr_vllm.quiet import quiet_by_default
 
 quiet_by_default()
 

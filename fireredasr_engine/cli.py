@@ -34,7 +34,7 @@ from fireredasr_vllm.convert import ConversionError
 from fireredasr_engine.client import ServerError
 from fireredasr_engine.engine import Engine
 from fireredasr_engine.options import DecodingOptions, EngineOptions, parse_decoding
-from fireredasr_engine.quiet import show_engine_log
+from fireredasr_vllm.quiet import show_engine_log
 
 DECODING_HELP = "greedy | official (beam 3 + repetition penalty 3) | beamN | tT[-pP], each optionally -rpR"
 OUT_OF_MEMORY = re.compile(r"out of memory|memory for the cache|KV cache", re.IGNORECASE)

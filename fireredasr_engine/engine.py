@@ -38,8 +38,8 @@ from fireredasr_vllm.audio import DEFAULT_MAX_SECONDS
 from fireredasr_vllm.compat import installed_versions, vllm_distribution
 from fireredasr_vllm.model import DEFAULT_SPEECH_TOKEN, build_prompt
 from fireredasr_vllm.penalty import HISTORY_KEY, PENALTY_KEY, PROCESSOR_FQCN
+from fireredasr_vllm.cpu_backend import CPU_ENGINE_ARGS, cpu_environment
 from fireredasr_vllm.resolve import is_cpu, resolve_dtype, resolve_model
-from fireredasr_vllm.serve import cpu_thread_binding
 from fireredasr_engine.beam_search import BeamSearch
 from fireredasr_engine.client import RemoteEngine
 from fireredasr_engine.facade import GREEDY, Facade, default_id  # noqa: F401  (default_id: re-exported)
@@ -47,7 +47,6 @@ from fireredasr_engine.options import DecodingOptions, EngineOptions, PreparedAu
 from fireredasr_engine.processes import StartedProcesses, exit_on_sigterm, script_not_rerun
 
 UNDECODABLE = "\ufffd"  # what the tokenizer puts for bytes that are no UTF-8 character
-THREADS_BIND = "VLLM_CPU_OMP_THREADS_BIND"
 
 
 class Engine(Facade):
@@ -84,12 +83,9 @@ class Engine(Facade):
     def engine_args(self):
         o = self.options
         cpu = is_cpu()
-        if cpu:
-            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(o.kv_cache_gb))
         kwargs = dict(
             model=str(self.model_dir), dtype=self.dtype, max_model_len=o.max_model_len, seed=o.seed,
             tensor_parallel_size=o.tensor_parallel_size, data_parallel_size=o.data_parallel_size,
-            enforce_eager=cpu if o.enforce_eager is None else o.enforce_eager,
             limit_mm_per_prompt={"audio": 1},
             logits_processors=[PROCESSOR_FQCN] if o.official_penalty else None,
             logprobs_mode="processed_logprobs", disable_log_stats=False,
@@ -103,8 +99,10 @@ class Engine(Facade):
         if o.architecture:
             kwargs["hf_overrides"] = {"architectures": [o.architecture]}
         kwargs.update(dict(o.extra))
-        if cpu:  # a prefill split over steps rewinds a seeded request's generator, which a CPU one cannot
-            kwargs["enable_chunked_prefill"] = False  # (torch: "CPU Generator does not use offset": engine dead)
+        if o.enforce_eager is not None:
+            kwargs["enforce_eager"] = o.enforce_eager
+        if cpu:
+            kwargs = {**CPU_ENGINE_ARGS, **kwargs, "enable_chunked_prefill": False}  # every request is seeded
             if kwargs.get("max_num_batched_tokens"):  # unsplit, the longest prompt must fit in one step
                 kwargs["max_num_batched_tokens"] = max(kwargs["max_num_batched_tokens"], kwargs["max_model_len"])
         return AsyncEngineArgs(**kwargs)
@@ -112,15 +110,14 @@ class Engine(Facade):
     async def _build(self):
         started = time.perf_counter()
         workers = self.options.tensor_parallel_size * self.options.data_parallel_size
-        bind = is_cpu() and workers > 1 and THREADS_BIND not in os.environ
-        if bind:  # one CPU core (group) per worker, for the engine processes started here only
-            os.environ[THREADS_BIND] = cpu_thread_binding(workers)
+        added = cpu_environment(workers, self.options.kv_cache_gb) if is_cpu() else {}
+        os.environ.update(added)  # for the engine processes started here only
         try:
             with script_not_rerun():  # a script without the __main__ guard works too
                 llm = AsyncLLM.from_engine_args(self.engine_args())
         finally:
-            if bind:
-                del os.environ[THREADS_BIND]
+            for name in added:
+                del os.environ[name]
         self.build_seconds = time.perf_counter() - started
         return llm
 

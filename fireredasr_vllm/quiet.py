@@ -1,8 +1,9 @@
 """Quiet by default: results, errors and progress bars on the terminal, the engine's start-up log hidden.
 
 A vLLM engine start prints ~70 INFO/WARNING lines (plus PyTorch, transformers and Python notices) from
-three processes. Importing ``fireredasr_engine`` sets the defaults below before vLLM is imported; they are
-environment variables because vLLM's engine processes are spawned and read them when they start.
+three processes. Importing ``fireredasr_engine`` (and fireredasr-verify's start) sets the defaults below before
+vLLM is imported; they are environment variables because vLLM's engine processes are spawned and read them when
+they start.
 A variable the user set wins; ``--verbose`` (``show_engine_log()``) brings the whole log back.
 """
 

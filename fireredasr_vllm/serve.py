@@ -20,6 +20,7 @@ import sys
 from fireredasr_vllm import DEFAULT_MODEL
 from fireredasr_vllm.cli_args import (add_dtype_argument, add_max_model_len_argument, add_model_argument,
                                       add_parallel_arguments, checked_dtype, exit_codes)
+from fireredasr_vllm.cpu_backend import cpu_environment, cpu_server_flags
 from fireredasr_vllm.resolve import ModelNotFoundError, is_cpu, resolve_dtype, resolve_model
 
 SERVED_MODEL_NAME = "fireredasr-llm"
@@ -44,15 +45,6 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     return build_parser().parse_known_args(argv)
 
 
-def cpu_thread_binding(workers: int) -> str:
-    """``VLLM_CPU_OMP_THREADS_BIND`` giving each of ``workers`` CPU workers its own cores ("0|1", "0,1|2,3");
-    with fewer cores than workers, workers share them round robin."""
-    cores = sorted(os.sched_getaffinity(0))
-    per_worker = max(1, len(cores) // workers)
-    groups = [[cores[(i * per_worker + j) % len(cores)] for j in range(per_worker)] for i in range(workers)]
-    return "|".join(",".join(map(str, group)) for group in groups)
-
-
 def server_command(argv: list[str] | None = None, *, cpu: bool | None = None) -> tuple[list[str], dict]:
     """The api_server command line and environment for ``argv`` (fireredasr-serve's arguments)."""
     args, passthrough = parse_args(argv)
@@ -63,16 +55,10 @@ def server_command(argv: list[str] | None = None, *, cpu: bool | None = None) ->
                "--served-model-name", args.served_model_name, "--max-model-len", str(args.max_model_len),
                "--middleware", PLAIN_TEXT_MIDDLEWARE, "--data-parallel-size", str(args.data_parallel_size),
                "--tensor-parallel-size", str(args.tensor_parallel_size)]
-    if cpu and not {"--enforce-eager", "--no-enforce-eager"} & set(passthrough):
-        command.append("--enforce-eager")  # torch.compile on CPU only slows the start down
     env = dict(os.environ)
     if cpu:
-        command.append("--no-enable-chunked-prefill")  # a split prefill rewinds a seeded request's generator,
-        # which a CPU one cannot: the engine dies (see fireredasr_engine.engine.Engine.engine_args)
-        env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-        workers = args.data_parallel_size * args.tensor_parallel_size
-        if workers > 1:  # one CPU core (group) per worker, as vLLM's CPU backend expects
-            env.setdefault("VLLM_CPU_OMP_THREADS_BIND", cpu_thread_binding(workers))
+        command += cpu_server_flags(passthrough)
+        env.update(cpu_environment(args.data_parallel_size * args.tensor_parallel_size, environ=env))
     return command + passthrough, env
 
 

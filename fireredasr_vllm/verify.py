@@ -1,6 +1,6 @@
 """Check a FireRedASR-LLM model directory (official release or converted) before serving it.
 
-    python -m fireredasr_vllm.verify --model DIR [--no-engine]      # fireredasr-verify; --model-dir too
+    python -m fireredasr_vllm.verify --model DIR [--no-engine] [--verbose]   # fireredasr-verify; --model-dir too
 
 Checks, in order: package versions, files, tensor shapes (encoder conf vs tensors, adapter vs LLM
 hidden size), CMVN, speech token, tokenizer/config consistency, then (unless ``--no-engine``) starts
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -28,6 +29,8 @@ from fireredasr_vllm import LLM_DIR
 from fireredasr_vllm.cli_args import CONVERT_COMMAND as CONVERT
 from fireredasr_vllm.cli_args import EXIT_FAILED, EXIT_OK, add_model_argument, exit_codes
 from fireredasr_vllm.compat import installed_versions, vllm_version
+from fireredasr_vllm.cpu_backend import CPU_ENGINE_ARGS, cpu_environment
+from fireredasr_vllm.quiet import quiet_by_default, show_engine_log
 
 SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 OFFICIAL_SPEECH_TOKEN = "<speech>"  # added by the official LlmTokenizerWrapper
@@ -361,8 +364,10 @@ def start_engine_and_check(model_dir: Path, clip: Path = CHECK_CLIP) -> Check:
         dtype = resolve_dtype("auto", cpu)
         converted = resolve_model(model_dir, dtype)
         config = json.loads((converted / "config.json").read_text())
-        llm = LLM(model=str(converted), dtype=dtype, enforce_eager=cpu,
-                  max_model_len=2048, limit_mm_per_prompt={"audio": 1}, enable_chunked_prefill=not cpu)
+        if cpu:
+            os.environ.update(cpu_environment())
+        llm = LLM(model=str(converted), dtype=dtype, max_model_len=2048, limit_mm_per_prompt={"audio": 1},
+                  **(CPU_ENGINE_ARGS if cpu else {}))
         prompt = build_prompt(config["fireredasr"].get("speech_token", DEFAULT_SPEECH_TOKEN))
         started = time.perf_counter()
         output = llm.generate({"prompt": prompt, "multi_modal_data": {"audio": (load_audio(clip), SAMPLE_RATE)}},
@@ -396,12 +401,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fireredasr_vllm.verify", description=__doc__.split("\n\n")[0])
     add_model_argument(parser, official_alias=True, required=True, help="official release or converted directory")
     parser.add_argument("--no-engine", action="store_true", help="skip starting the engine")
+    parser.add_argument("--verbose", action="store_true", help="show vLLM's log (hidden by default)")
     return parser
 
 
 @exit_codes()
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet_by_default()
+    show_engine_log(args.verbose)
     checks = verify(args.model, engine=not args.no_engine)
     for check in checks:
         print(check)

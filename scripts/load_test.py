@@ -99,7 +99,6 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "load_test")
     parser.add_argument("--start-timeout", type=float, default=900)
     args = parser.parse_args()
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     args.output.parent.mkdir(parents=True, exist_ok=True)
 
     clips = [CLIPS[i % len(CLIPS)] for i in range(args.requests)]

@@ -1,10 +1,10 @@
-"""fireredasr_engine.quiet: the warning filters handed to spawned engine processes through PYTHONWARNINGS."""
+"""fireredasr_vllm.quiet: the warning filters handed to spawned engine processes through PYTHONWARNINGS."""
 
 import os
 import subprocess
 import sys
 
-from fireredasr_engine.quiet import NOISY_WARNINGS, QUIET
+from fireredasr_vllm.quiet import NOISY_WARNINGS, QUIET
 
 # What the engine processes print (the "%d" filled in), each under the filter of the same index.
 EMITTED = ("`torch.distributed.reduce_op` is deprecated, please use `torch.distributed.ReduceOp` instead",

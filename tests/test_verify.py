@@ -1,6 +1,7 @@
 """fireredasr_vllm.verify: good directories pass, broken copies fail with what is wrong and the fix."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from fireredasr_vllm.quiet import QUIET
 from fireredasr_vllm.verify import check_engine, main, verify
 
 
@@ -49,10 +51,12 @@ def test_engine_check_transcribes_a_clip(engine):
 def test_verify_command_starts_the_engine_on_an_official_release(tiny_official_dir):
     """As a user runs it: every check, the engine one included, on an official-layout release (which the
     engine check converts first, like the engine)."""
+    as_a_user_has_it = {name: value for name, value in os.environ.items() if name not in QUIET}
     done = subprocess.run([sys.executable, "-m", "fireredasr_vllm.verify", "--model", str(tiny_official_dir)],
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, env=as_a_user_has_it)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "PASS  engine: check_clip.flac:" in done.stdout and "7/7 checks passed" in done.stdout
+    assert " INFO " not in done.stdout + done.stderr, done.stderr[-3000:]  # vLLM's start-up log is hidden
 
 
 def test_missing_cmvn_fails_with_fix(official_copy, capsys):
