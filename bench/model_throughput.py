@@ -42,6 +42,7 @@ from fireredasr_engine.cli import add_dtype_argument, add_model_argument, checke
 from fireredasr_engine.options import DecodingOptions, EngineOptions
 from fireredasr_vllm import BUILTIN_ARCHITECTURE
 from fireredasr_vllm.audio import SAMPLE_RATE
+from fireredasr_vllm.cpu_backend import THREADS_BIND
 from testkit.tiny import TinySpec, tiny_model_dir
 
 matplotlib.use("Agg")
@@ -180,7 +181,9 @@ def markdown(frame, cache: dict, meta: dict) -> str:
                    "output_tokens", "same_tokens"]]
     lines = [f"# Model throughput ({meta['model']}, {meta['dtype']}, {meta['device']})", "",
              f"{meta['clips']} clips of 2-10 s, greedy, official token limit; vLLM rows: median of "
-             f"{meta['repeats']} alternating passes on fresh audio. {meta['machine']}.", "",
+             f"{meta['repeats']} alternating passes on fresh audio. {meta['machine']}; 1-minute load average "
+             f"{meta['load_average_1m']['before']} before, {meta['load_average_1m']['after']} after (the run's own "
+             f"processes); {THREADS_BIND} {meta[THREADS_BIND]}.", "",
              markdown_table(shown), "", "## Identical audio sent again", "",
              "| system | first pass s | repeat pass s | speed-up | mm cache hits / queries | prefix cache hit tokens |",
              "|---|---|---|---|---|---|"]
@@ -207,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     checked_dtype(args.dtype)
     model = args.model
+    load_before = os.getloadavg()[0]
     rows, cache, data = measure_vllm(str(official_dir(model)), args)
     reference = dict(data["tokens"])
     if not args.no_official:
@@ -217,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
         row.extra["same_tokens"] = bool(same)
     meta = {"model": model, "dtype": args.dtype, "device": args.device, "clips": args.clips,
             "repeats": args.repeats, "machine": f"{platform.machine()} x{os.cpu_count()} CPUs",
+            "load_average_1m": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
+            THREADS_BIND: os.environ.get(THREADS_BIND, "unset (the project's default)"),
             "command": "python -m bench.model_throughput " + " ".join(sys.argv[1:] if argv is None else argv)}
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / "model_throughput"

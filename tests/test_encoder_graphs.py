@@ -11,7 +11,7 @@ import torch
 from fireredasr.models.module.conformer_encoder import ConformerEncoder
 
 from fireredasr_vllm import encoder_graphs
-from fireredasr_vllm.encoder_graphs import BATCHES, FRAME_STEP, EncoderGraphs, bucket_shape, pad_batch
+from fireredasr_vllm.encoder_graphs import BATCHES, FRAME_STEP, EncoderGraphs, bucket_shape, length_groups, pad_batch
 
 
 @pytest.mark.parametrize("batch, frames", [(1, 1), (1, 200), (3, 128), (5, 129), (17, 1000), (64, 1536), (65, 10)])
@@ -61,11 +61,30 @@ def test_static_inputs_are_overwritten_in_place(encoder):
     assert static[1].tolist() == [30] + [shape[1]] * (shape[0] - 1)
 
 
-def test_cpu_runs_eagerly(encoder, monkeypatch):
+def test_length_groups_keep_similar_lengths_together():
+    lengths = [100, 300, 120, 126, 90, 1000]
+    groups = length_groups(lengths, 1.25)
+    assert sorted(i for group in groups for i in group) == list(range(len(lengths)))
+    assert groups == [[4, 0], [2, 3], [1], [5]]
+    assert all(max(lengths[i] for i in g) <= 1.25 * min(lengths[i] for i in g) for g in groups)
+
+
+def test_cpu_runs_eagerly_in_groups_of_similar_length(encoder, monkeypatch):
+    """On a CPU no graph is captured; each clip's encoding is the one it gets alone."""
+    torch.manual_seed(2)
+    lengths = [40, 25, 38, 90]
+    feats = torch.zeros(len(lengths), max(lengths), 80)
+    for row, n in enumerate(lengths):
+        feats[row, :n] = torch.randn(n, 80)
+    frames = torch.tensor(lengths, dtype=torch.int32)
     graphs = EncoderGraphs(encoder)
-    feats, frames = torch.randn(2, 40, 80), torch.tensor([40, 25], dtype=torch.int32)
-    out = graphs(feats, frames, [40, 25])
-    assert not graphs.graphs and len(out) == 2
-    torch.testing.assert_close(torch.stack(out), encoder(feats, frames))
+    calls = []
+    monkeypatch.setattr(graphs, "encoder", lambda f, n: calls.append(f.shape) or encoder(f, n))
+    out = graphs(feats, frames, lengths)
+    assert not graphs.graphs and len(out) == len(lengths)
+    assert sorted(calls) == [(1, 25, 80), (1, 90, 80), (2, 40, 80)]  # 38 and 40 together, cut to 40 frames
+    for row, n in enumerate(lengths):
+        alone = encoder(feats[row:row + 1, :n], frames[row:row + 1])[0]
+        torch.testing.assert_close(out[row][: len(alone)], alone, rtol=1e-4, atol=1e-5)
     monkeypatch.setenv(encoder_graphs.DISABLE_ENV, "0")
     assert not EncoderGraphs(encoder).enabled and not EncoderGraphs(encoder, enabled=False).enabled
