@@ -28,6 +28,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
 PAGE_TIMEOUT_MS = 240_000  # a busy 2-core CI box
+EXPECT_TIMEOUT_MS = 60_000  # what expect() waits for a page to show a state
 APP_MAX_UPLOAD_MB = 1  # small, so the too-large-upload path is testable with a 1 MB file
 
 
@@ -193,8 +194,11 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session")
 def playwright_session():
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # expect() waits 5 s by default: a page's answer can take longer on a busy 2-core CI box (a clean-clone run
+    # saw the preset box still "greedy" 5 s after the beam size changed)
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
     with sync_playwright() as playwright:
         yield playwright
 
