@@ -116,8 +116,11 @@ def decoding_controls(prefix: str) -> DecodingControls:
     controls = DecodingControls(preset, beam_size, temperature, top_p, repetition_penalty, max_tokens, seed)
     preset.input(preset_values, preset, controls.inputs, queue=False).then(
         preset_for, controls.inputs, preset, queue=False)
-    for control in controls.inputs:  # user edits only: the preset's own fills do not loop back
-        control.input(preset_for, controls.inputs, preset, queue=False)
+    # On every change, the preset's own fills included (they give back the preset itself): an ``input`` event,
+    # sent as the value is typed, could carry the value from before it (a clean-clone CI run saw beam size 2
+    # typed and the preset left at "greedy").
+    for control in controls.inputs:
+        control.change(preset_for, controls.inputs, preset, queue=False)
     for control in (beam_size, temperature):
         control.change(sampling_interactivity, [beam_size, temperature], [temperature, top_p, seed], queue=False)
     return controls
