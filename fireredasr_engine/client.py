@@ -230,8 +230,10 @@ class RemoteEngine(Facade):
                 server.failures += 1
                 server.dropped += 1
                 if server.failures >= MAX_FAILURES:
-                    server.down = not await self._healthy(server)
-                    server.failures = server.failures if server.down else 0
+                    if await self._healthy(server):
+                        server.failures = 0
+                    else:
+                        server.down = True
                 self._requeue(job)
                 if server.down:
                     self._drain_if_all_down()

@@ -9,6 +9,7 @@ import numpy as np
 
 from fireredasr_vllm.audio import SAMPLE_RATE
 from fireredasr_vllm.cli_args import DEFAULT_MAX_MODEL_LEN
+from fireredasr_vllm.cpu_backend import DEFAULT_KV_CACHE_GB
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class EngineOptions:
     gpu_memory_utilization: float = 0.9
     enforce_eager: bool | None = None  # None: True on CPU, vLLM's default elsewhere
     enable_prefix_caching: bool | None = None
-    kv_cache_gb: int = 1  # CPU only (VLLM_CPU_KVCACHE_SPACE, whole GiB)
+    kv_cache_gb: int = DEFAULT_KV_CACHE_GB  # CPU only (VLLM_CPU_KVCACHE_SPACE, whole GiB)
     seed: int = 0
     architecture: str | None = None  # e.g. FireRedASR2ForConditionalGeneration for the baseline
     # Register the official (generated-tokens-only) repetition penalty as a logits processor, needed by

@@ -101,7 +101,7 @@ class EncoderGraphs:
         Batches larger than every graph (a burst of new clips: compute-bound anyway) run eagerly."""
         if not feats.is_cuda:
             return self.by_length(feats, frames, lengths)
-        if self.enabled and feats.is_cuda and self.pool is None:
+        if self.enabled and self.pool is None:
             self.capture_all(feats, frames)
         shape = bucket_shape(len(lengths), max(lengths))
         if shape not in self.graphs:

@@ -196,8 +196,7 @@ def pytest_collection_modifyitems(items):
 def playwright_session():
     from playwright.sync_api import expect, sync_playwright
 
-    # expect() waits 5 s by default: a page's answer can take longer on a busy 2-core CI box (a clean-clone run
-    # saw the preset box still "greedy" 5 s after the beam size changed)
+    # expect() waits 5 s by default: a page's answer can take longer on a busy 2-core CI box
     expect.set_options(timeout=EXPECT_TIMEOUT_MS)
     with sync_playwright() as playwright:
         yield playwright

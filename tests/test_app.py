@@ -320,9 +320,10 @@ def holds_clip(recording: Path, clip: Path) -> bool:
         return False
     start, _ = best_alignment(heard, played)
     for offset in range(0, len(played) - window + 1, window):
-        near = heard[max(0, start + offset - slack):start + offset + window + slack]
+        near_start = max(0, start + offset - slack)
+        near = heard[near_start:start + offset + window + slack]
         lag, likeness = best_alignment(near, played[offset:offset + window])
-        if abs(max(0, start + offset - slack) + lag - (start + offset)) > SAMPLE_RATE // 200 or likeness < 0.5:
+        if abs(near_start + lag - (start + offset)) > SAMPLE_RATE // 200 or likeness < 0.5:
             return False
     return True
 

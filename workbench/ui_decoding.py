@@ -116,9 +116,9 @@ def decoding_controls(prefix: str) -> DecodingControls:
     controls = DecodingControls(preset, beam_size, temperature, top_p, repetition_penalty, max_tokens, seed)
     preset.input(preset_values, preset, controls.inputs, queue=False).then(
         preset_for, controls.inputs, preset, queue=False)
-    # On every change, the preset's own fills included (they give back the preset itself): an ``input`` event,
-    # sent as the value is typed, could carry the value from before it (a clean-clone CI run saw beam size 2
-    # typed and the preset left at "greedy").
+    # On every change, the preset's own fills included (they give back the preset itself), once the value is
+    # committed: following ``input`` events, the box twice stayed at "greedy" after beam size 2 was typed
+    # (clean-clone CI runs).
     for control in controls.inputs:
         control.change(preset_for, controls.inputs, preset, queue=False)
     for control in (beam_size, temperature):
