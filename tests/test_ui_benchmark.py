@@ -10,14 +10,14 @@ import pandas as pd
 from playwright.sync_api import expect
 
 from eval import report
+from testkit.pages import reveal
 from workbench.ui_benchmark import DECODING_CHOICES, FIGURES
 
 LIMIT = 3  # clips per pass: enough for 2 in flight, small for CI
 
 
 def open_tab(page) -> None:
-    page.get_by_role("tab", name="Benchmark").click()
-    page.locator("#benchmark-run").wait_for()
+    reveal(page, page.get_by_role("tab", name="Benchmark"), "#benchmark-run")
 
 
 def tick(page, group: str, wanted: list[str]) -> None:

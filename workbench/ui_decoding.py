@@ -116,9 +116,7 @@ def decoding_controls(prefix: str) -> DecodingControls:
     controls = DecodingControls(preset, beam_size, temperature, top_p, repetition_penalty, max_tokens, seed)
     preset.input(preset_values, preset, controls.inputs, queue=False).then(
         preset_for, controls.inputs, preset, queue=False)
-    # On every change, the preset's own fills included (they give back the preset itself), once the value is
-    # committed: following ``input`` events, the box twice stayed at "greedy" after beam size 2 was typed
-    # (clean-clone CI runs).
+    # On every change of a value, by the user or by the preset's own fills (which give back the preset itself).
     for control in controls.inputs:
         control.change(preset_for, controls.inputs, preset, queue=False)
     for control in (beam_size, temperature):
