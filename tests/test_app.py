@@ -395,7 +395,7 @@ def test_runs_tab_lists_and_compares_two_runs(page, engine, app_results_dir, tmp
                      progress=False)
     run_b = evaluate("demo", engine=engine, limit=3, decoding=parse_decoding("t0.7"),
                      output_dir=app_results_dir / "demo__trained__t0.7", progress=False)
-    page.get_by_role("tab", name="Runs").click()
+    reveal(page, page.get_by_role("tab", name="Runs"), "#runs-table")
     table = page.locator("#runs-table")
     for run in (run_a, run_b):
         table.get_by_role("gridcell", name=run.name, exact=True).wait_for()
@@ -419,7 +419,7 @@ def test_runs_comparison_of_different_utterance_sets_uses_the_shared_ones(page, 
     small = evaluate("demo", engine=engine, limit=2, output_dir=app_results_dir / "demo-2clips", progress=False)
     large = evaluate("demo", engine=engine, limit=5, decoding=parse_decoding("beam2"),
                      output_dir=app_results_dir / "demo-5clips", progress=False)
-    page.get_by_role("tab", name="Runs").click()
+    reveal(page, page.get_by_role("tab", name="Runs"), "#runs-table")
     page.locator("#runs-table").get_by_role("gridcell", name=large.name, exact=True).wait_for()
     select(page, "runs-a", small.name)
     select(page, "runs-b", large.name)
@@ -463,7 +463,7 @@ def test_runs_tab_opens_a_sweep_with_its_plots(page, engine, app_results_dir):
     table = run_sweep(SweepConfig(test_set="demo", limit=2, grid={"decoding": ["greedy"]}, modes=["online"],
                                   concurrency=[1, 2], warmup=1, output_dir=str(sweep_dir)),
                       engine=engine, progress=False)
-    page.get_by_role("tab", name="Runs").click()
+    reveal(page, page.get_by_role("tab", name="Runs"), "#runs-a input")
     select(page, "runs-a", sweep_dir.name)
     page.locator("#runs-summary").get_by_text(f"{len(table)} configurations").wait_for()
     page.locator("#runs-plots img").first.wait_for()

@@ -67,7 +67,7 @@ def test_two_by_two_sweep_draws_figures_and_is_listed(page, app_results_dir, cap
 
     # the Runs tab lists and opens the folder, and compares it with another sweep; so does eval.report
     shutil.copytree(folder, app_results_dir / "bench-2x2-copy")
-    page.get_by_role("tab", name="Runs").click()
+    reveal(page, page.get_by_role("tab", name="Runs"), "#runs-refresh")
     page.locator("#runs-refresh").click()
     pick(page, "runs-a", "bench-2x2")
     page.locator("#runs-summary", has_text="4 configurations").wait_for()
@@ -83,9 +83,10 @@ def test_two_by_two_sweep_draws_figures_and_is_listed(page, app_results_dir, cap
 
 def test_stop_keeps_finished_points_and_stops_only_its_own_sweep(page, browser, open_app, app_results_dir):
     """Stop ends this page's sweep after the pass in progress, keeping the finished points; another user's
-    Stop leaves it running. Progress is read from the sweep folder (written after every point), not from the
-    page, which may render a burst of queued updates at once and skip the statuses in between; 15 of 18
-    points (10 clips each) remain when Stop is clicked, so it lands while they do."""
+    Stop leaves it running, and stops that user's sweep queued behind it before it starts. Progress is read from
+    the sweep folder (written after every point), not from the page, which may render a burst of queued updates
+    at once and skip the statuses in between; 15 of 18 points (10 clips each) remain when Stop is clicked, so it
+    lands while they do."""
     folder = app_results_dir / "bench-stopped"
     other = open_app(browser)
     try:
@@ -103,13 +104,19 @@ def test_stop_keeps_finished_points_and_stops_only_its_own_sweep(page, browser, 
                 "another page's Stop ended this sweep"
             assert time.monotonic() < deadline, "the sweep made no progress to 3 points"
             page.wait_for_timeout(100)
+        fill_sweep(other, "bench-queued", ["greedy"], ["1"], offline=False)
+        other.locator("#benchmark-run").click()
+        other.locator("#benchmark-status", has_text="queued ·").wait_for()  # behind this page's sweep
+        other.locator("#benchmark-stop").click()
         page.locator("#benchmark-stop").click()
         page.locator("#benchmark-status", has_text="stopped: the finished points are kept").wait_for()
+        other.locator("#benchmark-status", has_text="stopped before it started").wait_for()
     finally:
         other.close()
     finished = pd.read_parquet(folder / "sweep.parquet")
     assert 3 <= len(finished) < 18 and (finished["passes"] == 2).all()
     assert (folder / "report.md").exists()
+    assert not (app_results_dir / "bench-queued").exists()  # the queued sweep never ran
 
 
 def points_done(folder) -> int:
@@ -121,7 +128,8 @@ def points_done(folder) -> int:
 def test_engine_settings_become_a_command_and_bad_input_one_sentence(page, app_results_dir):
     open_tab(page)
     assert set(DECODING_CHOICES) >= {"greedy", "official", "beam3", "t0.7-p0.9"}
-    page.get_by_text("Engine settings (each value needs a new engine)").click()
+    reveal(page, page.get_by_text("Engine settings (each value needs a new engine)"),
+           "#benchmark-max-num-seqs textarea")
     page.locator("#benchmark-max-num-seqs textarea").fill("8, 32")
     page.locator("#benchmark-name textarea").fill("bench-engines")
     command = page.locator("#benchmark-command")

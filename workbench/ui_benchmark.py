@@ -30,6 +30,7 @@ ENGINE_NOTE = ("Each value needs its own engine, started fresh (about a minute o
                "This page shares one engine with everyone using it, so it does not restart it: run the "
                "command below in a terminal (`--resume` continues an interrupted sweep). Its folder then "
                "appears in the Runs tab like the ones measured here.")
+QUEUED = "**queued** · starts once the sweep running now (anyone's) has ended; Stop takes it off"
 FIGURES = {"latency_vs_throughput": lambda t: plots.latency_vs_throughput(t),
            "latency_p90_vs_throughput": lambda t: plots.latency_vs_throughput(t, latency="latency_p90"),
            "rtfx_vs_in_flight": plots.rtfx_vs_in_flight,
@@ -147,10 +148,24 @@ def build_benchmark_tab(engine, *, results_dir: Path, data_dirs: tuple[Path, ...
         return sweep_command(set_name, engine.model_spec, count, labels, clients, values[5], int(values[6]), seqs,
                              batched, Path("results") / out_dir.name)
 
+    def queue_run(request: gr.Request) -> str:
+        """Make the click's stop before its sweep waits behind another user's: Stop reaches it while queued."""
+        runs.setdefault(request.session_hash, threading.Event())
+        return QUEUED
+
     # every form field named (not *values): Gradio passes the request and the progress only to positional
     # parameters
     def run(set_name, count, picked, typed, clients, all_at_once, passes, seqs, batched, typed_name,
             request: gr.Request, progress=gr.Progress()):
+        stop = runs.setdefault(request.session_hash, threading.Event())
+        try:
+            yield from sweep(stop, progress, set_name, count, picked, typed, clients, all_at_once, passes, seqs,
+                             batched, typed_name)
+        finally:
+            runs.pop(request.session_hash, None)
+
+    def sweep(stop, progress, set_name, count, picked, typed, clients, all_at_once, passes, seqs, batched,
+              typed_name):
         try:
             set_name, count, labels, clients, out_dir, (seqs, batched) = inputs_of(
                 set_name, count, picked, typed, clients, all_at_once, passes, seqs, batched, typed_name)
@@ -166,7 +181,11 @@ def build_benchmark_tab(engine, *, results_dir: Path, data_dirs: tuple[Path, ...
             raise gr.Error(str(error)) from None
         if out_dir.exists():
             raise gr.Error(f"{out_dir.name} already exists under {results_dir}: type another folder name.")
-        stop, shown = threading.Event(), threading.Semaphore(0)
+        if stop.is_set():
+            yield ("**stopped before it started** (Stop was clicked while it waited for another sweep)",
+                   gr.skip(), gr.skip(), *(gr.skip() for _ in FIGURES))
+            return
+        shown = threading.Semaphore(0)
         updates = queue.Queue()
 
         def on_pass(*update):
@@ -185,7 +204,6 @@ def build_benchmark_tab(engine, *, results_dir: Path, data_dirs: tuple[Path, ...
                 updates.put(error)
 
         progress(0, desc=f"loading {set_name} and warming up")
-        runs[request.session_hash] = stop
         threading.Thread(target=measure, daemon=True).start()
         shown_points, points, ended = -1, None, False
         try:
@@ -205,7 +223,6 @@ def build_benchmark_tab(engine, *, results_dir: Path, data_dirs: tuple[Path, ...
                 shown.release()
             ended = True
         finally:
-            runs.pop(request.session_hash, None)
             if not ended:  # the page went away (or the sweep failed): stop after the pass in progress
                 stop.set()
                 shown.release()
@@ -215,14 +232,14 @@ def build_benchmark_tab(engine, *, results_dir: Path, data_dirs: tuple[Path, ...
                f"`python -m eval.report {out_dir}`", str(out_dir), gr.skip(), *(gr.skip() for _ in FIGURES))
 
     def stop_run(request: gr.Request):
-        """Stop this page's sweep (not another user's) after the pass in progress."""
+        """Stop this page's sweep (not another user's) after the pass in progress, or before it starts."""
         if (stop := runs.get(request.session_hash)) is not None:
             stop.set()
 
     form = [test_set, limit, decodings, more, in_flight, offline, repeats, max_num_seqs, max_batched, name]
     command.value = show_command(*(component.value for component in form))
-    for component in form:
-        component.change(show_command, form, command, queue=False)
-    run_button.click(run, form, [status, folder, table, *figures], concurrency_limit=1,
-                     concurrency_id="benchmark")
+    # one listener (see ui_decoding): the command shown is always the last values' command
+    gr.on([component.change for component in form], show_command, form, command, queue=False)
+    run_button.click(queue_run, None, status, queue=False).then(
+        run, form, [status, folder, table, *figures], concurrency_limit=1, concurrency_id="benchmark")
     stop_button.click(stop_run, None, None, queue=False)

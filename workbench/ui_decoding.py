@@ -117,8 +117,9 @@ def decoding_controls(prefix: str) -> DecodingControls:
     preset.input(preset_values, preset, controls.inputs, queue=False).then(
         preset_for, controls.inputs, preset, queue=False)
     # On every change of a value, by the user or by the preset's own fills (which give back the preset itself).
-    for control in controls.inputs:
-        control.change(preset_for, controls.inputs, preset, queue=False)
-    for control in (beam_size, temperature):
-        control.change(sampling_interactivity, [beam_size, temperature], [temperature, top_p, seed], queue=False)
+    # One listener for all the controls: Gradio runs it once at a time and again with the last values, where a
+    # listener per control answers in any order and an older answer could be shown last.
+    gr.on([control.change for control in controls.inputs], preset_for, controls.inputs, preset, queue=False)
+    gr.on([beam_size.change, temperature.change], sampling_interactivity, [beam_size, temperature],
+          [temperature, top_p, seed], queue=False)
     return controls
