@@ -1,4 +1,5 @@
-"""Driving the Gradio app in Playwright: what a test must wait for that the page does not show."""
+"""Driving the Gradio app in Playwright: picking from a dropdown, and what a test must wait for that the page
+does not show."""
 
 from __future__ import annotations
 
@@ -16,3 +17,9 @@ def reveal(page, opener, shown: str) -> None:
     opener.click()
     page.locator(shown).wait_for()
     page.evaluate(AFTER_NEXT_FRAMES_JS)
+
+
+def select(page, elem_id: str, option: str) -> None:
+    """Pick ``option`` in the dropdown ``elem_id``, as a user does: open its list, click the option."""
+    page.locator(f"#{elem_id} input").click()
+    page.locator(f"#{elem_id}").get_by_role("option", name=option, exact=True).click()

@@ -19,8 +19,8 @@ from eval.report import differing_utterances
 from eval.run import evaluate
 from fireredasr_engine.engine import UNDECODABLE
 from fireredasr_engine.options import Transcript, parse_decoding
+from testkit.pages import reveal, select
 from workbench.ui_evaluate import set_choices
-from testkit.pages import reveal
 from workbench.ui_transcribe import message
 
 RECORD_TAIL_MS = 400  # the microphone test records this long after the clip has played
@@ -30,11 +30,6 @@ INTERNALS = re.compile(r"0x[0-9a-fA-F]{4,}|\bb'|\bb\"|<[\w.]+ object|Traceback|E
 
 def words(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
-
-
-def select(page, elem_id: str, option: str) -> None:
-    page.locator(f"#{elem_id} input").click()
-    page.locator(f"#{elem_id}").get_by_role("option", name=option, exact=True).click()
 
 
 def upload(page, paths) -> None:

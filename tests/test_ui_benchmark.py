@@ -10,7 +10,7 @@ import pandas as pd
 from playwright.sync_api import expect
 
 from eval import report
-from testkit.pages import reveal
+from testkit.pages import reveal, select
 from workbench.ui_benchmark import DECODING_CHOICES, FIGURES
 
 LIMIT = 3  # clips per pass: enough for 2 in flight, small for CI
@@ -26,11 +26,6 @@ def tick(page, group: str, wanted: list[str]) -> None:
         checkbox = box.locator("input")
         if checkbox.is_checked() != (box.inner_text().strip() in wanted):
             box.click()
-
-
-def pick(page, dropdown: str, option: str) -> None:
-    page.locator(f"#{dropdown} input").click()
-    page.locator(f"#{dropdown}").get_by_role("option", name=option, exact=True).click()
 
 
 def fill_sweep(page, folder: str, decodings: list[str], in_flight: list[str], offline: bool,
@@ -69,9 +64,9 @@ def test_two_by_two_sweep_draws_figures_and_is_listed(page, app_results_dir, cap
     shutil.copytree(folder, app_results_dir / "bench-2x2-copy")
     reveal(page, page.get_by_role("tab", name="Runs"), "#runs-refresh")
     page.locator("#runs-refresh").click()
-    pick(page, "runs-a", "bench-2x2")
+    select(page, "runs-a", "bench-2x2")
     page.locator("#runs-summary", has_text="4 configurations").wait_for()
-    pick(page, "runs-b", "bench-2x2-copy")
+    select(page, "runs-b", "bench-2x2-copy")
     page.locator("#runs-compare").click()
     page.locator("#runs-summary", has_text="sweeps bench-2x2 vs bench-2x2-copy").wait_for()
     rows = page.locator("#runs-deltas [role=row]")
