@@ -38,6 +38,10 @@ class EngineOptions:
         return asdict(self)
 
 
+DEFAULT_HOTWORD_WEIGHT = 2.0
+NO_SPEECH_MODES = ("keep", "skip")
+
+
 @dataclass(frozen=True)
 class DecodingOptions:
     """How to decode. ``max_tokens=None`` = the official rule (one per speech frame).
@@ -57,6 +61,13 @@ class DecodingOptions:
     max_tokens: int | None = None
     min_tokens: int = 0
     ignore_eos: bool = False
+    # Contextual biasing (docs/hotwords.md): (word, relative weight) pairs; each listed token's boost is
+    # ``hotword_weight`` x its word's weight. An empty list (or a weight of 0) decodes exactly as without.
+    hotwords: tuple[tuple[str, float], ...] = ()
+    hotword_weight: float = DEFAULT_HOTWORD_WEIGHT
+    # "keep": every clip is decoded; "skip": voice activity detection first, and a clip without speech
+    # gets an empty transcript ("no speech found") instead of what the model would make of the noise.
+    no_speech: str = "keep"
     name: str = field(default="", compare=False)
 
     @property
