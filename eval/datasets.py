@@ -12,6 +12,11 @@ the hub), an audiofolder-style folder (audio files + ``metadata.csv``/``metadata
 ``audio_filepath`` + a text column); a local set is scored as Mandarin (CER) unless its first 200
 references hold no CJK character, then as English (WER).
 
+Hotword lists (contextual biasing, docs/hotwords.md): a ``hotwords`` column holds each utterance's list
+(a list of strings, or one string separated by ``,`` or ``|``); a ``hotwords.txt`` beside the set (in its
+folder, or the folder of its file) holds one list for the whole set, one word a line with an optional
+weight (``word 2.5``). A registered set names its list file in ``Source.hotwords_file``.
+
 The audio column is cast to ``Audio(decode=False)``: utterances carry the encoded bytes or a file
 path, and decoding happens in the engine.
 
@@ -25,6 +30,7 @@ import contextlib
 import io
 import logging
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,12 +44,18 @@ from huggingface_hub.utils import get_session
 from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
 
 from eval.normalize import CJK_CHAR
-from eval.bundled import DEMO_PARQUET, HELDOUT_PARQUET
+from eval.bundled import DEMO_PARQUET, HELDOUT_PARQUET, HOTWORD_LIST_10, HOTWORD_LIST_100
 from fireredasr_vllm.audio import load_kaldi_audio, read_kaldi_table
 
 TEXT_COLUMNS = ("text", "sentence", "normalized_text", "transcript", "transcription")
 AUDIO_COLUMNS = ("audio", "audio_filepath", "file_name", "audio_path", "path", "wav", "file")
 ID_COLUMNS = ("id", "utt_id", "uttid", "key", "name", "sid")
+HOTWORD_COLUMN = "hotwords"
+HOTWORD_FILE = "hotwords.txt"
+HOTWORD_SEPARATORS = re.compile(r"[,|，]")
+# Where the aishell1-hotword set is read from (it is not on the Hugging Face hub).
+AISHELL1_HOTWORD_DIR = Path(os.environ.get("FIREREDASR_AISHELL1_HOTWORD",
+                                           Path.home() / ".cache" / "fireredasr" / "aishell1-hotword"))
 STREAM_SHUFFLE_BUFFER = 1000
 
 
@@ -61,6 +73,7 @@ class Utterance:
     audio: object  # encoded bytes or a file path here; the engine also takes 16 kHz arrays
     text: str
     duration: float | None
+    hotwords: tuple[str, ...] | None = None  # this utterance's own list (a ``hotwords`` column), else None
 
 
 @dataclass(frozen=True)
@@ -75,6 +88,8 @@ class Source:
     metric: str = "cer"
     id_columns: tuple[str, ...] = ID_COLUMNS
     published: tuple[tuple[str, float], ...] = ()  # (system, error rate %) as published, for orientation
+    hotwords_file: str | None = None  # the set's hotword list (one word a line, optional weight)
+    fetch: str | None = None  # a local-only set (``repo`` None, not bundled): how to get it, when it is absent
 
 
 # The FireRedASR README's own numbers (beam 3, repetition penalty 3; its own normalization): a run with
@@ -90,6 +105,20 @@ REGISTRY = {
                    str(DEMO_PARQUET)),
     "demo-heldout": Source("30 synthesized clips of sentences the trained model never heard (its honest CER)",
                            str(HELDOUT_PARQUET)),
+    # The demo-heldout clips with hotword lists (testkit/hotword_set.py): 10 of their words, and those 10
+    # plus 90 distractors from the training sentences.
+    "demo-hotword": Source("demo-heldout with a list of 10 of its words (contextual biasing)", str(HELDOUT_PARQUET),
+                           hotwords_file=str(HOTWORD_LIST_10)),
+    "demo-hotword-100": Source("demo-heldout with 100 listed words: its 10 plus 90 distractors", str(HELDOUT_PARQUET),
+                               hotwords_file=str(HOTWORD_LIST_100)),
+    # The SeACo-Paraformer hotword test set on ModelScope (not on the Hugging Face hub): a Kaldi folder
+    # (wav.scp, text) with its hotwords.txt, converted once by the user.
+    "aishell1-hotword": Source(
+        "AISHELL-1 test named-entity subset with its hotword list (SeACo-Paraformer's test set; local copy)",
+        str(AISHELL1_HOTWORD_DIR), hotwords_file=str(AISHELL1_HOTWORD_DIR / HOTWORD_FILE),
+        fetch="modelscope download --dataset speech_asr/speech_asr_aishell1_hotwords_testsets --local_dir SRC, "
+              "then write wav.scp, text (from its .csv and the unzipped audio) and hotwords.txt (its hotword.txt) "
+              f"into {AISHELL1_HOTWORD_DIR} (docs/hotwords.md, 'Test sets with lists')"),
     # Revision = the "Upload dataset" commit (2024-09-02) seen on the hub; README: 7,176 test rows.
     "aishell": Source("AISHELL-1 test: 7,176 utterances, ~10 h of read Mandarin",
                       "data/test-*.parquet", "TwinkStart/AISHELL-1", "e2582a0e9ebef41846079d9d7df1298b458ef27b",
@@ -133,6 +162,12 @@ class TestSet:
     utterances: Iterable[Utterance]
     size: int | None = None
     published: tuple[tuple[str, float], ...] = ()
+    hotwords: tuple[tuple[str, float], ...] = ()  # the set's list (hotwords.txt), (word, weight) pairs
+
+    @property
+    def has_hotwords(self) -> bool:
+        """Whether the set carries lists: its own ``hotwords.txt`` or a ``hotwords`` column."""
+        return bool(self.hotwords) or getattr(self.utterances, "has_column", False)
 
     def __iter__(self) -> Iterator[Utterance]:
         return iter(self.utterances)
@@ -145,7 +180,8 @@ class TestSet:
     def describe(self) -> dict:
         """The set as run and sweep manifests record it."""
         return {"name": self.name, "source": self.source, "revision": self.revision, "language": self.language,
-                "metric": self.metric, "size": self.size, "published": [list(entry) for entry in self.published]}
+                "metric": self.metric, "size": self.size, "published": [list(entry) for entry in self.published],
+                "hotwords": [list(entry) for entry in self.hotwords]}
 
 
 def list_test_sets() -> list[tuple[str, str]]:
@@ -172,10 +208,16 @@ def load_test_set(name_or_path: str | os.PathLike, *, limit: int | None = None, 
         source = REGISTRY[name]
         table, base_dir = _load_registered(name, source, streaming, limit), None
         where, revision, id_columns = _describe(source), source.revision, source.id_columns
+        listed = source.hotwords_file and Path(source.hotwords_file).is_file()
+        hotwords = read_hotword_list(source.hotwords_file) if listed else ()
     elif roots is not None or os.path.exists(name):
         path = Path(name).resolve() if roots is None else confined_path(name, roots)
         table, base_dir = _load_local(path, split, roots)
         name, where, revision, id_columns = path.name, str(path), None, ID_COLUMNS
+        list_file = base_dir / HOTWORD_FILE
+        if list_file.is_file():
+            _check_readable(list_file, roots, path)
+        hotwords = read_hotword_list(list_file) if list_file.is_file() else ()
     else:
         raise DatasetUnavailable(
             f"unknown test set {name!r}: neither a registered name ({', '.join(REGISTRY)}) nor an existing path")
@@ -189,7 +231,32 @@ def load_test_set(name_or_path: str | os.PathLike, *, limit: int | None = None, 
     table = _select(table, base_dir, limit, shuffle_seed, max_duration)
     return TestSet(name, language, metric, where, revision, _Utterances(table, columns, base_dir),
                    size=len(table) if hasattr(table, "__len__") else None,
-                   published=source.published if base_dir is None else ())
+                   published=source.published if base_dir is None else (), hotwords=hotwords)
+
+
+def read_hotword_list(path: str | os.PathLike) -> tuple[tuple[str, float], ...]:
+    """``(word, weight)`` pairs of a list file: one word a line, an optional weight after the last space
+    (``word 2.5``; default 1), blank lines and ``#`` comments skipped, repeated words kept once."""
+    pairs: dict[str, float] = {}
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        word, _, weight = line.rpartition(" ")
+        try:
+            word, value = (word.strip(), float(weight)) if word.strip() else (line, 1.0)
+        except ValueError:  # the last part is not a number: a phrase with spaces
+            word, value = line, 1.0
+        pairs.setdefault(word, value)
+    return tuple(pairs.items())
+
+
+def split_hotwords(value) -> tuple[str, ...] | None:
+    """A ``hotwords`` cell as words: a list, or one string separated by ``,`` / ``|``; None when empty."""
+    if value is None:
+        return None
+    words = HOTWORD_SEPARATORS.split(value) if isinstance(value, str) else [str(v) for v in value]
+    return tuple(w.strip() for w in words if w and w.strip())
 
 
 def confined_path(name: str, roots: Sequence[Path]) -> Path:
@@ -294,6 +361,13 @@ def _hub_answers(timeout_s: float = 5.0) -> bool:
 
 def _fetch_registered(name: str, source: Source, streaming: bool | None, limit: int | None):
     if source.repo is None:
+        if source.fetch is not None:  # a local-only set: its folder, once the user has made it
+            if not Path(source.data_files).exists():
+                raise DatasetUnavailable(f"test set {name!r} is not here: it is not on the Hugging Face hub, so it is "
+                                         f"read from a local copy in {source.data_files}.\nMake it: {source.fetch}\n"
+                                         f"or evaluate any copy:  python -m eval.run DIR")
+            table, _ = _load_local(Path(source.data_files), None, None)
+            return table
         return _load_parquet([source.data_files], streaming=bool(streaming))
     offline = _hub_offline()
     unreachable = not offline and not _hub_answers()  # then only the hub cache can serve the set
@@ -432,6 +506,7 @@ def _kaldi_audio(value: str, folder: Path, confined: bool) -> dict:
 class _Columns:
     text: str
     id: str | None
+    hotwords: str | None = None
 
 
 def _standardize(table, id_columns: tuple[str, ...], where: str):
@@ -452,7 +527,7 @@ def _standardize(table, id_columns: tuple[str, ...], where: str):
         table = table.cast_column("audio", datasets.Value("string"))
     table = table.cast_column("audio", datasets.Audio(decode=False))
     id_column = next((c for c in id_columns if c in names and c != audio), None)
-    return table, _Columns(text=text, id=id_column)
+    return table, _Columns(text=text, id=id_column, hotwords=HOTWORD_COLUMN if HOTWORD_COLUMN in names else None)
 
 
 def _select(table, base_dir: Path | None, limit: int | None, shuffle_seed: int | None, max_duration: float | None):
@@ -512,8 +587,13 @@ class _Utterances:
                 utt_id = Path(row["audio"]["path"]).stem
             else:
                 utt_id = f"utt{index:06d}"
+            hotwords = split_hotwords(row.get(self.columns.hotwords)) if self.columns.hotwords else None
             yield Utterance(id=utt_id, audio=audio, text=str(row[self.columns.text] or ""),
-                            duration=_duration(row, self.base_dir))
+                            duration=_duration(row, self.base_dir), hotwords=hotwords)
 
     def __len__(self) -> int:
         return len(self.table)
+
+    @property
+    def has_column(self) -> bool:
+        return self.columns.hotwords is not None

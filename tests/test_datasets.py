@@ -2,13 +2,16 @@
 
 import json
 import shutil
+from dataclasses import replace
 
 import pandas as pd
 import pytest
 import soundfile as sf
 
-from eval.datasets import DatasetRefused, DatasetUnavailable, list_test_sets, load_test_set
+from eval.datasets import (REGISTRY, DatasetRefused, DatasetUnavailable, list_test_sets, load_test_set, read_hotword_list,
+                           split_hotwords)
 from eval.bundled import DEMO_DIR, read_sentences
+from testkit.hotword_set import DISTRACTORS, TRUE_WORDS
 from fireredasr_vllm.audio import load_audio
 
 TEXTS = ["第一句话", "第二句话，有标点。", "Third 句子"]
@@ -162,6 +165,57 @@ def test_hub_set_offline_explains_how_to_use_a_local_copy(monkeypatch, tmp_path)
         assert "'aishell'" in message and "TwinkStart/AISHELL-1" in message
         assert "hf download TwinkStart/AISHELL-1 --repo-type dataset" in message
         assert "python -m eval.run DIR" in message
+
+
+def test_demo_hotword_sets_carry_their_lists():
+    heldout = [(u.id, u.text) for u in load_test_set("demo-heldout")]
+    for name, words in (("demo-hotword", TRUE_WORDS), ("demo-hotword-100", TRUE_WORDS + DISTRACTORS)):
+        test_set = load_test_set(name)
+        assert [(u.id, u.text) for u in test_set] == heldout  # the held-out clips
+        assert [word for word, _ in test_set.hotwords] == list(words) and test_set.has_hotwords
+        assert test_set.describe()["hotwords"][0] == [words[0], 1.0]
+    assert not load_test_set("demo").has_hotwords
+
+
+def test_a_set_list_beside_the_set_and_a_per_utterance_column(tmp_path, clips):
+    write_parquet(tmp_path / "set" / "test.parquet", clips)
+    (tmp_path / "set" / "hotwords.txt").write_text("# names\n第一\n\n句话 2.5\nNew York\n第一\n", encoding="utf-8")
+    test_set = load_test_set(tmp_path / "set" / "test.parquet")
+    assert test_set.hotwords == (("第一", 1.0), ("句话", 2.5), ("New York", 1.0))
+    assert [u.hotwords for u in test_set] == [None] * 3 and test_set.has_hotwords
+    lines = [{"audio_filepath": str(c), "text": t, "hotwords": h}
+             for c, t, h in zip(clips, TEXTS, [["第一", "句话"], "第二|标点", []])]
+    (tmp_path / "manifest.jsonl").write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines),
+                                             encoding="utf-8")
+    test_set = load_test_set(tmp_path / "manifest.jsonl")
+    assert [u.hotwords for u in test_set] == [("第一", "句话"), ("第二", "标点"), ()]
+    assert test_set.hotwords == () and test_set.has_hotwords
+
+
+def test_hotword_cells_and_list_files(tmp_path):
+    assert split_hotwords("上海, 北京|深圳，广州") == ("上海", "北京", "深圳", "广州")
+    assert split_hotwords(None) is None and split_hotwords("") == ()
+    (tmp_path / "list.txt").write_text("上海 3\n北京\n", encoding="utf-8")
+    assert read_hotword_list(tmp_path / "list.txt") == (("上海", 3.0), ("北京", 1.0))
+
+
+def test_aishell1_hotword_reads_its_local_copy_or_explains_how_to_make_it(monkeypatch, tmp_path, clips):
+    folder = tmp_path / "aishell1-hotword"
+    source = REGISTRY["aishell1-hotword"]
+    monkeypatch.setitem(REGISTRY, "aishell1-hotword", replace(
+        source, data_files=str(folder), hotwords_file=str(folder / "hotwords.txt")))
+    with pytest.raises(DatasetUnavailable) as error:
+        load_test_set("aishell1-hotword")
+    message = str(error.value)
+    assert "'aishell1-hotword'" in message and "not on the Hugging Face hub" in message and str(folder) in message
+    assert "speech_asr/speech_asr_aishell1_hotwords_testsets" in message and "python -m eval.run DIR" in message
+    folder.mkdir()
+    (folder / "wav.scp").write_text("".join(f"{c.stem} {c}\n" for c in clips), encoding="utf-8")
+    (folder / "text").write_text("".join(f"{c.stem} {t}\n" for c, t in zip(clips, TEXTS)), encoding="utf-8")
+    (folder / "hotwords.txt").write_text("句话\n", encoding="utf-8")
+    test_set = load_test_set("aishell1-hotword")
+    assert_matches(test_set, clips)
+    assert test_set.hotwords == (("句话", 1.0),)
 
 
 def test_bad_paths_are_reported(tmp_path):
