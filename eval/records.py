@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from eval.biasing import BIASING_FIELDS, BiasingSummary
 from eval.metrics import CorpusScore
 
 ROWS = "rows.jsonl"
@@ -93,14 +94,26 @@ class Summary:
     ttft_p50: float | None = None
     ttft_p90: float | None = None
     ttft_p99: float | None = None
+    # Contextual biasing (eval/biasing.py), on sets or runs with hotword lists; None otherwise.
+    b_cer: float | None = None  # error rate on reference units inside listed-word occurrences
+    u_cer: float | None = None  # ... outside them
+    hotword_recall: float | None = None
+    hotword_precision: float | None = None
+    hotword_f1: float | None = None
 
     @classmethod
-    def of(cls, corpus: CorpusScore | None, *, failed: int = 0, **speed_figures) -> Summary:
-        """Accuracy from ``corpus`` (None: speed only) and ``speed(...)``'s figures."""
+    def of(cls, corpus: CorpusScore | None, *, failed: int = 0, biasing: BiasingSummary | None = None,
+           **speed_figures) -> Summary:
+        """Accuracy from ``corpus`` (None: speed only), ``biasing`` figures and ``speed(...)``'s figures."""
         accuracy = {} if corpus is None else {
             "metric": corpus.metric, "error_rate": corpus.error_rate, "n": corpus.n, "s": corpus.s, "d": corpus.d,
             "i": corpus.i, "ser": corpus.ser, "utterances": corpus.sentences}
-        return cls(**accuracy, failed=failed, **speed_figures)
+        biased = {} if biasing is None else {name: getattr(biasing, name) for name in BIASING_FIELDS}
+        return cls(**accuracy, **biased, failed=failed, **speed_figures)
+
+    @property
+    def has_biasing(self) -> bool:
+        return any(getattr(self, name) is not None for name in BIASING_FIELDS)
 
     @classmethod
     def from_dict(cls, data: dict) -> Summary:

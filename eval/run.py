@@ -8,7 +8,13 @@
 
 Writes a run folder (eval/records.py): rows that survive a kill, utterances.parquet/csv, summary.json
 (CER/WER with N/S/D/I, RTFx, utts/s, tokens/s, latency percentiles) and manifest.json. Re-running into
-the same folder skips finished utterances. With ``--server`` the utterances go to the servers through
+the same folder skips finished utterances.
+
+Hotwords (docs/hotwords.md): a set with lists (a ``hotwords`` column or a ``hotwords.txt``, eval/datasets.py) is
+decoded with them, each utterance with its own list where it has one; ``--hotwords`` replaces them for every
+utterance; ``--hotword-weight 0`` decodes without (the baseline). Runs on such sets, or with ``--hotwords``, are
+also scored for biasing (eval/biasing.py: B-CER, U-CER, hotword recall / precision / F1) against the set's lists
+when it has them (so that runs with different lists compare), else against the ``--hotwords`` list. With ``--server`` the utterances go to the servers through
 their transcription route (fireredasr_engine/client.py: retried on a dropped connection or a 5xx, each
 recorded once); the run folder is the same and the manifest names the servers and their models.
 """
@@ -22,15 +28,16 @@ import os
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from tqdm.auto import tqdm  # a widget in Jupyter, a text bar elsewhere
 
 from eval.bench import bench_against_official
+from eval.biasing import score_biasing_units, summarize_biasing, word_units
 from eval.datasets import PUBLISHED_SOURCE, DatasetUnavailable, load_test_set
-from eval.metrics import CorpusScore, score_utterance
-from eval.normalize import NormalizerOptions, normalize
+from eval.metrics import CorpusScore, score_units
+from eval.normalize import NormalizerOptions, to_units
 from eval.plots import plot_run, save_figures
 from eval.tables import cell
 from eval.records import (ROWS, SUMMARY, Run, RunWriter, Summary, load_run, per_second, provenance, read_rows,
@@ -61,6 +68,7 @@ class Tally:
     output_tokens: int = 0
     latencies: list = field(default_factory=list)
     ttfts: list = field(default_factory=list)
+    biasing: list = field(default_factory=list)  # rows scored for biasing (their b_n, u_n, ... counts)
 
     def add(self, row: dict, timed: bool) -> None:
         if row.get("error"):
@@ -69,6 +77,8 @@ class Tally:
         self.n, self.s, self.d, self.i = (self.n + row["n"], self.s + row["s"], self.d + row["d"], self.i + row["i"])
         self.sentences += 1
         self.sentence_errors += int(row["errors"] > 0)
+        if row.get("b_n") is not None:
+            self.biasing.append(row)
         if timed:
             self.audio_seconds += row["duration"] or 0.0
             self.output_tokens += row["output_tokens"] or 0
@@ -84,24 +94,58 @@ class Tally:
                              sentences=self.sentences, sentence_errors=self.sentence_errors,
                              ser=self.sentence_errors / self.sentences if self.sentences else 0.0, metric=metric)
         return Summary.of(corpus, failed=self.failed, timed_utterances=len(self.latencies),
+                          biasing=summarize_biasing(self.biasing) if self.biasing else None,
                           **speed(audio_seconds=self.audio_seconds, wall_seconds=wall_seconds,
                                   utterances=len(self.latencies), output_tokens=self.output_tokens,
                                   latencies=self.latencies, ttfts=self.ttfts))
 
 
-def make_row(utterance, transcript: Transcript, normalizer: NormalizerOptions, metric: str) -> dict:
-    score = score_utterance(utterance.text, transcript.text, normalizer, metric=metric)
+def make_row(utterance, transcript: Transcript, normalizer: NormalizerOptions, metric: str,
+             hotwords: tuple[str, ...] | None = None) -> dict:
+    """The utterance's record; ``hotwords``: the words it is scored for biasing against (None: not scored)."""
+    ref, hyp = to_units(utterance.text, normalizer, metric), to_units(transcript.text, normalizer, metric)
+    score = score_units(ref, hyp)
+    biasing = {} if hotwords is None or transcript.error else score_biasing_units(
+        ref, hyp, word_units(hotwords, normalizer, metric), score).to_dict()
     return {
         "id": utterance.id, "duration": transcript.duration_s or utterance.duration,
         "reference": utterance.text, "hypothesis": transcript.text,
-        "ref_norm": normalize(utterance.text, normalizer, metric),
-        "hyp_norm": normalize(transcript.text, normalizer, metric),
+        "ref_norm": " ".join(ref), "hyp_norm": " ".join(hyp),
         "n": score.n, "s": score.s, "d": score.d, "i": score.i, "errors": score.errors,
         "latency_s": transcript.latency_s, "ttft_s": transcript.ttft_s, "queue_s": transcript.queue_s,
         "prompt_tokens": transcript.prompt_tokens, "output_tokens": transcript.output_tokens,
         "finish_reason": transcript.finish_reason, "error": transcript.error,
         "segments": [asdict(segment) for segment in transcript.segments],  # (start_s, end_s, text), long audio
+        **biasing, **({"hotwords": list(hotwords)} if hotwords is not None else {}),
     }
+
+
+def decoding_for(utterance, data, decoding: DecodingOptions) -> DecodingOptions:
+    """How to decode ``utterance``: a ``--hotwords`` list wins; else its own list, else its set's list (none at
+    ``hotword_weight`` 0: the baseline decodes exactly as without)."""
+    if decoding.hotwords or not decoding.hotword_weight or not data.has_hotwords:
+        return decoding
+    if utterance.hotwords is not None:
+        return replace(decoding, hotwords=tuple((word, 1.0) for word in utterance.hotwords))
+    return replace(decoding, hotwords=data.hotwords)
+
+
+def scoring_words(utterance, data, decoding: DecodingOptions) -> tuple[str, ...] | None:
+    """What ``utterance`` is scored for biasing against: the set's lists when it has them (comparable across
+    decoding lists), else the ``--hotwords`` list; None: no biasing figures."""
+    if utterance.hotwords is not None:
+        return utterance.hotwords
+    listed = data.hotwords or decoding.hotwords
+    return tuple(word for word, _ in listed) if listed else None
+
+
+def hotword_sources(data, decoding: DecodingOptions) -> dict:
+    """Where the run's decoding and scoring lists come from, for the manifest."""
+    own = "utterance lists, else the set's" if data.has_hotwords else None
+    decoded = "--hotwords" if decoding.hotwords else (own if decoding.hotword_weight else None)
+    scored = own or ("--hotwords" if decoding.hotwords else None)
+    return {"decoding": decoded, "scoring": scored, "set_words": len(data.hotwords),
+            "hotword_weight": decoding.hotword_weight}
 
 
 def model_checksum(model_dir: Path) -> str | None:
@@ -114,9 +158,11 @@ def model_checksum(model_dir: Path) -> str | None:
     return sha256(model_dir / "config.json")
 
 
-def default_output_dir(test_set: str, model: str, decoding: DecodingOptions) -> Path:
+def default_output_dir(test_set: str, model: str, decoding: DecodingOptions, hotwords: bool = False) -> Path:
+    """``results/SET__MODEL__DECODING``; ``-hwW`` added when hotwords are in effect (W: ``hotword_weight``)."""
     name = Path(test_set).name if os.path.exists(test_set) else test_set
-    return DEFAULT_RESULTS / f"{name}__{Path(model).name}__{decoding.label}"
+    biased = f"-hw{decoding.hotword_weight:g}" if hotwords else ""
+    return DEFAULT_RESULTS / f"{name}__{Path(model).name}__{decoding.label}{biased}"
 
 
 def run_manifest(test_set, engine, decoding: DecodingOptions, normalizer: NormalizerOptions, args: dict) -> dict:
@@ -127,6 +173,7 @@ def run_manifest(test_set, engine, decoding: DecodingOptions, normalizer: Normal
         "model_sha256": model_checksum(engine.model_dir) if engine.model_dir else None,
         "architecture": info["architecture"], "engine": info["engine"], "decoding": decoding.to_dict(),
         "normalizer": normalizer.to_dict(), "versions": info["versions"], "device": info["device"],
+        "hotwords": hotword_sources(test_set, decoding),
         "arguments": args, **provenance(),
         **({"servers": info["servers"]} if "servers" in info else {}),
     }
@@ -163,7 +210,8 @@ def evaluate(test_set: str, *, engine=None, model: str = DEFAULT_MODEL, decoding
         check_supported(decoding)
         engine = Engine.connect(server)  # cheap: the model is already loaded over there
     out_dir = Path(output_dir) if output_dir else default_output_dir(
-        test_set, engine.model_spec if engine else model, decoding)
+        test_set, engine.model_spec if engine else model, decoding,
+        hotwords=bool(decoding.hotwords or data.has_hotwords))
     if is_complete(out_dir, data):
         if own_engine and engine is not None:
             engine.close()
@@ -182,7 +230,7 @@ def evaluate(test_set: str, *, engine=None, model: str = DEFAULT_MODEL, decoding
                 tally.add(row, timed=False)
             done = writer.done_ids()
             pending = [u for u in data.utterances if u.id not in done]
-            warm_up(engine, pending, decoding)
+            warm_up(engine, pending, decoding if not pending else decoding_for(pending[0], data, decoding))
             bar = tqdm(total=len(pending), disable=not progress, desc=f"{data.name}", unit="utt")
             started = time.perf_counter()
             in_flight: dict = {}
@@ -190,7 +238,8 @@ def evaluate(test_set: str, *, engine=None, model: str = DEFAULT_MODEL, decoding
             def collect(futures) -> None:
                 for future in futures:
                     utterance = in_flight.pop(future)
-                    row = make_row(utterance, future.result(), normalizer, data.metric)
+                    row = make_row(utterance, future.result(), normalizer, data.metric,
+                                   scoring_words(utterance, data, decoding))
                     writer.append(row)
                     tally.add(row, timed=True)
                     wall = time.perf_counter() - started
@@ -202,7 +251,7 @@ def evaluate(test_set: str, *, engine=None, model: str = DEFAULT_MODEL, decoding
 
             for utterance in pending:
                 prepared = engine.prepare(utterance.audio, id=utterance.id, long_audio=long_audio)
-                in_flight[engine.submit(prepared, decoding)] = utterance
+                in_flight[engine.submit(prepared, decoding_for(utterance, data, decoding))] = utterance
                 if len(in_flight) >= max_in_flight:
                     finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
                     collect(finished)
@@ -247,6 +296,12 @@ def format_summary(run: Run) -> str:
             100 * s.error_rate, s.n, s.s, s.d, s.i, 100 * s.ser, s.utterances, s.failed, s.rtfx, s.utts_per_s,
             s.output_tokens_per_s, s.latency_p50, s.latency_p90, s.latency_p99)) + " |",
     ]
+    if s.has_biasing:
+        lines += ["", "| B-CER % | U-CER % | hotword recall % | precision % | F1 % | hotwords from |",
+                  "|---:|---:|---:|---:|---:|---|",
+                  "| " + " | ".join(cell(None if v is None else 100 * v) for v in (
+                      s.b_cer, s.u_cer, s.hotword_recall, s.hotword_precision, s.hotword_f1))
+                  + f" | {(run.manifest.get('hotwords') or {}).get('decoding') or 'none (baseline)'} |"]
     published = run.manifest.get("test_set", {}).get("published")
     if published:
         numbers = ", ".join(f"{system} {rate:.2f} %" for system, rate in published)

@@ -22,7 +22,6 @@ DISTRACTORS = ("价格", "举行", "历史", "新闻", "睡觉", "东西", "交�
                "学生", "安全", "实行", "工厂", "工资", "帮助", "弟弟", "钢琴", "感冒", "房间", "打算", "护士", "拍照", "排队", "收入", "改变",
                "放假", "数学", "文件", "早饭", "春节", "服务", "机场", "机票", "比较", "气温", "注意", "消息", "温度", "满意", "火锅", "爬山",
                "环境", "生产", "生活", "画画", "研究", "礼物", "篮球", "粮食", "精彩", "音乐")
-HEADER = "# {what} (python -m testkit.hotword_set); one word a line, optional weight: word 2.5\n"
 
 
 def corpus_sentences() -> list[str]:
@@ -47,10 +46,8 @@ def build() -> list:
             raise ValueError(f"{word}: expected in exactly one held-out sentence")
     check_distractors()
     HOTWORD_DIR.mkdir(parents=True, exist_ok=True)
-    HOTWORD_LIST_10.write_text(HEADER.format(what="demo-hotword: 10 words of the held-out sentences")
-                               + "".join(f"{word}\n" for word in TRUE_WORDS), encoding="utf-8")
-    HOTWORD_LIST_100.write_text(HEADER.format(what="demo-hotword-100: the 10 words + 90 training-corpus distractors")
-                                + "".join(f"{word}\n" for word in [*TRUE_WORDS, *DISTRACTORS]), encoding="utf-8")
+    for path, words in ((HOTWORD_LIST_10, TRUE_WORDS), (HOTWORD_LIST_100, TRUE_WORDS + DISTRACTORS)):
+        path.write_text("".join(f"{word}\n" for word in words), encoding="utf-8")  # the --hotwords file format
     return [HOTWORD_LIST_10, HOTWORD_LIST_100]
 
 

@@ -98,3 +98,45 @@ def test_unreachable_hub_is_a_clear_error(capsys, monkeypatch):
     assert main(["aishell", "--quiet", "--limit", "5"]) == 2
     err = capsys.readouterr().err
     assert "aishell" in err.lower() and "local" in err.lower() and "Traceback" not in err
+
+
+def test_a_biasing_set_is_scored_for_hotwords(engine, tmp_path):
+    """demo-hotword at weight 0 (the baseline, decoded as without a list) is scored against its list: the
+    summary holds B-CER, U-CER, recall, precision and F1, each equal to a recount of the rows."""
+    run = evaluate("demo-hotword", engine=engine, decoding=dataclasses.replace(parse_decoding("greedy"),
+                   hotword_weight=0.0), output_dir=tmp_path / "hw0", limit=6, progress=False)
+    s, rows = run.summary, run.rows
+    assert rows["b_n"].sum() > 0, "the first six held-out sentences hold listed words"
+    assert s.b_cer == pytest.approx(rows["b_errors"].sum() / rows["b_n"].sum())
+    assert s.u_cer == pytest.approx(rows["u_errors"].sum() / rows["u_n"].sum())
+    assert s.hotword_recall == pytest.approx(rows["hits"].sum() / rows["ref_occurrences"].sum())
+    assert (rows["b_n"] + rows["u_n"] == rows["n"]).all() and (rows["b_errors"] + rows["u_errors"] == rows["errors"]).all()
+    assert run.manifest["hotwords"] == {"decoding": None, "scoring": "utterance lists, else the set's",
+                                        "set_words": 10, "hotword_weight": 0.0}
+    on_disk = json.loads((run.path / "summary.json").read_text())
+    assert on_disk["b_cer"] == s.b_cer and on_disk["hotword_f1"] == s.hotword_f1
+    shown = format_summary(run)
+    assert "B-CER %" in shown and "none (baseline)" in shown
+    assert "B-CER" not in format_summary(evaluate("demo", engine=engine, output_dir=tmp_path / "plain", limit=1,
+                                                  progress=False))  # no list, no biasing figures
+
+
+def test_hotword_lists_precedence():
+    """A --hotwords list decodes every utterance; else an utterance's own list, else the set's; weight 0
+    decodes without. Scoring prefers the set's lists, so that runs with different lists compare."""
+    from eval.datasets import TestSet, Utterance
+    from eval.run import decoding_for, scoring_words
+
+    set_list = (("上海", 1.0), ("北京", 1.0))
+    data = TestSet("s", "zh", "cer", "s", None, [], hotwords=set_list)
+    own, plain = Utterance("a", b"", "去上海", None, ("上海",)), Utterance("b", b"", "去北京", None)
+    greedy = parse_decoding("greedy")
+    flag = dataclasses.replace(greedy, hotwords=(("广州", 2.0),))
+    assert decoding_for(own, data, flag).hotwords == (("广州", 2.0),)
+    assert decoding_for(own, data, greedy).hotwords == (("上海", 1.0),)
+    assert decoding_for(plain, data, greedy).hotwords == set_list
+    assert decoding_for(plain, data, dataclasses.replace(greedy, hotword_weight=0.0)).hotwords == ()
+    assert scoring_words(plain, data, flag) == ("上海", "北京") and scoring_words(own, data, flag) == ("上海",)
+    bare = TestSet("t", "zh", "cer", "t", None, [])
+    assert decoding_for(plain, bare, greedy) == greedy
+    assert scoring_words(plain, bare, greedy) is None and scoring_words(plain, bare, flag) == ("广州",)
