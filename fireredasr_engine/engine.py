@@ -37,6 +37,7 @@ from fireredasr_vllm import audio as audio_lib
 from fireredasr_vllm.audio import DEFAULT_MAX_SECONDS
 from fireredasr_vllm.compat import installed_versions, vllm_distribution
 from fireredasr_vllm.model import DEFAULT_SPEECH_TOKEN, build_prompt
+from fireredasr_vllm import hotwords as hotword_lib
 from fireredasr_vllm.penalty import HISTORY_KEY, PENALTY_KEY, PROCESSOR_FQCN
 from fireredasr_vllm.cpu_backend import CPU_ENGINE_ARGS, cpu_environment
 from fireredasr_vllm.resolve import is_cpu, resolve_dtype, resolve_model
@@ -87,7 +88,9 @@ class Engine(Facade):
             model=str(self.model_dir), dtype=self.dtype, max_model_len=o.max_model_len, seed=o.seed,
             tensor_parallel_size=o.tensor_parallel_size, data_parallel_size=o.data_parallel_size,
             limit_mm_per_prompt={"audio": 1},
-            logits_processors=[PROCESSOR_FQCN] if o.official_penalty else None,
+            logits_processors=[fqcn for fqcn, wanted in ((PROCESSOR_FQCN, o.official_penalty),
+                                                         (hotword_lib.PROCESSOR_FQCN, o.hotword_biasing))
+                               if wanted] or None,
             logprobs_mode="processed_logprobs", disable_log_stats=False,
             max_logprobs=-1,  # beam search with the official penalty needs top (2N + seen tokens)
         )
@@ -143,6 +146,17 @@ class Engine(Facade):
         self._stop_loop()
 
     # ----------------------------------------------------------------- requests
+    def check_supported(self, options: DecodingOptions) -> None:
+        """A hotword list this engine cannot bias with (engine built without it, a word its tokenizer cannot
+        spell, a bad weight) is refused with one sentence before anything is decoded."""
+        if not options.hotwords:
+            return
+        if not self.options.hotword_biasing:
+            raise ValueError("this engine was built without hotword biasing (EngineOptions(hotword_biasing=False)); "
+                             "rebuild it with hotword_biasing=True")
+        hotword_lib.check_hotwords(options.hotwords, options.hotword_weight)
+        hotword_lib.check_spellable(options.hotwords, self.tokenizer)
+
     def sampling_params(self, samples: np.ndarray, options: DecodingOptions, *, history=(), **overrides):
         extra = {}
         penalty = 1.0
@@ -155,6 +169,9 @@ class Engine(Facade):
                                  "or use penalty_scope='vllm'")
             else:
                 extra = {PENALTY_KEY: options.repetition_penalty, HISTORY_KEY: list(history)}
+        if options.hotwords and options.hotword_weight:
+            extra.update({hotword_lib.HOTWORDS_KEY: hotword_lib.format_hotwords(options.hotwords),
+                          hotword_lib.HOTWORD_WEIGHT_KEY: options.hotword_weight, HISTORY_KEY: list(history)})
         kwargs = dict(
             temperature=options.temperature, top_p=options.top_p, top_k=options.top_k or 0,
             seed=options.seed, repetition_penalty=penalty, max_tokens=self.max_tokens_for(samples, options),

@@ -10,6 +10,7 @@ import numpy as np
 from fireredasr_vllm.audio import SAMPLE_RATE
 from fireredasr_vllm.cli_args import DEFAULT_MAX_MODEL_LEN
 from fireredasr_vllm.cpu_backend import DEFAULT_KV_CACHE_GB
+from fireredasr_vllm.hotwords import DEFAULT_HOTWORD_WEIGHT
 
 
 @dataclass(frozen=True)
@@ -32,13 +33,14 @@ class EngineOptions:
     # greedy/sampled decoding with repetition_penalty != 1 (beam search applies it itself). Off lets vLLM
     # 0.26 use its V2 model runner (custom logits processors keep it on V1).
     official_penalty: bool = True
+    # Register the hotword biasing processor (fireredasr_vllm.hotwords), needed by DecodingOptions.hotwords.
+    hotword_biasing: bool = True
     extra: tuple = ()  # extra (key, value) pairs passed to AsyncEngineArgs
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-DEFAULT_HOTWORD_WEIGHT = 2.0
 NO_SPEECH_MODES = ("keep", "skip")
 
 
@@ -85,12 +87,15 @@ class DecodingOptions:
 
 
 def describe(options: DecodingOptions) -> str:
+    """``greedy``, ``beam3-rp3``, ``t0.7-p0.9``...; a hotword list adds ``-hw<weight>x<words>`` (``greedy-hw2x10``)."""
     parts = {"greedy": "greedy", "beam": f"beam{options.beam_size}",
              "sample": f"t{options.temperature:g}"}[options.mode]
     if options.mode == "sample" and options.top_p < 1.0:
         parts += f"-p{options.top_p:g}"
     if options.repetition_penalty != 1.0:
         parts += f"-rp{options.repetition_penalty:g}"
+    if options.hotwords:
+        parts += f"-hw{options.hotword_weight:g}x{len(options.hotwords)}"
     return parts
 
 

@@ -21,6 +21,7 @@ from fireredasr_vllm import DEFAULT_MODEL
 from fireredasr_vllm.cli_args import (add_dtype_argument, add_max_model_len_argument, add_model_argument,
                                       add_parallel_arguments, checked_dtype, exit_codes)
 from fireredasr_vllm.cpu_backend import cpu_environment, cpu_server_flags
+from fireredasr_vllm.hotwords import PROCESSOR_FQCN as HOTWORD_PROCESSOR
 from fireredasr_vllm.resolve import ModelNotFoundError, is_cpu, resolve_dtype, resolve_model
 
 SERVED_MODEL_NAME = "fireredasr-llm"
@@ -54,7 +55,7 @@ def server_command(argv: list[str] | None = None, *, cpu: bool | None = None) ->
     command = [sys.executable, "-m", API_SERVER, "--model", str(model_dir), "--dtype", dtype,
                "--served-model-name", args.served_model_name, "--max-model-len", str(args.max_model_len),
                "--middleware", PLAIN_TEXT_MIDDLEWARE, "--data-parallel-size", str(args.data_parallel_size),
-               "--tensor-parallel-size", str(args.tensor_parallel_size)]
+               "--tensor-parallel-size", str(args.tensor_parallel_size), "--logits-processors", HOTWORD_PROCESSOR]
     env = dict(os.environ)
     if cpu:
         command += cpu_server_flags(passthrough)
