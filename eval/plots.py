@@ -12,6 +12,7 @@ implicitly.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import matplotlib
@@ -33,6 +34,7 @@ SYSTEM_NAMES = {"vllm": "this project (vLLM)", "builtin": "vLLM built-in FireRed
 DURATION_EDGES = (0, 2, 5, 10, 20, 30, math.inf)
 OFFLINE_MARKER = "*"  # offline points (every utterance at once): a star at the end of their engine's line
 BATCH_MARKERS = ("o", "s", "^", "D", "v", "P")  # one per engine setting (max_num_seqs) in a figure
+HOTWORD_LABEL = re.compile(r"-hw[\d.]+(x\d+)?$")  # the hotword part of a decoding label (greedy-hw2x10)
 LABEL_OFFSETS = ((4, 4), (4, -11), (-6, 8), (-6, -14), (8, -3), (-30, 4), (-30, -11), (4, 14), (4, -20))
 
 
@@ -254,6 +256,32 @@ def cer_by_decoding(table: pd.DataFrame) -> Figure:
     return finish(fig, ax, f"{metric} per decoding config", data.empty, "no scored configurations")
 
 
+def biasing_tradeoff(table: pd.DataFrame) -> Figure:
+    """B-CER against U-CER (eval/biasing.py), one line per test set and decoding config through its hotword
+    weights (points labelled ``w=W``): biasing should move left-down on B-CER without moving right on U-CER.
+    Takes a sweep table or ``eval.report.compare_runs``' table."""
+    fig, ax = new_figure()
+    columns = {"b_cer", "u_cer", "hotword_weight"}
+    data = table.dropna(subset=sorted(columns)) if columns <= set(table.columns) else table.iloc[:0]
+    points = []
+    if len(data):
+        data = data.assign(_base=data["decoding"].astype(str).str.replace(HOTWORD_LABEL, "", regex=True),
+                           _set=data["test_set"] if "test_set" in data else "")
+        for (test_set, base), group in data.groupby(["_set", "_base"], sort=False):
+            group = group.sort_values("hotword_weight")
+            x, y = 100 * group["u_cer"].astype(float), 100 * group["b_cer"].astype(float)
+            ax.plot(x, y, "-o", label=f"{test_set} {base}".strip())
+            points += [(xi, yi, f"w={w:g}") for xi, yi, w in zip(x, y, group["hotword_weight"])]
+    ax.margins(0.1)
+    ax.set_xlabel("U-CER (%): errors outside listed words")
+    ax.set_ylabel("B-CER (%): errors on listed words")
+    finish(fig, ax, "Hotwords: B-CER vs U-CER across weights", data.empty,
+           "no configurations with hotword lists and weights")
+    if points:
+        place_labels(ax, points)
+    return fig
+
+
 def peak_memory(table: pd.DataFrame) -> Figure:
     """Peak memory per configuration (GPU memory when measured, else process-tree RSS)."""
     fig, ax = new_figure(7.0, max(3.0, 0.35 * len(table) + 1.2))
@@ -286,7 +314,9 @@ def plot_sweep(table: pd.DataFrame) -> dict[str, Figure]:
             "rtfx_vs_in_flight": rtfx_vs_in_flight(table),
             "rtfx_vs_max_num_seqs": rtfx_vs_max_num_seqs(table),
             "cer_by_decoding": cer_by_decoding(table),
-            "peak_memory": peak_memory(table)}
+            "peak_memory": peak_memory(table),
+            **({"biasing_tradeoff": biasing_tradeoff(table)} if "b_cer" in table and table["b_cer"].notna().any()
+               else {})}
 
 
 # ----------------------------------------------------------------------------------- single runs

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from eval.biasing import BIASING_FIELDS
 from eval.records import Run, Summary, is_benchmark, load_benchmark, load_run
 from eval.sweep.report import compare_sweeps
 from eval.sweep.store import is_sweep
@@ -24,19 +25,25 @@ from fireredasr_vllm.cli_args import exit_codes  # not fireredasr_engine.cli: re
 
 SUMMARY_COLUMNS = ["error_rate", "n", "s", "d", "i", "ser", "utterances", "failed", "rtfx", "utts_per_s",
                    "output_tokens_per_s", "latency_p50", "latency_p90", "latency_p99"]
+BIASING_COLUMNS = list(BIASING_FIELDS)  # filled on runs with hotword lists (eval/biasing.py)
 
 
 def compare_runs(runs: list[Run]) -> pd.DataFrame:
-    """One row per run: test set, model, decoding and the summary figures."""
+    """One row per run: test set, model, decoding and the summary figures (and the biasing figures, B-CER
+    against U-CER, when a run had hotword lists)."""
     records = []
     for run in runs:
         test_set = run.manifest.get("test_set", {})
         summary = run.summary or Summary(metric=run.metric)  # unfinished: no figures yet
         record = {"run": run.name, "test_set": test_set.get("name"), "model": run.manifest.get("model"),
                   "decoding": run.manifest.get("decoding", {}).get("label"), "metric": summary.metric}
-        record |= {key: getattr(summary, key) for key in SUMMARY_COLUMNS}
+        record |= {key: getattr(summary, key) for key in SUMMARY_COLUMNS + BIASING_COLUMNS}
+        record["hotword_weight"] = (run.manifest.get("hotwords") or {}).get("hotword_weight")
         records.append(record)
-    return pd.DataFrame(records, columns=["run", "test_set", "model", "decoding", "metric", *SUMMARY_COLUMNS])
+    columns = ["run", "test_set", "model", "decoding", "metric", *SUMMARY_COLUMNS]
+    table = pd.DataFrame(records, columns=[*columns, "hotword_weight", *BIASING_COLUMNS])
+    biased = table[BIASING_COLUMNS].notna().any().any()
+    return table if biased else table[columns]
 
 
 def compare_benchmarks(paths: list[str | Path]) -> pd.DataFrame:

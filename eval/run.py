@@ -159,9 +159,10 @@ def model_checksum(model_dir: Path) -> str | None:
 
 
 def default_output_dir(test_set: str, model: str, decoding: DecodingOptions, hotwords: bool = False) -> Path:
-    """``results/SET__MODEL__DECODING``; ``-hwW`` added when hotwords are in effect (W: ``hotword_weight``)."""
+    """``results/SET__MODEL__DECODING``; ``-hwW`` added when the set's lists are in effect (W: ``hotword_weight``;
+    a ``--hotwords`` list is in the decoding's label)."""
     name = Path(test_set).name if os.path.exists(test_set) else test_set
-    biased = f"-hw{decoding.hotword_weight:g}" if hotwords else ""
+    biased = f"-hw{decoding.hotword_weight:g}" if hotwords and not decoding.hotwords else ""
     return DEFAULT_RESULTS / f"{name}__{Path(model).name}__{decoding.label}{biased}"
 
 

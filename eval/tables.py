@@ -8,6 +8,9 @@ import pandas as pd
 REPORT_COLUMNS = ["system", "engine_config", "decoding", "mode", "concurrency", "error_rate", "rtfx", "utts_per_s",
                   "output_tokens_per_s", "latency_p50", "latency_p90", "latency_p99", "ttft_p50", "peak_rss_mb",
                   "failed", "spread"]
+# Contextual biasing (eval/biasing.py), shown in percent where a table has them.
+BIASING_COLUMNS = {"b_cer": "B-CER %", "u_cer": "U-CER %", "hotword_recall": "recall %",
+                   "hotword_precision": "precision %", "hotword_f1": "F1 %"}
 
 
 def cell(value) -> str:
@@ -35,16 +38,28 @@ def rates_in_percent(table: pd.DataFrame, label=error_label) -> pd.DataFrame:
     """``eval.report.compare_runs`` output with the error rates in percent, the error rate named by its metric
     (``label(table)``: ``CER %`` by default)."""
     rates = table[["error_rate", "ser"]].astype(float)
-    return table.assign(error_rate=100 * rates["error_rate"], ser=100 * rates["ser"]).rename(
-        columns={"error_rate": label(table), "ser": "ser %"})
+    return biasing_in_percent(table.assign(error_rate=100 * rates["error_rate"], ser=100 * rates["ser"]).rename(
+        columns={"error_rate": label(table), "ser": "ser %"}))
+
+
+def biasing_in_percent(table: pd.DataFrame) -> pd.DataFrame:
+    """The biasing columns of ``table`` in percent under their names (``B-CER %``...); left out when no row
+    has them (runs without hotword lists)."""
+    present = [c for c in BIASING_COLUMNS if c in table]
+    if not present or table[present].isna().all().all():
+        return table.drop(columns=present)
+    return table.assign(**{c: 100 * table[c].astype(float) for c in present}).rename(columns=BIASING_COLUMNS)
 
 
 def results_table(table: pd.DataFrame) -> pd.DataFrame:
     """The report's columns of a sweep or benchmark table, error rate in percent under its metric's name."""
-    shown = table[[c for c in REPORT_COLUMNS if c in table]].copy()
+    columns = REPORT_COLUMNS[:6] + ["hotword_weight", *BIASING_COLUMNS] + REPORT_COLUMNS[6:]
+    shown = table[[c for c in columns if c in table]].copy()
     if "error_rate" in shown:
         shown["error_rate"] = 100 * shown["error_rate"].astype(float)
-    return shown.rename(columns={"error_rate": error_label(table)})
+    if "hotword_weight" in shown and shown["hotword_weight"].isna().all():
+        shown = shown.drop(columns="hotword_weight")
+    return biasing_in_percent(shown.rename(columns={"error_rate": error_label(table)}))
 
 
 def stacked(named_tables: list[tuple[str, pd.DataFrame]], source: str) -> pd.DataFrame:

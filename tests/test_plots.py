@@ -165,3 +165,20 @@ def test_worst_utterances_leave_out_error_free_ones():
     assert len(labels) == 4 and not any(label.startswith("b ") for label in labels)
     perfect = rows.assign(s=0, d=0, i=0, errors=0)
     assert any("no errors" in t.get_text() for t in plots.errors_per_utterance(perfect).axes[0].texts)
+
+
+def test_biasing_tradeoff_draws_b_cer_against_u_cer_across_weights():
+    weights = [0, 1, 2, 4]
+    table = pd.DataFrame({"test_set": "demo-hotword", "decoding": [f"greedy-hw{w}" for w in weights],
+                          "hotword_weight": weights, "b_cer": [0.9, 0.6, 0.4, 0.3], "u_cer": [0.5, 0.5, 0.52, 0.6],
+                          "system": "vllm", "mode": "offline", "concurrency": 30, "batch": 30, "metric": "cer",
+                          "error_rate": 0.6, "utts_per_s": 1.0, "rtfx": 5.0, "latency_p50": 1.0,
+                          "latency_p90": 1.0, "ttft_p50": 0.1, "peak_rss_mb": 900.0, "peak_gpu_mb": None})
+    figures = plots.plot_sweep(table)
+    ax = figures["biasing_tradeoff"].axes[0]
+    assert_labelled_with_data(figures["biasing_tradeoff"])
+    (line,) = ax.lines  # one decoding config: its weights joined in order
+    assert list(line.get_xdata()) == pytest.approx([50, 50, 52, 60])
+    assert list(line.get_ydata()) == pytest.approx([90, 60, 40, 30])
+    assert sorted(t.get_text() for t in ax.texts) == ["w=0", "w=1", "w=2", "w=4"]
+    assert "biasing_tradeoff" not in plots.plot_sweep(sweep_table())  # no hotword lists, no figure

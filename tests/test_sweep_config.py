@@ -57,3 +57,30 @@ def test_plan_builds_each_engine_once():
     official = [j for j in jobs if j.system == "official"]
     assert {j.decoding.label for j in official} == {"greedy"}  # no sampling in the official decoder
     assert sorted(j.concurrency for j in official) == [1, 4]  # batch 1 and the grid's max_num_seqs
+
+
+def test_hotword_weight_grid_multiplies_the_decodings():
+    config = sweep.SweepConfig(grid={"decoding": ["greedy", "beam3"], "hotword_weight": ["0", "2.5"]})
+    assert [(d.label, d.hotword_weight) for d in config.decodings()] == [
+        ("greedy-hw0", 0.0), ("greedy-hw2.5", 2.5), ("beam3-hw0", 0.0), ("beam3-hw2.5", 2.5)]
+    assert config.engine_keys == [] and len(config.engine_options()) == 1  # decoded per request: one engine
+    with pytest.raises(ValueError, match="hotword_weight values must be numbers >= 0"):
+        sweep.SweepConfig(grid={"hotword_weight": ["-1"]})
+
+
+def test_sweep_rows_carry_biasing_figures():
+    """``summarize`` with the set's words: B-CER / U-CER and recall per configuration (hand-counted)."""
+    from eval.normalize import NormalizerOptions
+    from eval.sweep.runners import summarize
+    from fireredasr_engine.options import Transcript
+
+    references = {"a": "他坐火车去上海开会", "b": "我们开会"}
+    transcripts = [Transcript("a", "他坐火车去尚海开会", duration_s=1.0, latency_s=0.1),
+                   Transcript("b", "我们北京开会", duration_s=1.0, latency_s=0.1)]
+    summary, rows = summarize(transcripts, references, 1.0, "cer", NormalizerOptions(), hotwords=("上海", "北京"))
+    assert summary["b_cer"] == pytest.approx((1 + 2) / 2)  # 尚 for 上; 北京 inserted
+    assert summary["u_cer"] == pytest.approx(0 / 11)
+    assert summary["hotword_recall"] == 0.0 and summary["hotword_precision"] == 0.0
+    assert [row["b_n"] for row in rows] == [2, 0]
+    plain, _ = summarize(transcripts, references, 1.0, "cer", NormalizerOptions())
+    assert plain["b_cer"] is None and plain["error_rate"] == summary["error_rate"]

@@ -14,7 +14,7 @@ from eval.report import compare_benchmarks, compare_runs, differing_utterances
 from eval.run import format_summary, write_plots
 from eval.sweep.report import compare_sweeps
 from eval.sweep.store import SWEEP_MANIFEST, is_sweep, list_sweeps, read_sweep_table
-from eval.tables import error_label, markdown_table, rates_in_percent, results_table
+from eval.tables import cell, error_label, markdown_table, rates_in_percent, results_table
 from workbench.ui_alignment import differences_html, utterances_html
 
 OVERVIEW_COLUMNS = ["run", "test_set", "model", "decoding", "ERROR", "n", "s", "d", "i", "ser %", "utterances",
@@ -52,8 +52,10 @@ def headline(run: Run) -> str:
     if s is None:
         return f"### {run.name}: unfinished (no summary.json yet; {len(run.rows)} utterances recorded)"
     rtfx = f"{s.rtfx:.2f}" if s.rtfx else "-"
+    biasing = "".join(f"  ·  {label} {cell(None if value is None else 100 * value)} %" for label, value in (
+        ("B-CER", s.b_cer), ("U-CER", s.u_cer), ("hotword recall", s.hotword_recall))) if s.has_biasing else ""
     return (f"### {s.metric.upper()} {100 * s.error_rate:.2f} %  ·  N {s.n}  S {s.s}  D {s.d}  I {s.i}  ·  "
-            f"RTFx {rtfx}  ·  {s.utterances} utterances, {s.failed} failed\n\n"
+            f"RTFx {rtfx}  ·  {s.utterances} utterances, {s.failed} failed{biasing}\n\n"
             + format_summary(run).replace("\n", "  \n", 2))
 
 

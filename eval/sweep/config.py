@@ -14,6 +14,7 @@ from fireredasr_engine.client import check_supported
 from fireredasr_engine.options import DecodingOptions, EngineOptions, parse_decoding
 
 ENGINE_KEYS = tuple(f.name for f in fields(EngineOptions) if f.name != "extra")
+DECODING_KEYS = ("decoding", "hotword_weight")  # grid keys that vary per request
 MODES = ("offline", "online")
 BASELINES = ("builtin", "official")
 
@@ -75,10 +76,12 @@ class SweepConfig:
     def __post_init__(self):
         self.grid = {key: [parse_value(v) if key != "decoding" else str(v) for v in values]
                      for key, values in self.grid.items()}
-        unknown = [k for k in self.grid if k != "decoding" and k not in ENGINE_KEYS]
+        unknown = [k for k in self.grid if k not in DECODING_KEYS and k not in ENGINE_KEYS]
         if unknown:
-            raise ValueError(f"unknown grid key {', '.join(unknown)}: use decoding or an engine option "
-                             f"({', '.join(ENGINE_KEYS)})")
+            raise ValueError(f"unknown grid key {', '.join(unknown)}: use decoding, hotword_weight or an engine "
+                             f"option ({', '.join(ENGINE_KEYS)})")
+        if bad := [w for w in self.grid.get("hotword_weight", []) if not isinstance(w, (int, float)) or w < 0]:
+            raise ValueError(f"hotword_weight values must be numbers >= 0, got {', '.join(map(str, bad))}")
         if bad := [m for m in self.modes if m not in MODES]:
             raise ValueError(f"unknown mode {', '.join(bad)}: use {' and/or '.join(MODES)}")
         if bad := [b for b in self.baselines if b not in BASELINES]:
@@ -100,14 +103,20 @@ class SweepConfig:
 
     @property
     def engine_keys(self) -> list[str]:
-        return [k for k in self.grid if k != "decoding"]
+        return [k for k in self.grid if k not in DECODING_KEYS]
 
     def engine_options(self) -> list[EngineOptions]:
         keys = self.engine_keys
         return [EngineOptions(**dict(zip(keys, values))) for values in itertools.product(*map(self.grid.get, keys))]
 
     def decodings(self) -> list[DecodingOptions]:
-        return [parse_decoding(text) for text in self.grid.get("decoding", ["greedy"])]
+        """The decoding configurations; a ``hotword_weight`` grid multiplies them, each labelled ``-hwW``
+        (the lists come from the test set: eval/sweep/run.py)."""
+        decodings = [parse_decoding(text) for text in self.grid.get("decoding", ["greedy"])]
+        weights = self.grid.get("hotword_weight")
+        if not weights:
+            return decodings
+        return [replace(d, hotword_weight=float(w), name=f"{d.label}-hw{float(w):g}") for d in decodings for w in weights]
 
     def official_batches(self, num_utterances: int) -> list[int]:
         sizes = self.official_batch_sizes or [1, *(b for b in self.grid.get("max_num_seqs", []) if b)]

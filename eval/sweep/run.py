@@ -4,7 +4,7 @@ passes, median figures), each finished configuration stored at once, and the rep
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import pandas as pd
 from tqdm import tqdm
@@ -47,6 +47,20 @@ def sweep_manifest(config: SweepConfig, data, clips, skipped) -> dict:
             **provenance()}
 
 
+def with_set_list(job: Job, data) -> Job:
+    """``job`` decoding with its test set's hotword list (hotwords.txt), unless it has its own list, a weight of
+    0 or is the official baseline (which has no biasing)."""
+    if job.system == "official" or not data.hotwords or job.decoding.hotwords or not job.decoding.hotword_weight:
+        return job
+    return replace(job, decoding=replace(job.decoding, hotwords=data.hotwords))
+
+
+def scored_hotwords(job: Job, data) -> tuple[str, ...] | None:
+    """The words a configuration is scored for biasing against: the set's list, else the job's own."""
+    listed = data.hotwords or job.decoding.hotwords
+    return tuple(word for word, _ in listed) or None
+
+
 class SweepFailed(RuntimeError):
     """A pass in which no request succeeded (a dead engine, unusable clips): measuring on is pointless."""
 
@@ -72,10 +86,14 @@ def run_sweep(config: SweepConfig, *, engine=None, resume: bool = False, progres
     pass (``table``: the finished configurations). ``allowed_dirs``: as ``load_test_set``'s.
     """
     data, clips, references, skipped = load_clips(config, allowed_dirs)
+    if getattr(data.utterances, "has_column", False):
+        raise ValueError(f"test set '{config.test_set}' has a hotword list per utterance, which a sweep does not "
+                         "decode with: evaluate it with python -m eval.run, one --hotword-weight a run, or give it "
+                         "one list for the whole set (hotwords.txt)")
     store = SweepStore(config.output_dir, resume)
     done = store.done()
-    jobs = shuffled([job for job in plan(config, len(clips)) if job_key(job, config, data.name) not in done],
-                    config.order_seed)
+    jobs = [with_set_list(job, data) for job in plan(config, len(clips))]
+    jobs = shuffled([job for job in jobs if job_key(job, config, data.name) not in done], config.order_seed)
     if not new_engines and (needed := needs_new_engine(config, jobs, engine)):
         raise ValueError(f"this sweep would start new engines ({'; '.join(needed)}): run it with "
                          "python -m eval.sweep instead")
@@ -110,7 +128,8 @@ def run_sweep(config: SweepConfig, *, engine=None, resume: bool = False, progres
                         if not any(t.ok for t in transcripts):
                             raise SweepFailed(f"{label}: every request failed ({transcripts[0].error}); the "
                                               f"finished configurations are kept in {store.path}")
-                        summary, rows = summarize(transcripts, references, wall, data.metric, normalizer)
+                        summary, rows = summarize(transcripts, references, wall, data.metric, normalizer,
+                                                  hotwords=scored_hotwords(job, data))
                         passes.append(summary | {"peak_rss_mb": memory.rss_mb, "peak_gpu_mb": memory.gpu_mb})
                         utterances += [row | {"pass": number} for row in rows]
                         bar.update(1)
@@ -125,6 +144,8 @@ def run_sweep(config: SweepConfig, *, engine=None, resume: bool = False, progres
                                           f"(> {SPREAD_WARNING:.0%}); its figures are suspect")
                             key = dict(zip(KEY, job_key(job, config, data.name)))
                             store.add({**key, **{k: getattr(job.engine, k, None) for k in config.engine_keys},
+                                       "hotword_weight": job.decoding.hotword_weight if scored_hotwords(job, data)
+                                       else None,
                                        "batch": runner.batch(job), "decoding_mode": job.decoding.mode, **row,
                                        "build_seconds": runner.build_seconds, "device": manifest["device"]},
                                       utterances)

@@ -15,8 +15,9 @@ import numpy as np
 import psutil
 
 from eval.bench import official_dir_for
-from eval.metrics import corpus_score, score_utterance
-from eval.normalize import NormalizerOptions
+from eval.biasing import score_biasing_units, summarize_biasing, word_units
+from eval.metrics import corpus_score, score_units
+from eval.normalize import NormalizerOptions, to_units
 from eval.records import SPEED_FIELDS, Summary, speed
 from eval.sweep.config import Job
 from fireredasr_vllm.audio import SAMPLE_RATE
@@ -205,24 +206,31 @@ class OfficialRunner:
 
 
 def summarize(transcripts: list[Transcript], references: dict[str, str], wall: float, metric: str,
-              normalizer: NormalizerOptions) -> tuple[dict, list[dict]]:
-    """Speed and accuracy of one configuration, and its per-utterance rows.
+              normalizer: NormalizerOptions, hotwords: tuple[str, ...] | None = None) -> tuple[dict, list[dict]]:
+    """Speed and accuracy of one configuration, and its per-utterance rows; with ``hotwords``, biasing figures
+    too (eval/biasing.py: B-CER, U-CER, recall, precision, F1 against those words).
 
     Token counts are text tokens (without ``<|im_end|>``), so that every system counts alike.
     """
-    rows, scores = [], []
+    rows, scores, biasing = [], [], []
+    listed = word_units(hotwords, normalizer, metric) if hotwords else None
     for t in transcripts:
         row = {"id": t.id, "duration": t.duration_s, "reference": references[t.id], "hypothesis": t.text,
                "latency_s": t.latency_s, "ttft_s": t.ttft_s, "output_tokens": len(t.token_ids),
                "finish_reason": t.finish_reason, "error": t.error, "n": None, "s": None, "d": None, "i": None,
                "errors": None}
         if t.ok:
-            score = score_utterance(references[t.id], t.text, normalizer, metric)
+            ref, hyp = to_units(references[t.id], normalizer, metric), to_units(t.text, normalizer, metric)
+            score = score_units(ref, hyp)
             scores.append(score)
             row |= {"n": score.n, "s": score.s, "d": score.d, "i": score.i, "errors": score.errors}
+            if listed is not None:
+                biasing.append(score_biasing_units(ref, hyp, listed, score))
+                row |= biasing[-1].to_dict()
         rows.append(row)
     ok = [t for t in transcripts if t.ok]
     summary = Summary.of(corpus_score(scores, metric), failed=len(transcripts) - len(ok), timed_utterances=len(ok),
+                         biasing=summarize_biasing(biasing) if listed is not None else None,
                          **speed(audio_seconds=sum(t.duration_s for t in ok), wall_seconds=wall, utterances=len(ok),
                                  output_tokens=sum(len(t.token_ids) for t in ok),
                                  latencies=[t.latency_s for t in ok], ttfts=[t.ttft_s for t in ok]))
