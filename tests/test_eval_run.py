@@ -117,8 +117,12 @@ def test_a_biasing_set_is_scored_for_hotwords(engine, tmp_path):
     assert on_disk["b_cer"] == s.b_cer and on_disk["hotword_f1"] == s.hotword_f1
     shown = format_summary(run)
     assert "B-CER %" in shown and "none (baseline)" in shown
-    assert "B-CER" not in format_summary(evaluate("demo", engine=engine, output_dir=tmp_path / "plain", limit=1,
-                                                  progress=False))  # no list, no biasing figures
+    plain = evaluate("demo", engine=engine, output_dir=tmp_path / "plain", limit=1, progress=False)
+    assert "B-CER" not in format_summary(plain)  # no list, no biasing figures
+    table = compare_runs([run, plain])
+    assert table["b_cer"].tolist()[0] == s.b_cer and pd.isna(table["b_cer"].tolist()[1])
+    assert table["hotword_weight"].tolist()[0] == 0.0
+    assert "b_cer" not in compare_runs([plain])  # runs without lists: the comparison as before
 
 
 def test_hotword_lists_precedence():

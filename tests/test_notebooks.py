@@ -48,6 +48,9 @@ for run in runs.values():
     assert run.summary.utterances == len(run.rows) == LIMIT and run.summary.failed == 0
 assert list(table["decoding"]) == DECODINGS and table["n"].gt(0).all()
 assert runs["greedy"].summary.error_rate < 0.10
+assert list(hotword_table["hotword_weight"]) == HOTWORD_WEIGHTS and hotword_table["b_cer"].notna().all()
+assert hotword_table["u_cer"].notna().all() and hotword_table["hotword_recall"].notna().all()
+assert baseline_005.text != "我想订一张去上海的火车票" and fixed_005.text == "我想订一张去上海的火车票"
 """,
     "03_latency_throughput": """
 assert (Path(config.output_dir) / "sweep.parquet").exists() and Path(config.output_dir).parent == RESULTS
@@ -154,7 +157,8 @@ def test_quickstart(run_notebook):
 def test_evaluate(run_notebook, results_dir):
     notebook = run_notebook("02_evaluate")
     assert any("CER %" in table and "official" in table for table in outputs(notebook, "text/html"))
-    assert len(outputs(notebook, "image/png")) == 2  # errors per utterance, CER by duration
+    assert len(outputs(notebook, "image/png")) == 3  # errors per utterance, CER by duration, B-CER vs U-CER
+    assert any("B-CER %" in table for table in outputs(notebook, "text/html"))
     assert re.search(r"^REF: .+\nHYP: .+", printed(notebook), re.MULTILINE)
     assert {path.name for path in results_dir.iterdir()} >= {"demo__trained__greedy", "demo__trained__official"}
 
