@@ -170,6 +170,12 @@ def evaluate(test_set: str, *, engine=None, model: str = DEFAULT_MODEL, decoding
         return load_run(out_dir)
     if engine is None:
         engine = Engine(model, engine_options)
+    try:  # e.g. a hotword the model cannot spell: refused before the run folder is made
+        engine.check_supported(decoding)
+    except ValueError:
+        if own_engine:
+            engine.close()
+        raise
     args = {"test_set": test_set, "limit": limit, "shuffle_seed": shuffle_seed, "max_duration": max_duration,
             "long_audio": long_audio}
     manifest = run_manifest(data, engine, decoding, normalizer, args)

@@ -11,9 +11,11 @@ from pathlib import Path
 
 from fireredasr_vllm import BUILTIN_ARCHITECTURE, DEFAULT_MODEL
 from fireredasr_engine.client import check_supported
+from fireredasr_engine.hotwords import load_hotwords
 from fireredasr_engine.options import DecodingOptions, EngineOptions, parse_decoding
 
 ENGINE_KEYS = tuple(f.name for f in fields(EngineOptions) if f.name != "extra")
+DECODING_KEYS = ("decoding", "hotword_weight")  # grid keys that vary per request, not per engine
 MODES = ("offline", "online")
 BASELINES = ("builtin", "official")
 
@@ -56,7 +58,8 @@ class SweepConfig:
 
     test_set: str = "demo"
     model: str = DEFAULT_MODEL
-    grid: dict[str, list] = field(default_factory=dict)  # "decoding" or an EngineOptions field -> values
+    grid: dict[str, list] = field(default_factory=dict)  # a DECODING_KEYS or EngineOptions field -> values
+    hotwords: str | None = None  # a hotword list, inline or a file (docs/hotwords.md); grid hotword_weight varies it
     concurrency: list[int] = field(default_factory=lambda: [1, 4, 16])
     modes: list[str] = field(default_factory=lambda: list(MODES))
     request_rate: float | None = None  # online mode: Poisson arrivals (requests/s); None: closed loop
@@ -75,10 +78,12 @@ class SweepConfig:
     def __post_init__(self):
         self.grid = {key: [parse_value(v) if key != "decoding" else str(v) for v in values]
                      for key, values in self.grid.items()}
-        unknown = [k for k in self.grid if k != "decoding" and k not in ENGINE_KEYS]
+        unknown = [k for k in self.grid if k not in DECODING_KEYS and k not in ENGINE_KEYS]
         if unknown:
-            raise ValueError(f"unknown grid key {', '.join(unknown)}: use decoding or an engine option "
-                             f"({', '.join(ENGINE_KEYS)})")
+            raise ValueError(f"unknown grid key {', '.join(unknown)}: use decoding, hotword_weight or an engine "
+                             f"option ({', '.join(ENGINE_KEYS)})")
+        if "hotword_weight" in self.grid and not self.hotwords:
+            raise ValueError("a grid over hotword_weight needs a hotword list: add --hotwords 'w1,w2' or a file")
         if bad := [m for m in self.modes if m not in MODES]:
             raise ValueError(f"unknown mode {', '.join(bad)}: use {' and/or '.join(MODES)}")
         if bad := [b for b in self.baselines if b not in BASELINES]:
@@ -100,14 +105,19 @@ class SweepConfig:
 
     @property
     def engine_keys(self) -> list[str]:
-        return [k for k in self.grid if k != "decoding"]
+        return [k for k in self.grid if k not in DECODING_KEYS]
 
     def engine_options(self) -> list[EngineOptions]:
         keys = self.engine_keys
         return [EngineOptions(**dict(zip(keys, values))) for values in itertools.product(*map(self.grid.get, keys))]
 
     def decodings(self) -> list[DecodingOptions]:
-        return [parse_decoding(text) for text in self.grid.get("decoding", ["greedy"])]
+        decodings = [parse_decoding(text) for text in self.grid.get("decoding", ["greedy"])]
+        if not (hotwords := load_hotwords(self.hotwords)):
+            return decodings
+        weights = self.grid.get("hotword_weight") or [DecodingOptions.hotword_weight]
+        return [replace(decoding, hotwords=hotwords, hotword_weight=float(weight))
+                for decoding in decodings for weight in weights]
 
     def official_batches(self, num_utterances: int) -> list[int]:
         sizes = self.official_batch_sizes or [1, *(b for b in self.grid.get("max_num_seqs", []) if b)]
@@ -149,7 +159,7 @@ def plan(config: SweepConfig, num_utterances: int) -> list[Job]:
                     jobs += [Job(system, options, decoding, "online", int(c)) for c in config.concurrency]
     if "official" in config.baselines:
         for decoding in config.decodings():
-            if decoding.mode != "sample":  # the official decoder has no sampling
+            if decoding.mode != "sample" and not decoding.hotwords:  # the official decoder has neither
                 jobs += [Job("official", None, decoding, "offline", b)
                          for b in config.official_batches(num_utterances)]
     return jobs
