@@ -35,7 +35,7 @@ from tqdm.auto import tqdm  # a widget in Jupyter, a text bar elsewhere
 
 from eval.bench import bench_against_official
 from eval.biasing import score_biasing_units, summarize_biasing, word_units
-from eval.datasets import PUBLISHED_SOURCE, DatasetUnavailable, load_test_set
+from eval.datasets import PUBLISHED_SOURCE, DatasetUnavailable, Utterance, load_test_set
 from eval.metrics import CorpusScore, score_units
 from eval.normalize import NormalizerOptions, to_units
 from eval.plots import plot_run, save_figures
@@ -219,6 +219,14 @@ def evaluate(test_set: str, *, engine=None, model: str = DEFAULT_MODEL, decoding
         return load_run(out_dir)
     if engine is None:
         engine = Engine(model, engine_options)
+    try:  # e.g. a hotword the model cannot spell: refused before the run folder is made
+        engine.check_supported(decoding)
+        if data.hotwords:  # the set's list, as it will decode the utterances without their own
+            engine.check_supported(decoding_for(Utterance("", b"", "", None), data, decoding))
+    except ValueError:
+        if own_engine:
+            engine.close()
+        raise
     args = {"test_set": test_set, "limit": limit, "shuffle_seed": shuffle_seed, "max_duration": max_duration,
             "long_audio": long_audio}
     manifest = run_manifest(data, engine, decoding, normalizer, args)

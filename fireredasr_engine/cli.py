@@ -7,6 +7,7 @@ workbench, eval.run, eval.sweep, the scripts): the same flags, meanings, help an
                                       # --verbose
     add_server_argument(parser)       # --server URL[,URL...]: running fireredasr-serve servers instead
     add_decoding_argument(parser)     # --decoding greedy | official | beamN | tT[-pP][-rpR]
+                                      # --hotwords LIST_OR_FILE --hotword-weight W
 
     @exit_codes(DatasetUnavailable, interrupted="interrupted: run it again to resume")
     def main(argv=None) -> int:
@@ -23,7 +24,7 @@ Exit status: 0 done, 1 some inputs failed, 2 nothing ran (``error: ...`` says th
 from __future__ import annotations
 
 import re
-from dataclasses import fields
+from dataclasses import fields, replace
 
 from fireredasr_vllm import LLM_DIR
 from fireredasr_vllm.cli_args import (  # noqa: F401  (re-exported: one import for every entry point)
@@ -33,7 +34,9 @@ from fireredasr_vllm.cli_args import (  # noqa: F401  (re-exported: one import f
 from fireredasr_vllm.convert import ConversionError
 from fireredasr_engine.client import ServerError
 from fireredasr_engine.engine import Engine
-from fireredasr_engine.options import DecodingOptions, EngineOptions, parse_decoding
+from fireredasr_engine.hotwords import load_hotwords
+from fireredasr_engine.options import DEFAULT_HOTWORD_WEIGHT, DecodingOptions, EngineOptions, parse_decoding
+from fireredasr_vllm.hotwords import MAX_HOTWORDS, HotwordError, check_weight
 from fireredasr_vllm.quiet import show_engine_log
 
 DECODING_HELP = "greedy | official (beam 3 + repetition penalty 3) | beamN | tT[-pP], each optionally -rpR"
@@ -61,6 +64,17 @@ def add_server_argument(parser, *, help: str = "use running fireredasr-serve ser
 
 def add_decoding_argument(parser, *, default: str = "greedy") -> None:
     parser.add_argument("--decoding", default=default, metavar="NAME", help=DECODING_HELP)
+    add_hotword_arguments(parser)
+
+
+def add_hotword_arguments(parser) -> None:
+    """``--hotwords`` and ``--hotword-weight`` (contextual biasing, docs/hotwords.md)."""
+    parser.add_argument("--hotwords", metavar="LIST_OR_FILE",
+                        help="words to bias decoding toward: 'w1,w2:2.5' or a file, one word a line with an optional "
+                             f"weight ('word 2.5'); at most {MAX_HOTWORDS} words")
+    parser.add_argument("--hotword-weight", type=float, default=DEFAULT_HOTWORD_WEIGHT, metavar="W",
+                        help="boost per token of a listed word, times its own weight "
+                             f"(default {DEFAULT_HOTWORD_WEIGHT:g}; 0: off)")
 
 
 def parse(parser, argv=None):
@@ -80,11 +94,22 @@ def engine_options(args, **overrides) -> EngineOptions:
 
 
 def decoding_options(args) -> DecodingOptions:
-    """``--decoding`` as ``DecodingOptions``; an unknown name is a ``CliError``."""
+    """``--decoding`` (with ``--hotwords``) as ``DecodingOptions``; an unknown name is a ``CliError``."""
     try:
-        return parse_decoding(args.decoding)
+        return with_hotwords(parse_decoding(args.decoding), args)
     except ValueError as error:
         raise CliError(str(error)) from None
+
+
+def with_hotwords(options: DecodingOptions, args) -> DecodingOptions:
+    """``options`` with the list and weight of ``--hotwords`` / ``--hotword-weight``; a bad list or weight
+    is a ``CliError``. Whether the model can spell each word is checked by the engine before decoding."""
+    try:
+        weight = check_weight(args.hotword_weight, "--hotword-weight")
+        hotwords = load_hotwords(args.hotwords)
+    except HotwordError as error:
+        raise CliError(str(error)) from None
+    return replace(options, hotwords=hotwords, hotword_weight=weight) if hotwords else options
 
 
 def open_engine(args, model: str | None = None):

@@ -15,7 +15,8 @@ Each request is answered exactly once.
 
 What the route does not give: token ids (``Transcript.token_ids`` stays empty) and vLLM's queue time
 (``queue_s`` is None). Latency and time to first token are measured here, so they include the network.
-Greedy and sampling work; beam search, the official repetition penalty (generated tokens only),
+Greedy and sampling work, with hotwords too (sent as ``vllm_xargs``; a word the server's tokenizer cannot
+spell is left out there, and logged); beam search, the official repetition penalty (generated tokens only),
 ``min_tokens`` and ``ignore_eos`` need the in-process engine (``Engine(model)``).
 """
 
@@ -34,6 +35,7 @@ import soundfile as sf
 
 from fireredasr_vllm import audio as audio_lib
 from fireredasr_vllm.compat import installed_versions
+from fireredasr_vllm.hotwords import HOTWORD_WEIGHT_KEY, HOTWORDS_KEY, check_hotwords, format_hotwords
 from fireredasr_engine.facade import Facade
 from fireredasr_engine.options import DecodingOptions, EngineOptions, PreparedAudio, Segment, Transcript
 
@@ -101,7 +103,7 @@ def parse_urls(urls: str | Sequence[str]) -> list[str]:
 
 
 def check_supported(options: DecodingOptions) -> None:
-    """Raise one sentence when ``options`` need the in-process engine."""
+    """Raise one sentence when ``options`` need the in-process engine or carry a bad hotword list."""
     if options.beam_size > 1:
         raise UnsupportedDecoding(
             f"{options.label}: beam search needs the in-process engine (Engine(model), or run without --server); "
@@ -110,6 +112,8 @@ def check_supported(options: DecodingOptions) -> None:
         raise UnsupportedDecoding(
             f"{options.label}: the official repetition penalty (generated tokens only) needs the in-process engine; "
             "over a server use penalty_scope='vllm' (vLLM's, which also counts the prompt)")
+    if options.hotwords:
+        check_hotwords(options.hotwords, options.hotword_weight)
     if options.min_tokens or options.ignore_eos:
         raise UnsupportedDecoding("min_tokens and ignore_eos need the in-process engine; "
                                   "the transcription route does not take them")
@@ -274,6 +278,9 @@ class RemoteEngine(Facade):
             form["seed"] = str(options.seed)
         if options.repetition_penalty != 1.0:
             form["repetition_penalty"] = str(options.repetition_penalty)
+        if options.hotwords and options.hotword_weight:  # to the server's hotword processor (fireredasr_vllm.hotwords)
+            form["vllm_xargs"] = json.dumps({HOTWORDS_KEY: format_hotwords(options.hotwords),
+                                             HOTWORD_WEIGHT_KEY: options.hotword_weight}, ensure_ascii=False)
         files = {"file": (f"{prepared.id}.wav", wav_bytes(prepared.samples), "audio/wav")}
         started = time.perf_counter()
         text = []

@@ -80,7 +80,7 @@ class DecodingOptions:
 
     @property
     def label(self) -> str:
-        return self.name or describe(self)
+        return self.name + hotword_label(self) if self.name else describe(self)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "mode": self.mode, "label": self.label}
@@ -94,9 +94,12 @@ def describe(options: DecodingOptions) -> str:
         parts += f"-p{options.top_p:g}"
     if options.repetition_penalty != 1.0:
         parts += f"-rp{options.repetition_penalty:g}"
-    if options.hotwords:
-        parts += f"-hw{options.hotword_weight:g}x{len(options.hotwords)}"
-    return parts
+    return parts + hotword_label(options)
+
+
+def hotword_label(options: DecodingOptions) -> str:
+    """``-hw<weight>x<words>`` with a hotword list (``-hw2x10``), else nothing: labels without one are unchanged."""
+    return f"-hw{options.hotword_weight:g}x{len(options.hotwords)}" if options.hotwords else ""
 
 
 PRESETS = {

@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fireredasr_vllm.audio import DEFAULT_MAX_SECONDS, is_kaldi_pipe_or_ark, load_kaldi_audio, read_kaldi_table
+from fireredasr_vllm.hotwords import HotwordError
 from fireredasr_engine.cli import (
-    EXIT_FAILED, EXIT_OK, VERIFY_COMMAND, CliError, add_engine_arguments, add_model_argument, exit_codes, model_spec,
-    open_engine, parse)
+    EXIT_FAILED, EXIT_OK, VERIFY_COMMAND, CliError, add_engine_arguments, add_hotword_arguments, add_model_argument,
+    exit_codes, model_spec, open_engine, parse, with_hotwords)
 from fireredasr_engine.options import DecodingOptions, Transcript
 from fireredasr_engine.subtitles import FORMATS as SUBTITLE_FORMATS
 from fireredasr_engine.subtitles import write_subtitles
@@ -122,7 +123,7 @@ def decoding_options(args) -> DecodingOptions:
     """The official decode arguments as ``DecodingOptions`` (same meanings, same defaults)."""
     if args.do_sample and args.beam_size > 1:
         raise CliError("--do_sample with --beam_size > 1 (beam sampling) is not supported; choose one")
-    return DecodingOptions(
+    return with_hotwords(DecodingOptions(
         beam_size=args.beam_size,
         temperature=args.temperature if args.do_sample else 0.0,
         top_p=args.top_p if args.do_sample else 1.0,
@@ -131,7 +132,7 @@ def decoding_options(args) -> DecodingOptions:
         length_penalty=args.llm_length_penalty,
         max_tokens=args.decode_max_len if args.decode_max_len > 0 else None,
         min_tokens=args.decode_min_len,
-    )
+    ), args)
 
 
 # ----------------------------------------------------------------- outputs
@@ -236,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument(*both("do_sample"), action="store_true", help="sample instead of greedy decoding")
     decode.add_argument(*both("top_p"), type=float, default=1.0, help="with --do_sample")
     decode.add_argument("--seed", type=int, default=0, help="with --do_sample")
+    add_hotword_arguments(decode)
     decode.add_argument(*both("batch_size"), type=int, default=None,
                         help="accepted for compatibility; vLLM batches continuously (see --max-num-seqs)")
     decode.add_argument(*both("use_gpu"), type=int, default=None,
@@ -259,7 +261,7 @@ def notices(args) -> list[str]:
     return out
 
 
-@exit_codes()
+@exit_codes(HotwordError)
 def main(argv: list[str] | None = None, engine=None) -> int:
     """Run the CLI; pass ``engine`` to reuse an already built ``fireredasr_engine.engine.Engine``."""
     args = parse(build_parser(), argv)
@@ -276,6 +278,7 @@ def main(argv: list[str] | None = None, engine=None) -> int:
     if own_engine:
         engine = open_engine(args)
     try:  # Ctrl-C: lines already written stay, the engine is closed here
+        engine.check_supported(options)  # e.g. a hotword the model cannot spell, before any output is opened
         return run(engine, utterances, options, args)
     finally:
         if own_engine:

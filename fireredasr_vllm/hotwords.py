@@ -95,7 +95,7 @@ def check_weight(weight: float, what: str = "hotword weight") -> float:
     except (TypeError, ValueError):
         raise HotwordError(f"{what}: weight '{weight}' is not a number") from None
     if not math.isfinite(weight) or weight < 0:
-        raise HotwordError(f"{what}: weight {weight:g} must be a finite number >= 0 (0 turns the word off)")
+        raise HotwordError(f"{what}: weight {weight:g} must be a finite number >= 0")
     return weight
 
 

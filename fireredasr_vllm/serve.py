@@ -15,18 +15,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 
 from fireredasr_vllm import DEFAULT_MODEL
 from fireredasr_vllm.cli_args import (add_dtype_argument, add_max_model_len_argument, add_model_argument,
                                       add_parallel_arguments, checked_dtype, exit_codes)
 from fireredasr_vllm.cpu_backend import cpu_environment, cpu_server_flags
+from fireredasr_vllm.hotwords import HOTWORD_WEIGHT_KEY, HOTWORDS_KEY
 from fireredasr_vllm.hotwords import PROCESSOR_FQCN as HOTWORD_PROCESSOR
 from fireredasr_vllm.resolve import ModelNotFoundError, is_cpu, resolve_dtype, resolve_model
 
 SERVED_MODEL_NAME = "fireredasr-llm"
 API_SERVER = "vllm.entrypoints.openai.api_server"
 PLAIN_TEXT_MIDDLEWARE = "fireredasr_vllm.serve.PlainTextTranscription"
+FORM_XARGS = (HOTWORDS_KEY, HOTWORD_WEIGHT_KEY)  # plain form fields the middleware moves into vllm_xargs
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,7 +67,8 @@ def server_command(argv: list[str] | None = None, *, cpu: bool | None = None) ->
 
 
 class PlainTextTranscription:
-    """ASGI middleware: ``response_format=text`` gets ``text/plain`` (vLLM 0.32 answers it with JSON).
+    """ASGI middleware: ``response_format=text`` gets ``text/plain`` (vLLM 0.32 answers it with JSON), and the
+    plain form fields ``hotwords`` / ``hotword_weight`` go into ``vllm_xargs`` (docs/hotwords.md).
 
     It reads the request body to find that field before vLLM's ``--api-key`` check runs, so it reads at
     most vLLM's own upload limit (``VLLM_MAX_AUDIO_CLIP_FILESIZE_MB``) and answers a larger body 413."""
@@ -88,6 +92,10 @@ class PlainTextTranscription:
             if not message.get("more_body"):
                 break
         body = b"".join(chunks)
+        if (moved := form_fields_to_xargs(body, dict(scope["headers"]).get(b"content-type", b""))) is not None:
+            body = moved
+            scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k != b"content-length"]
+                     + [(b"content-length", str(len(body)).encode())]}
         if not wants_plain_text(body):
             return await self.app(scope, replay(body, receive), send)
         start: dict = {}
@@ -128,6 +136,36 @@ def wants_plain_text(multipart_body: bytes) -> bool:
         return False
     value = multipart_body[at + len(marker):at + len(marker) + 64].split(b"\r\n\r\n", 1)[-1]
     return value.split(b"\r\n", 1)[0].strip() == b"text"
+
+
+def form_fields_to_xargs(multipart_body: bytes, content_type: bytes) -> bytes | None:
+    """The form with its ``FORM_XARGS`` fields moved into its ``vllm_xargs`` JSON (merged with one given);
+    None when it has none of them."""
+    boundary = re.search(rb'boundary="?([^";]+)"?', content_type)
+    if not boundary or not any(f'name="{name}"'.encode() in multipart_body for name in FORM_XARGS):
+        return None
+    delimiter = b"--" + boundary.group(1)
+    preamble, *parts = multipart_body.split(delimiter)
+    xargs, kept = {}, []
+    for part in parts[:-1]:  # the last is the closing "--"
+        head, _, value = part.partition(b"\r\n\r\n")
+        name = re.search(rb'name="([^"]*)"', head)
+        name = name.group(1).decode() if name and b"filename=" not in head else None
+        try:
+            if name == "vllm_xargs":
+                given = json.loads(value[:-2] or b"{}")
+                if not isinstance(given, dict):
+                    return None  # vLLM answers the malformed field itself
+                xargs = {**given, **xargs}
+            elif name in FORM_XARGS:
+                xargs[name] = value[:-2].decode()
+            else:
+                kept.append(part)
+        except ValueError:  # not JSON, not UTF-8: left to vLLM's own 400
+            return None
+    field = (b'\r\nContent-Disposition: form-data; name="vllm_xargs"\r\n\r\n'
+             + json.dumps(xargs, ensure_ascii=False).encode() + b"\r\n")
+    return delimiter.join([preamble, *kept, field, parts[-1]])
 
 
 def replay(body: bytes, receive):

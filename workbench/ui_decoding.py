@@ -3,6 +3,7 @@
 The preset box always names what the controls say: a preset when they match one, else ``custom`` with the
 label exports use (``beam8``). Controls a mode ignores are greyed out (temperature, top-p and seed under beam
 search; top-p and seed under greedy). A value no decoding can take raises ``ControlError`` naming the control.
+The hotword box takes a list typed in (docs/hotwords.md), never a file path: the page reads no server files.
 """
 
 from __future__ import annotations
@@ -11,13 +12,16 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from fireredasr_engine.options import DecodingOptions, parse_decoding
+from fireredasr_engine.options import DEFAULT_HOTWORD_WEIGHT, DecodingOptions, parse_decoding
+from fireredasr_vllm.hotwords import HotwordError, parse_hotwords
 
 PRESET_NAMES = ("greedy", "official", "beam3", "t0.7", "t0.7-p0.9")
 CUSTOM = "custom"
 PRESET_INFO = "fills the controls below; 'official' = beam 3, repetition penalty 3"
 MAX_TOKENS_LABEL = "max new tokens"
 SEED_LABEL = "seed"
+HOTWORDS_LABEL = "hotwords"
+HOTWORDS_PLACEHOLDER = "one word a line, or comma separated; optional weight: 张三:2"
 SLIDER_DECIMALS = 2  # the sliders' steps are 0.05 / 0.1: round away float noise before comparing
 
 
@@ -33,8 +37,13 @@ def whole_number(value, label: str, hint: str) -> int | None:
     return int(float(value))
 
 
-def decoding_options(beam_size, temperature, top_p, repetition_penalty, max_tokens, seed) -> DecodingOptions:
+def decoding_options(beam_size, temperature, top_p, repetition_penalty, max_tokens, seed, hotwords="",
+                     hotword_weight=DEFAULT_HOTWORD_WEIGHT) -> DecodingOptions:
     """Control values -> options; 0 / empty max tokens means the official rule (one per speech frame)."""
+    try:
+        hotword_list = parse_hotwords(hotwords or "")
+    except HotwordError as error:
+        raise ControlError(f'"{HOTWORDS_LABEL}": {error}') from None
     max_tokens = whole_number(max_tokens, MAX_TOKENS_LABEL,
                               "enter 0 (one token per speech frame) or a positive whole number")
     seed = whole_number(seed, SEED_LABEL, "enter 0 or a positive whole number")
@@ -46,15 +55,18 @@ def decoding_options(beam_size, temperature, top_p, repetition_penalty, max_toke
         top_p=round(float(top_p or 1.0), SLIDER_DECIMALS) if sampling else 1.0,
         repetition_penalty=round(float(repetition_penalty or 1.0), SLIDER_DECIMALS),
         max_tokens=max_tokens or None, seed=(seed or 0) if sampling else None,
+        hotwords=hotword_list, hotword_weight=round(float(hotword_weight or 0.0), SLIDER_DECIMALS),
     )
 
 
 def preset_values(name: str) -> tuple:
-    """A preset name -> the control values (beam, temperature, top_p, penalty, max tokens, seed)."""
+    """A preset name -> the control values (beam, temperature, top_p, penalty, max tokens, seed; the hotword
+    list and weight are kept)."""
     if name not in PRESET_NAMES:  # "custom" changes nothing
-        return tuple(gr.skip() for _ in range(6))
+        return tuple(gr.skip() for _ in range(8))
     o = parse_decoding(name)
-    return o.beam_size, o.temperature, o.top_p, o.repetition_penalty, o.max_tokens or 0, o.seed or 0
+    kept = (gr.skip(), gr.skip())
+    return o.beam_size, o.temperature, o.top_p, o.repetition_penalty, o.max_tokens or 0, o.seed or 0, *kept
 
 
 def preset_for(*values) -> gr.Dropdown:
@@ -87,11 +99,14 @@ class DecodingControls:
     repetition_penalty: gr.Slider
     max_tokens: gr.Number
     seed: gr.Number
+    hotwords: gr.Textbox
+    hotword_weight: gr.Slider
 
     @property
     def inputs(self) -> list:
         """The components whose values ``decoding_options`` takes, in order."""
-        return [self.beam_size, self.temperature, self.top_p, self.repetition_penalty, self.max_tokens, self.seed]
+        return [self.beam_size, self.temperature, self.top_p, self.repetition_penalty, self.max_tokens, self.seed,
+                self.hotwords, self.hotword_weight]
 
 
 def decoding_controls(prefix: str) -> DecodingControls:
@@ -113,7 +128,14 @@ def decoding_controls(prefix: str) -> DecodingControls:
                                    elem_id=f"{prefix}-max-tokens")
             seed = gr.Number(0, precision=0, label=f"{SEED_LABEL} (sampling only)", interactive=False,
                              elem_id=f"{prefix}-seed")
-    controls = DecodingControls(preset, beam_size, temperature, top_p, repetition_penalty, max_tokens, seed)
+        with gr.Row():
+            hotwords = gr.Textbox(label=f"{HOTWORDS_LABEL} (words to bias toward)", lines=3, scale=3,
+                                  placeholder=HOTWORDS_PLACEHOLDER, elem_id=f"{prefix}-hotwords")
+            hotword_weight = gr.Slider(0.0, 10.0, value=DEFAULT_HOTWORD_WEIGHT, step=0.5, label="hotword weight",
+                                       info="boost per token of a listed word; 0 = off", scale=1,
+                                       elem_id=f"{prefix}-hotword-weight")
+    controls = DecodingControls(preset, beam_size, temperature, top_p, repetition_penalty, max_tokens, seed,
+                                hotwords, hotword_weight)
     preset.input(preset_values, preset, controls.inputs, queue=False).then(
         preset_for, controls.inputs, preset, queue=False)
     # On every change of a value, by the user or by the preset's own fills (which give back the preset itself).

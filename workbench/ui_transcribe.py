@@ -173,7 +173,8 @@ def build_transcribe_tab(engine, *, max_upload_mb: float, export_dir: Path, conc
             if not items:
                 raise ControlError("No audio: upload one or more files or record from the microphone.")
             options = decoding_options(*values)
-        except ControlError as error:  # a warning, not gr.Error: the panels keep the last results
+            engine.check_supported(options)  # e.g. a hotword the model cannot spell
+        except ValueError as error:  # a ControlError too; a warning, not gr.Error: the panels keep the last results
             gr.Warning(str(error), duration=TOAST_SECONDS)
             return tuple(gr.skip() for _ in outputs)
         extra = {"long_audio": True} if long_mode else {}

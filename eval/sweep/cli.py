@@ -10,8 +10,8 @@ from eval.datasets import DatasetUnavailable
 from eval.sweep.config import SweepConfig, csv_list, engine_grid, load_config_file, parse_grid
 from eval.sweep.run import SweepFailed, run_sweep
 from eval.tables import markdown_table, results_table
-from fireredasr_engine.cli import (Interrupted, add_engine_arguments, add_model_argument, add_server_argument,
-                                   engine_options, exit_codes, parse)
+from fireredasr_engine.cli import (Interrupted, add_engine_arguments, add_hotword_arguments, add_model_argument,
+                                   add_server_argument, engine_options, exit_codes, parse)
 
 DESCRIPTION = "Latency / throughput sweeps over engine x decoding x load configurations, with plots."
 
@@ -22,7 +22,9 @@ def parse_args(argv):
     parser.add_argument("--config", help="TOML file with SweepConfig keys (examples/sweep_demo.toml)")
     add_model_argument(parser)
     parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
-                        help="decoding=greedy,beam3,t0.7 or an engine option, e.g. max_num_seqs=1,4,16 (repeatable)")
+                        help="decoding=greedy,beam3,t0.7, hotword_weight=0,1,2,4,8 (with --hotwords) or an engine "
+                             "option, e.g. max_num_seqs=1,4,16 (repeatable)")
+    add_hotword_arguments(parser)  # --hotword-weight: a one-value grid entry; --grid hotword_weight=... wins
     parser.add_argument("--concurrency", type=lambda t: csv_list(t, int), help="online clients, e.g. 1,4,16")
     parser.add_argument("--mode", dest="modes", type=csv_list, help="offline,online")
     parser.add_argument("--request-rate", type=float, help="online: Poisson arrivals at R requests/s")
@@ -46,10 +48,11 @@ def parse_args(argv):
 def config_from_args(args) -> SweepConfig:
     """The TOML file (if any), overridden by the flags given."""
     values = load_config_file(args.config) if args.config else {}
-    grid = {**values.pop("grid", {}), **engine_grid(engine_options(args)), **parse_grid(args.grid)}
+    weight = {"hotword_weight": [args.hotword_weight]} if args.hotwords else {}
+    grid = {**values.pop("grid", {}), **engine_grid(engine_options(args)), **weight, **parse_grid(args.grid)}
     for name in ("test_set", "model", "concurrency", "modes", "request_rate", "limit", "shuffle_seed",
                  "max_duration", "baselines", "official_batch_sizes", "warmup", "repeats", "order_seed",
-                 "output_dir", "server"):
+                 "output_dir", "server", "hotwords"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
     return SweepConfig(**values, grid=grid)

@@ -11,10 +11,11 @@ from pathlib import Path
 
 from fireredasr_vllm import BUILTIN_ARCHITECTURE, DEFAULT_MODEL
 from fireredasr_engine.client import check_supported
+from fireredasr_engine.hotwords import load_hotwords
 from fireredasr_engine.options import DecodingOptions, EngineOptions, parse_decoding
 
 ENGINE_KEYS = tuple(f.name for f in fields(EngineOptions) if f.name != "extra")
-DECODING_KEYS = ("decoding", "hotword_weight")  # grid keys that vary per request
+DECODING_KEYS = ("decoding", "hotword_weight")  # grid keys that vary per request, not per engine
 MODES = ("offline", "online")
 BASELINES = ("builtin", "official")
 
@@ -57,7 +58,8 @@ class SweepConfig:
 
     test_set: str = "demo"
     model: str = DEFAULT_MODEL
-    grid: dict[str, list] = field(default_factory=dict)  # "decoding" or an EngineOptions field -> values
+    grid: dict[str, list] = field(default_factory=dict)  # a DECODING_KEYS or EngineOptions field -> values
+    hotwords: str | None = None  # a hotword list, inline or a file (docs/hotwords.md); grid hotword_weight varies it
     concurrency: list[int] = field(default_factory=lambda: [1, 4, 16])
     modes: list[str] = field(default_factory=lambda: list(MODES))
     request_rate: float | None = None  # online mode: Poisson arrivals (requests/s); None: closed loop
@@ -110,10 +112,14 @@ class SweepConfig:
         return [EngineOptions(**dict(zip(keys, values))) for values in itertools.product(*map(self.grid.get, keys))]
 
     def decodings(self) -> list[DecodingOptions]:
-        """The decoding configurations; a ``hotword_weight`` grid multiplies them, each labelled ``-hwW``
-        (the lists come from the test set: eval/sweep/run.py)."""
+        """The decoding configurations; a ``hotword_weight`` grid multiplies them. With ``hotwords`` (a list or
+        file, as --hotwords takes) each decodes with that list; without, the test set's list applies (added per
+        configuration in eval/sweep/run.py) and each is labelled ``-hwW``."""
         decodings = [parse_decoding(text) for text in self.grid.get("decoding", ["greedy"])]
         weights = self.grid.get("hotword_weight")
+        if hotwords := load_hotwords(self.hotwords):
+            return [replace(decoding, hotwords=hotwords, hotword_weight=float(weight))
+                    for decoding in decodings for weight in weights or [DecodingOptions.hotword_weight]]
         if not weights:
             return decodings
         return [replace(d, hotword_weight=float(w), name=f"{d.label}-hw{float(w):g}") for d in decodings for w in weights]
@@ -158,7 +164,7 @@ def plan(config: SweepConfig, num_utterances: int) -> list[Job]:
                     jobs += [Job(system, options, decoding, "online", int(c)) for c in config.concurrency]
     if "official" in config.baselines:
         for decoding in config.decodings():
-            if decoding.mode != "sample":  # the official decoder has no sampling
+            if decoding.mode != "sample" and not decoding.hotwords:  # the official decoder has neither
                 jobs += [Job("official", None, decoding, "offline", b)
                          for b in config.official_batches(num_utterances)]
     return jobs

@@ -90,6 +90,9 @@ def run_sweep(config: SweepConfig, *, engine=None, resume: bool = False, progres
         raise ValueError(f"test set '{config.test_set}' has a hotword list per utterance, which a sweep does not "
                          "decode with: evaluate it with python -m eval.run, one --hotword-weight a run, or give it "
                          "one list for the whole set (hotwords.txt)")
+    if "hotword_weight" in config.grid and not (config.hotwords or data.hotwords):
+        raise ValueError(f"a grid over hotword_weight needs a hotword list: add --hotwords 'w1,w2' or a file, or "
+                         f"sweep a set with one (test set '{config.test_set}' has none)")
     store = SweepStore(config.output_dir, resume)
     done = store.done()
     jobs = [with_set_list(job, data) for job in plan(config, len(clips))]
