@@ -346,6 +346,7 @@ def parse_args(argv):
 def main(argv=None) -> int:
     args = parse_args(argv)
     decoding, options = decoding_options(args), engine_options(args)  # bad flags fail before anything starts
+    decoding = replace(decoding, hotword_weight=args.hotword_weight)  # also the weight of a set's own list
     model = model_spec(args, note=args.server is None and not args.quiet)
     run = evaluate(  # Ctrl-C: the engine is closed on the way out, finished rows are on disk
         args.test_set, model=model, decoding=decoding, output_dir=args.output_dir, limit=args.limit,
