@@ -60,9 +60,16 @@ def test_plan_builds_each_engine_once():
 
 
 def test_hotword_weight_grid_multiplies_the_decodings():
-    config = sweep.SweepConfig(grid={"decoding": ["greedy", "beam3"], "hotword_weight": ["0", "2.5"]})
+    config = sweep.SweepConfig(grid={"decoding": ["greedy", "beam3"], "hotword_weight": ["0", "2.5"]}, modes=["offline"])
     assert [(d.label, d.hotword_weight) for d in config.decodings()] == [
-        ("greedy-hw0", 0.0), ("greedy-hw2.5", 2.5), ("beam3-hw0", 0.0), ("beam3-hw2.5", 2.5)]
+        ("greedy", 0.0), ("greedy", 2.5), ("beam3", 0.0), ("beam3", 2.5)]
+    from eval.datasets import TestSet
+    from eval.sweep.run import with_set_list
+
+    data = TestSet("s", "zh", "cer", "s", None, [], hotwords=(("上海", 1.0), ("北京", 1.0)))
+    jobs = [with_set_list(job, data) for job in sweep.plan(config, 4)]
+    assert [job.decoding.label for job in jobs] == ["greedy", "greedy-hw2.5x2", "beam3", "beam3-hw2.5x2"]
+    assert [job.decoding.hotwords for job in jobs][:2] == [(), data.hotwords]  # weight 0: the baseline, no list
     assert config.engine_keys == [] and len(config.engine_options()) == 1  # decoded per request: one engine
     with pytest.raises(ValueError, match="hotword_weight values must be numbers >= 0"):
         sweep.SweepConfig(grid={"hotword_weight": ["-1"]})

@@ -113,8 +113,8 @@ class SweepConfig:
 
     def decodings(self) -> list[DecodingOptions]:
         """The decoding configurations; a ``hotword_weight`` grid multiplies them. With ``hotwords`` (a list or
-        file, as --hotwords takes) each decodes with that list; without, the test set's list applies (added per
-        configuration in eval/sweep/run.py) and each is labelled ``-hwW``."""
+        file, as --hotwords takes) each decodes with that list; without, the test set's list is added per
+        configuration (eval/sweep/run.py), which labels it (``greedy-hw2x10``; weight 0: no list, ``greedy``)."""
         decodings = [parse_decoding(text) for text in self.grid.get("decoding", ["greedy"])]
         weights = self.grid.get("hotword_weight")
         if hotwords := load_hotwords(self.hotwords):
@@ -122,7 +122,7 @@ class SweepConfig:
                     for decoding in decodings for weight in weights or [DecodingOptions.hotword_weight]]
         if not weights:
             return decodings
-        return [replace(d, hotword_weight=float(w), name=f"{d.label}-hw{float(w):g}") for d in decodings for w in weights]
+        return [replace(d, hotword_weight=float(w)) for d in decodings for w in weights]
 
     def official_batches(self, num_utterances: int) -> list[int]:
         sizes = self.official_batch_sizes or [1, *(b for b in self.grid.get("max_num_seqs", []) if b)]
