@@ -1,0 +1,106 @@
+"""What a hotword list costs: greedy throughput with a list of N words vs none, on one engine, side by side.
+
+    python -m bench.hotword_cost                          # trained model, the 30 bundled clips, 100 words, 5 rounds
+    python -m bench.hotword_cost --model DIR --words 1000 --rounds 9 --clips 200
+
+Each round decodes every clip at once twice, without and with the list, in alternating order, so load changes
+hit both alike. The list is distractors (two- to four-character pieces of the training sentences the clips
+do not say, each once), so it changes few outputs; both throughputs are generated tokens per second of wall
+time (the list may change the outputs' lengths) and audio seconds per second. Reports the median ratio with
+over without (1.0 = free); the engine core's processor runs in Python per request per step, which is what this
+measures. Writes ``hotword_cost.{json,md}`` under ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from eval.bundled import DEMO_CLIPS, DEMO_DIR, read_sentences
+from eval.tables import markdown_table
+from fireredasr_engine.cli import add_model_argument, exit_codes, model_spec
+from fireredasr_engine.engine import Engine, device_name
+from fireredasr_engine.options import DEFAULT_HOTWORD_WEIGHT, DecodingOptions
+
+CORPUS = DEMO_DIR / "corpus.txt"
+DEFAULT_OUT = Path("bench/results")
+
+
+def distractors(count: int) -> tuple[tuple[str, float], ...]:
+    """``count`` distinct 2-4 character pieces of the training corpus that no bundled clip says."""
+    said = "".join(text for _, text in read_sentences(DEMO_DIR / "sentences.txt"))
+    words: dict[str, float] = {}
+    for line in CORPUS.read_text(encoding="utf-8").split():
+        for size in (2, 3, 4):
+            for start in range(0, len(line) - size + 1, size):
+                piece = line[start:start + size]
+                if piece not in said:
+                    words.setdefault(piece, 1.0)
+    if len(words) < count:
+        raise SystemExit(f"the corpus gives only {len(words)} distractor words; ask for fewer")
+    return tuple(list(words.items())[:count])
+
+
+def one_pass(engine: Engine, clips: list, options: DecodingOptions) -> dict:
+    started = time.perf_counter()
+    results = engine.transcribe_many(clips, options)
+    wall = time.perf_counter() - started
+    tokens = sum(r.output_tokens for r in results)
+    audio = sum(r.duration_s for r in results)
+    return {"wall_s": wall, "tokens": tokens, "tokens_per_s": tokens / wall, "rtfx": audio / wall}
+
+
+def main_args(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m bench.hotword_cost", description=__doc__.split("\n\n")[0])
+    add_model_argument(parser)
+    parser.add_argument("--words", type=int, default=100, help="list length (default 100)")
+    parser.add_argument("--weight", type=float, default=DEFAULT_HOTWORD_WEIGHT)
+    parser.add_argument("--rounds", type=int, default=5, help="paired passes; the median ratio is reported")
+    parser.add_argument("--clips", type=int, default=30, help="clips per pass (the bundled ones, repeated)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    return parser.parse_args(argv)
+
+
+@exit_codes()
+def main(argv=None) -> int:
+    args = main_args(argv)
+    bundled = sorted(DEMO_CLIPS.glob("*.flac"))
+    clips = [bundled[n % len(bundled)] for n in range(args.clips)]
+    listed = DecodingOptions(hotwords=distractors(args.words), hotword_weight=args.weight)
+    plain = DecodingOptions()
+    rows = []
+    with Engine(model_spec(args)) as engine:
+        one_pass(engine, clips, plain)  # warm-up: compile, caches, the tokenizer load in the processor
+        one_pass(engine, clips, listed)
+        for round_ in range(args.rounds):
+            order = [(plain, "none"), (listed, f"{args.words} words")]
+            for options, name in order if round_ % 2 == 0 else order[::-1]:
+                rows.append({"round": round_, "list": name, **one_pass(engine, clips, options)})
+        device = device_name()
+    by_round = {}
+    for row in rows:
+        by_round.setdefault(row["round"], {})[row["list"]] = row
+    ratios = [pair[f"{args.words} words"]["tokens_per_s"] / pair["none"]["tokens_per_s"] for pair in by_round.values()]
+    rtfx_ratios = [pair[f"{args.words} words"]["rtfx"] / pair["none"]["rtfx"] for pair in by_round.values()]
+    summary = {"model": model_spec(args, note=False), "device": device, "clips": args.clips, "words": args.words,
+               "weight": args.weight, "rounds": args.rounds, "median_tokens_per_s_ratio": statistics.median(ratios),
+               "median_rtfx_ratio": statistics.median(rtfx_ratios), "ratios": ratios, "rows": rows}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "hotword_cost.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False))
+    table = markdown_table(pd.DataFrame(rows).round(3))
+    text = (f"# Hotword list cost ({args.words} words, weight {args.weight:g}) on {device}\n\n"
+            f"Median throughput ratio, list / none: **{summary['median_tokens_per_s_ratio']:.3f}** (generated "
+            f"tokens/s), {summary['median_rtfx_ratio']:.3f} (RTFx), over {args.rounds} paired rounds of "
+            f"{args.clips} clips.\n\n{table}\n")
+    (args.out / "hotword_cost.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
