@@ -123,6 +123,10 @@ def test_a_biasing_set_is_scored_for_hotwords(engine, tmp_path):
     assert table["b_cer"].tolist()[0] == s.b_cer and pd.isna(table["b_cer"].tolist()[1])
     assert table["hotword_weight"].tolist()[0] == 0.0
     assert "b_cer" not in compare_runs([plain])  # runs without lists: the comparison as before
+    boosted = evaluate("demo-hotword", engine=engine, limit=1, progress=False, output_dir=tmp_path / "hw8",
+                       decoding=dataclasses.replace(parse_decoding("greedy"), hotword_weight=8.0))
+    assert boosted.manifest["hotwords"]["decoding"] == "utterance lists, else the set's"
+    assert boosted.rows["hypothesis"][0] != rows["hypothesis"][0]  # the set's list reached the engine
 
 
 def test_hotword_lists_precedence():
