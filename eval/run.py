@@ -141,7 +141,9 @@ def scoring_words(utterance, data, decoding: DecodingOptions) -> tuple[str, ...]
 
 def hotword_sources(data, decoding: DecodingOptions) -> dict:
     """Where the run's decoding and scoring lists come from, for the manifest."""
-    own = "utterance lists, else the set's" if data.has_hotwords else None
+    column = getattr(data.utterances, "has_column", False)
+    own = ("each utterance's list" + (", else the set's" if data.hotwords else "") if column
+           else "the set's list" if data.hotwords else None)
     decoded = "--hotwords" if decoding.hotwords else (own if decoding.hotword_weight else None)
     scored = own or ("--hotwords" if decoding.hotwords else None)
     return {"decoding": decoded, "scoring": scored, "set_words": len(data.hotwords),

@@ -111,7 +111,7 @@ def test_a_biasing_set_is_scored_for_hotwords(engine, tmp_path):
     assert s.u_cer == pytest.approx(rows["u_errors"].sum() / rows["u_n"].sum())
     assert s.hotword_recall == pytest.approx(rows["hits"].sum() / rows["ref_occurrences"].sum())
     assert (rows["b_n"] + rows["u_n"] == rows["n"]).all() and (rows["b_errors"] + rows["u_errors"] == rows["errors"]).all()
-    assert run.manifest["hotwords"] == {"decoding": None, "scoring": "utterance lists, else the set's",
+    assert run.manifest["hotwords"] == {"decoding": None, "scoring": "the set's list",
                                         "set_words": 10, "hotword_weight": 0.0}
     on_disk = json.loads((run.path / "summary.json").read_text())
     assert on_disk["b_cer"] == s.b_cer and on_disk["hotword_f1"] == s.hotword_f1
@@ -125,7 +125,7 @@ def test_a_biasing_set_is_scored_for_hotwords(engine, tmp_path):
     assert "b_cer" not in compare_runs([plain])  # runs without lists: the comparison as before
     boosted = evaluate("demo-hotword", engine=engine, limit=1, progress=False, output_dir=tmp_path / "hw8",
                        decoding=dataclasses.replace(parse_decoding("greedy"), hotword_weight=8.0))
-    assert boosted.manifest["hotwords"]["decoding"] == "utterance lists, else the set's"
+    assert boosted.manifest["hotwords"]["decoding"] == "the set's list"
     assert boosted.rows["hypothesis"][0] != rows["hypothesis"][0]  # the set's list reached the engine
 
 
@@ -133,7 +133,7 @@ def test_hotword_lists_precedence():
     """A --hotwords list decodes every utterance; else an utterance's own list, else the set's; weight 0
     decodes without. Scoring prefers the set's lists, so that runs with different lists compare."""
     from eval.datasets import TestSet, Utterance
-    from eval.run import decoding_for, scoring_words
+    from eval.run import decoding_for, hotword_sources, scoring_words
 
     set_list = (("上海", 1.0), ("北京", 1.0))
     data = TestSet("s", "zh", "cer", "s", None, [], hotwords=set_list)
@@ -148,3 +148,5 @@ def test_hotword_lists_precedence():
     bare = TestSet("t", "zh", "cer", "t", None, [])
     assert decoding_for(plain, bare, greedy) == greedy
     assert scoring_words(plain, bare, greedy) is None and scoring_words(plain, bare, flag) == ("广州",)
+    assert hotword_sources(data, greedy)["decoding"] == "the set's list"
+    assert hotword_sources(data, flag)["decoding"] == "--hotwords" and hotword_sources(bare, greedy)["scoring"] is None
