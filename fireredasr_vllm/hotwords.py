@@ -42,7 +42,7 @@ ENTRY_SEPARATORS = re.compile(r"[,\n，]")  # comma, newline, full-width comma
 WEIGHT_SUFFIX = re.compile(r"^(.*?)(?::|\s+)([-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|[-+]?\.\d+|[-+]?(?:inf|nan))$",
                            re.IGNORECASE)
 UNDECODABLE = "\ufffd"
-TRIE_CACHE_SIZE = 32
+TRIE_CACHE_SIZE = 8  # lists kept parsed and built (a 1000-word list's table is some 15 MB)
 LOGGER = logging.getLogger(__name__)
 
 
@@ -122,10 +122,17 @@ def unspellable(word: str, tokenizer) -> str:
 
 def check_spellable(pairs: Sequence[tuple[str, float]], tokenizer) -> None:
     """Raise ``HotwordError`` naming the first listed word the tokenizer cannot spell."""
-    for word, _ in pairs:
-        if missing := unspellable(word, tokenizer):
-            raise HotwordError(f"hotword '{word}': the model's tokenizer has no token for {missing!r}, so the model "
-                               "cannot write it; remove the word or write it with other characters")
+    if found := first_unspellable(tuple(word for word, _ in pairs), tokenizer):
+        word, missing = found
+        raise HotwordError(f"hotword '{word}': the model's tokenizer has no token for {missing!r}, so the model "
+                           "cannot write it; remove the word or write it with other characters")
+
+
+@lru_cache(maxsize=TRIE_CACHE_SIZE)
+def first_unspellable(words: tuple[str, ...], tokenizer) -> tuple[str, str] | None:
+    """(word, its characters without a token) for the first such word, else None; cached, as every request
+    of a batch checks the same list."""
+    return next(((word, missing) for word in words if (missing := unspellable(word, tokenizer))), None)
 
 
 # ----------------------------------------------------------------- the trie
@@ -156,7 +163,7 @@ class HotwordTrie:
         self.pending = [0.0] * size
         self.fail = [0] * size
         self._link()
-        self._boosts: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._tables: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def _link(self) -> None:
         """Breadth first (parents before children): failure links, credit and pending."""
@@ -197,48 +204,99 @@ class HotwordTrie:
         """Shallow-fusion score of ``token`` in ``state`` (ContextGraph): what it earns minus what it withdraws."""
         return self.credit[self.step(state, token)] - self.pending[state]
 
-    def boosts(self, state: int) -> dict[int, float]:
-        """What the processor adds in ``state``: ``bonus + pending[state]`` for every token that starts or
-        continues a word (the withdrawal, equal for all other tokens, folded in); all other tokens 0."""
-        added: dict[int, float] = {}
-        node = state
-        while True:
-            for token in self.children[node]:
-                added.setdefault(token, self.credit[self.step(state, token)])
-            if node == 0:
-                return added
-            node = self.fail[node]
+    def boosts(self) -> tuple[list[int], list[list[float]]]:
+        """What the processor adds, as (trie tokens, one row of values per state): in state s, to each token
+        that starts or continues a word, ``bonus + pending[s]`` (the withdrawal, equal for every other token,
+        folded in); 0 to every other trie token, and nothing to tokens outside the trie."""
+        tokens = sorted({token for children in self.children for token in children})
+        column = {token: n for n, token in enumerate(tokens)}
+        starts = [0.0] * len(tokens)
+        for token, child in self.children[0].items():
+            starts[column[token]] = self.credit[child]
+        table = [starts]
+        for state in range(1, len(self)):
+            row, seen, node = list(starts), set(), state
+            while node:  # the deepest match of a token wins: goto(state, token)
+                for token, child in self.children[node].items():
+                    if token not in seen:
+                        seen.add(token)
+                        row[column[token]] = self.credit[child]
+                node = self.fail[node]
+            table.append(row)
+        return tokens, table
+
+    def boost_table(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``boosts()`` as tensors on ``like``'s device and dtype (token ids, states x tokens), made once."""
+        key = (like.device, like.dtype)
+        if (cached := self._tables.get(key)) is None:
+            tokens, table = self.boosts()
+            cached = (torch.tensor(tokens, dtype=torch.long, device=like.device),
+                      torch.tensor(table, dtype=like.dtype, device=like.device))
+            self._tables[key] = cached
+        return cached
 
     def add_to(self, logits: torch.Tensor, state: int) -> torch.Tensor:
-        """``logits`` (one row) plus ``boosts(state)``, in place, from tensors made once per state."""
-        key = (state, logits.device, logits.dtype)
-        if (cached := self._boosts.get(key)) is None:
-            added = self.boosts(state)
-            cached = (torch.tensor(list(added), dtype=torch.long, device=logits.device),
-                      torch.tensor(list(added.values()), dtype=logits.dtype, device=logits.device))
-            self._boosts[key] = cached
-        return logits.index_add_(0, *cached)
+        """``logits`` (one row) plus the boosts of ``state``, in place."""
+        tokens, table = self.boost_table(logits)
+        return logits.index_add_(0, tokens, table[state])
+
+    def add_to_rows(self, logits: torch.Tensor, rows: list[int], states: list[int]) -> None:
+        """Each of ``rows`` of a batch of logits plus the boosts of its state, in place, in one operation."""
+        tokens, table = self.boost_table(logits)
+        index = torch.tensor(rows, device=logits.device)[:, None]
+        logits[index, tokens] += table[torch.tensor(states, device=logits.device)]
 
     @classmethod
     def from_hotwords(cls, pairs: Sequence[tuple[str, float]], weight: float, tokenizer) -> HotwordTrie:
         """The trie of ``pairs`` (each token boosted by word weight x ``weight``); words the tokenizer
         cannot spell are left out (logged)."""
-        paths = []
+        paths, left_out = [], []
         for word, word_weight in pairs:
-            if missing := unspellable(word, tokenizer):
-                LOGGER.warning("hotword %r left out: the tokenizer has no token for %r", word, missing)
-                continue
-            if word_weight > 0:
+            if unspellable(word, tokenizer):
+                left_out.append(word)
+            elif word_weight > 0:
                 paths += [(path, word_weight * weight) for path in spellings(word, tokenizer)]
+        if left_out:
+            LOGGER.warning("%d hotword(s) left out, the tokenizer has no token for some of their characters: %s",
+                           len(left_out), ", ".join(left_out[:10]) + (" ..." if len(left_out) > 10 else ""))
         return cls(paths)
 
 
 # ----------------------------------------------------------------- the vLLM processor
-def request_hotwords(extra: dict) -> tuple[tuple[tuple[str, float], ...], float]:
-    """The (list, global weight) a request's ``extra_args`` asks for; raises ``HotwordError``."""
-    pairs = parse_hotwords(str(extra.get(HOTWORDS_KEY) or ""))
-    weight = check_weight(extra.get(HOTWORD_WEIGHT_KEY, DEFAULT_HOTWORD_WEIGHT))
-    return pairs, weight
+def list_and_weight(extra: dict) -> tuple[str, str]:
+    """A request's list and global weight as given (text; a weight may come as a number or a form string)."""
+    return str(extra.get(HOTWORDS_KEY) or ""), str(extra.get(HOTWORD_WEIGHT_KEY, DEFAULT_HOTWORD_WEIGHT))
+
+
+@lru_cache(maxsize=TRIE_CACHE_SIZE)
+def request_hotwords(text: str, weight: str) -> tuple[tuple[tuple[str, float], ...], float]:
+    """The (list, global weight) of ``list_and_weight``; raises ``HotwordError``. Cached: every request of a
+    batch usually carries the same list."""
+    return parse_hotwords(text), check_weight(weight)
+
+
+class RequestBias:
+    """One request's place in its trie, walked on from its history over its output tokens as they come.
+    vLLM's adapter calls it as ``(output_ids, logits_row)``; ``HotwordBiasing.apply`` batches the rows."""
+
+    def __init__(self, trie: HotwordTrie, history: Sequence[int]):
+        self.trie = trie
+        self.start = trie.walk(int(t) for t in history)
+        self.walked, self.state = 0, self.start  # output tokens walked so far, the state after them
+
+    def state_after(self, output_ids: list[int]) -> int:
+        count = len(output_ids)
+        if count == self.walked + 1:  # the usual step: one new token
+            self.state = self.trie.step(self.state, output_ids[-1])
+        elif count != self.walked:
+            if count < self.walked:  # the request was restarted (preempted): walk its tokens again
+                self.walked, self.state = 0, self.start
+            self.state = self.trie.walk(output_ids[self.walked:], self.state)
+        self.walked = count
+        return self.state
+
+    def __call__(self, output_ids: list[int], logits: torch.Tensor) -> torch.Tensor:
+        return self.trie.add_to(logits, self.state_after(output_ids))
 
 
 class HotwordBiasing(AdapterLogitsProcessor):
@@ -254,7 +312,7 @@ class HotwordBiasing(AdapterLogitsProcessor):
         """vLLM 0.32 calls this at admission: a bad list is answered HTTP 400 with the message."""
         extra = params.extra_args or {}
         if HOTWORDS_KEY in extra or HOTWORD_WEIGHT_KEY in extra:
-            request_hotwords(extra)
+            request_hotwords(*list_and_weight(extra))
 
     def is_argmax_invariant(self) -> bool:
         return False
@@ -268,32 +326,29 @@ class HotwordBiasing(AdapterLogitsProcessor):
                 config.tokenizer, revision=config.tokenizer_revision, trust_remote_code=config.trust_remote_code)
         return self._tokenizer
 
-    def _build_trie(self, text: str, weight: float) -> HotwordTrie:
-        return HotwordTrie.from_hotwords(parse_hotwords(text), weight, self.tokenizer)
+    def _build_trie(self, text: str, weight: str) -> HotwordTrie:
+        return HotwordTrie.from_hotwords(*request_hotwords(text, weight), self.tokenizer)
 
     def new_req_logits_processor(self, params):
         extra = params.extra_args or {}
         if not extra.get(HOTWORDS_KEY):
             return None
         try:
-            pairs, weight = request_hotwords(extra)
+            pairs, weight = request_hotwords(*list_and_weight(extra))
+            trie = self.trie(*list_and_weight(extra)) if pairs and weight else None
         except HotwordError as error:  # validate_params answers it where vLLM calls that; never crash the engine
             LOGGER.warning("hotwords ignored: %s", error)
             return None
-        if not pairs or weight == 0:
-            return None
-        trie = self.trie(format_hotwords(pairs), weight)
-        if len(trie) == 1:
-            return None
-        history = [int(t) for t in extra.get(HISTORY_KEY, ())]
-        start = trie.walk(history)
-        walked = [0, start]  # output tokens already walked, the state after them
+        return RequestBias(trie, extra.get(HISTORY_KEY, ())) if trie is not None and len(trie) > 1 else None
 
-        def bias(output_ids: list[int], logits: torch.Tensor) -> torch.Tensor:
-            if len(output_ids) < walked[0]:  # the request was restarted: walk its tokens again
-                walked[:] = [0, start]
-            walked[1] = trie.walk(output_ids[walked[0]:], walked[1])
-            walked[0] = len(output_ids)
-            return trie.add_to(logits, walked[1])
-
-        return bias
+    def apply(self, logits: torch.Tensor) -> torch.Tensor:
+        """The adapter's per-row loop, batched: all rows of one list get their boosts in one operation."""
+        batches: dict[int, tuple[HotwordTrie, list[int], list[int]]] = {}
+        for row, bound in self.req_info.items():
+            request, output_ids = bound.func, bound.args[0]  # functools.partial(RequestBias, output_ids)
+            trie, rows, states = batches.setdefault(id(request.trie), (request.trie, [], []))
+            rows.append(row)
+            states.append(request.state_after(output_ids))
+        for trie, rows, states in batches.values():
+            trie.add_to_rows(logits, rows, states)
+        return logits

@@ -77,7 +77,7 @@ def processor() -> HotwordBiasing:
     return HotwordBiasing(SimpleNamespace(model_config=model_config), torch.device("cpu"), False)
 
 
-def request(hotwords: str | None, weight: float = 1.0, history=()) -> SamplingParams:
+def request(hotwords: str | None, weight: float | str = 1.0, history=()) -> SamplingParams:
     extra = {HISTORY_KEY: list(history), HOTWORD_WEIGHT_KEY: weight}
     if hotwords is not None:
         extra[HOTWORDS_KEY] = hotwords
@@ -88,17 +88,19 @@ def test_the_processor_biases_only_requests_with_a_list_each_from_its_own_histor
     tokenizer = processor.tokenizer
     word = tokenizer.encode("北京", add_special_tokens=False)
     vocab = len(tokenizer)
-    outputs = [[], [], [], []]
-    beams = [request("北京:2", 1.5), request("北京:2", 1.5, history=word[:1]), request(None), request("北京", 0.0)]
-    processor.update_state(BatchUpdate(batch_size=4, removed=[], moved=[],
+    beams = [request("北京:2", 1.5), request("北京:2", 1.5, history=word[:1]), request(None),
+             request("北京", 0.0), request("北京:2", "1.5")]  # a weight from a server form arrives as text
+    outputs = [[] for _ in beams]
+    processor.update_state(BatchUpdate(batch_size=len(beams), removed=[], moved=[],
                                        added=[(i, params, None, outputs[i]) for i, params in enumerate(beams)]))
-    logits = processor.apply(torch.zeros(4, vocab))
+    logits = processor.apply(torch.zeros(len(beams), vocab))
     assert logits[0, word[0]] == 3.0 and torch.count_nonzero(logits[0]) == 1  # the start, 2 x 1.5
     assert logits[1, word[1]] == 6.0  # this beam already wrote 北: 京 finishes the word
-    assert not logits[2:].any()  # no list, weight 0: no processor at all
+    assert not logits[2:4].any()  # no list, weight 0: no processor at all
+    assert torch.equal(logits[4], logits[0])
     outputs[0].append(word[0])  # vLLM appends to the request's output list in place
-    logits = processor.apply(torch.zeros(4, vocab))
-    assert logits[0, word[1]] == 6.0
+    logits = processor.apply(torch.zeros(len(beams), vocab))
+    assert logits[0, word[1]] == 6.0 and logits[4, word[1]] == 0.0
 
 
 def test_a_bad_list_in_a_request_is_refused_at_admission_and_never_crashes_the_engine(processor):
@@ -111,7 +113,8 @@ def test_a_bad_list_in_a_request_is_refused_at_admission_and_never_crashes_the_e
 # ----------------------------------------------------------------- the list as users write it
 def test_lists_parse_inline_or_from_a_file_with_optional_weights(tmp_path):
     assert parse_hotwords("张三, 李四:2\n\n，王五 1.5,,") == (("张三", 1.0), ("李四", 2.0), ("王五", 1.5))
-    assert parse_hotwords(format_hotwords((("iPhone 15", 1.0), ("北京", 2.5)))) == (("iPhone 15", 1.0), ("北京", 2.5))
+    listed = (("iPhone 15", 1.0), ("北京", 2.5))
+    assert parse_hotwords(format_hotwords(listed)) == listed
     names = tmp_path / "names.txt"
     names.write_text("\ufeff张三 2.5\n\n李四\n   \n", encoding="utf-8")
     assert load_hotwords(str(names)) == (("张三", 2.5), ("李四", 1.0))
@@ -184,6 +187,8 @@ def test_a_listed_word_appears_where_it_was_wrong(engine, wrong_clip):
     plain = engine.transcribe(path)
     assert RIGHT_WORD not in plain.text
     options = DecodingOptions(hotwords=((RIGHT_WORD, 1.0),), hotword_weight=RIGHT_WEIGHT)
+    step = engine.sampling_params(engine.prepare(path).samples, options, history=[7, 8]).extra_args
+    assert step == {HOTWORDS_KEY: f"{RIGHT_WORD}:1", HOTWORD_WEIGHT_KEY: RIGHT_WEIGHT, HISTORY_KEY: [7, 8]}
     for decoding in (options, replace(options, beam_size=3)):
         biased = engine.transcribe(path, decoding)
         assert RIGHT_WORD in biased.text
