@@ -35,7 +35,7 @@ from tqdm.auto import tqdm  # a widget in Jupyter, a text bar elsewhere
 
 from eval.bench import bench_against_official
 from eval.biasing import score_biasing_units, summarize_biasing, word_units
-from eval.datasets import PUBLISHED_SOURCE, DatasetUnavailable, Utterance, load_test_set
+from eval.datasets import PUBLISHED_SOURCE, REGISTRY, DatasetUnavailable, Utterance, load_test_set
 from eval.metrics import CorpusScore, score_units
 from eval.normalize import NormalizerOptions, to_units
 from eval.plots import plot_run, save_figures
@@ -160,10 +160,13 @@ def model_checksum(model_dir: Path) -> str | None:
     return sha256(model_dir / "config.json")
 
 
-def default_output_dir(test_set: str, model: str, decoding: DecodingOptions, hotwords: bool = False) -> Path:
+def default_output_dir(test_set: str, model: str, decoding: DecodingOptions, hotwords: bool | None = None) -> Path:
     """``results/SET__MODEL__DECODING``; ``-hwW`` added when the set's lists are in effect (W: ``hotword_weight``;
-    a ``--hotwords`` list is in the decoding's label)."""
+    a ``--hotwords`` list is in the decoding's label). ``hotwords``: whether the set has lists (None: a registered
+    set's own answer)."""
     name = Path(test_set).name if os.path.exists(test_set) else test_set
+    if hotwords is None:
+        hotwords = bool(test_set in REGISTRY and REGISTRY[test_set].hotwords_file)
     biased = f"-hw{decoding.hotword_weight:g}" if hotwords and not decoding.hotwords else ""
     return DEFAULT_RESULTS / f"{name}__{Path(model).name}__{decoding.label}{biased}"
 

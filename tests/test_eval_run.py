@@ -133,7 +133,7 @@ def test_hotword_lists_precedence():
     """A --hotwords list decodes every utterance; else an utterance's own list, else the set's; weight 0
     decodes without. Scoring prefers the set's lists, so that runs with different lists compare."""
     from eval.datasets import TestSet, Utterance
-    from eval.run import decoding_for, hotword_sources, scoring_words
+    from eval.run import decoding_for, default_output_dir, hotword_sources, scoring_words
 
     set_list = (("上海", 1.0), ("北京", 1.0))
     data = TestSet("s", "zh", "cer", "s", None, [], hotwords=set_list)
@@ -149,4 +149,6 @@ def test_hotword_lists_precedence():
     assert decoding_for(plain, bare, greedy) == greedy
     assert scoring_words(plain, bare, greedy) is None and scoring_words(plain, bare, flag) == ("广州",)
     assert hotword_sources(data, greedy)["decoding"] == "the set's list"
+    assert default_output_dir("demo-hotword", "trained", greedy).name == "demo-hotword__trained__greedy-hw2"
+    assert default_output_dir("demo", "trained", greedy).name == "demo__trained__greedy"  # the Evaluate tab's too
     assert hotword_sources(data, flag)["decoding"] == "--hotwords" and hotword_sources(bare, greedy)["scoring"] is None
