@@ -46,6 +46,10 @@ from fireredasr_engine.options import DecodingOptions, EngineOptions, Transcript
 DEFAULT_RESULTS = Path("results")
 
 
+class EngineStopped(RuntimeError):
+    """The engine died mid-run: why and the fix, and that the finished rows are kept for a resume."""
+
+
 @dataclass
 class Tally:
     """Running corpus counts and speed for the progress bar and the summary."""
@@ -138,8 +142,9 @@ def check_resume(out_dir: Path, manifest: dict) -> None:
     if not old_path.exists():
         return
     old = json.loads(old_path.read_text())
+    new = json.loads(json.dumps(manifest, default=str))  # as written (tuples become lists)
     for key in ("model_sha256", "decoding"):
-        if old.get(key) != manifest.get(key) and key in old:
+        if old.get(key) != new.get(key) and key in old:
             raise ValueError(f"{out_dir} holds a run with a different {key}; pick another --output-dir "
                              "or delete the folder")
 
@@ -190,7 +195,10 @@ def evaluate(test_set: str, *, engine=None, model: str = DEFAULT_MODEL, decoding
             def collect(futures) -> None:
                 for future in futures:
                     utterance = in_flight.pop(future)
-                    row = make_row(utterance, future.result(), normalizer, data.metric)
+                    transcript = future.result()
+                    if transcript.error and engine.dead:
+                        continue  # not this utterance's failure: it is transcribed again on resume
+                    row = make_row(utterance, transcript, normalizer, data.metric)
                     writer.append(row)
                     tally.add(row, timed=True)
                     wall = time.perf_counter() - started
@@ -201,14 +209,19 @@ def evaluate(test_set: str, *, engine=None, model: str = DEFAULT_MODEL, decoding
                         on_row(row, tally.summary(data.metric, wall))
 
             for utterance in pending:
+                if engine.dead:
+                    break
                 prepared = engine.prepare(utterance.audio, id=utterance.id, long_audio=long_audio)
                 in_flight[engine.submit(prepared, decoding)] = utterance
                 if len(in_flight) >= max_in_flight:
                     finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
                     collect(finished)
             collect(list(in_flight))
-            wall = time.perf_counter() - started
             bar.close()
+            if engine.dead:
+                raise EngineStopped(f"{engine.dead}. The {len(writer.done_ids())} finished utterances are kept in "
+                                    f"{out_dir}: run the same command again to resume")
+            wall = time.perf_counter() - started
             writer.finalize(tally.summary(data.metric, wall))
     finally:
         if own_engine:
@@ -277,7 +290,7 @@ def parse_args(argv):
     return parse(parser, argv)
 
 
-@exit_codes(DatasetUnavailable, FileNotFoundError, ValueError, ServerError,
+@exit_codes(DatasetUnavailable, FileNotFoundError, ValueError, ServerError, EngineStopped,
             interrupted="interrupted: the finished utterances are kept; run the same command again to resume")
 def main(argv=None) -> int:
     args = parse_args(argv)

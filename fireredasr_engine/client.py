@@ -34,6 +34,7 @@ import soundfile as sf
 
 from fireredasr_vllm import audio as audio_lib
 from fireredasr_vllm.compat import installed_versions
+from fireredasr_vllm.engine_death import ENGINE_STOPPED
 from fireredasr_engine.facade import Facade
 from fireredasr_engine.options import DecodingOptions, EngineOptions, PreparedAudio, Segment, Transcript
 
@@ -59,6 +60,10 @@ class UnsupportedDecoding(ValueError):
 
 class RetryableFailure(Exception):
     """The server dropped the request (connection, cut stream, 5xx): another try may succeed."""
+
+
+class EngineStopped(RetryableFailure):
+    """The server's engine has died (``ENGINE_STOPPED``): the request may go to another server, not this one."""
 
 
 @dataclass
@@ -201,8 +206,9 @@ class RemoteEngine(Facade):
 
     def _requeue(self, job: Job) -> None:
         if all(server.down for server in self.servers):
-            self._finish(job, Transcript(id=job.prepared.id, duration_s=job.prepared.duration_s, error=(
-                f"{job.prepared.id}: no server answered ({'; '.join(job.failures) or 'all are down'})")))
+            self.dead = f"no server answered ({'; '.join(job.failures) or 'all are down'})"
+            self._finish(job, Transcript(id=job.prepared.id, duration_s=job.prepared.duration_s,
+                                         error=f"{job.prepared.id}: {self.dead}"))
         elif job.attempts >= MAX_ATTEMPTS:
             self._finish(job, Transcript(id=job.prepared.id, duration_s=job.prepared.duration_s, error=(
                 f"{job.prepared.id}: failed {job.attempts} times ({job.failures[-1]})")))
@@ -229,7 +235,9 @@ class RemoteEngine(Facade):
                 job.failures.append(f"{server.url}: {failure}")
                 server.failures += 1
                 server.dropped += 1
-                if server.failures >= MAX_FAILURES:
+                if isinstance(failure, EngineStopped):
+                    server.down = True
+                elif server.failures >= MAX_FAILURES:
                     if await self._healthy(server):
                         server.failures = 0
                     else:
@@ -280,6 +288,9 @@ class RemoteEngine(Facade):
         try:
             async with self._http.stream("POST", server.url + TRANSCRIPTIONS, data=form, files=files) as response:
                 if response.status_code >= 500:
+                    await response.aread()
+                    if ENGINE_STOPPED in error_message(response):
+                        raise EngineStopped(ENGINE_STOPPED)
                     raise RetryableFailure(f"HTTP {response.status_code}")
                 if response.status_code >= 400:
                     await response.aread()

@@ -31,6 +31,7 @@ from vllm import SamplingParams
 from vllm.engine.arg_utils import AsyncEngineArgs
 from vllm.sampling_params import RequestOutputKind
 from vllm.v1.engine.async_llm import AsyncLLM
+from vllm.v1.engine.exceptions import EngineDeadError
 
 from fireredasr_vllm import DEFAULT_MODEL
 from fireredasr_vllm import audio as audio_lib
@@ -39,6 +40,7 @@ from fireredasr_vllm.compat import installed_versions, vllm_distribution
 from fireredasr_vllm.model import DEFAULT_SPEECH_TOKEN, build_prompt
 from fireredasr_vllm.penalty import HISTORY_KEY, PENALTY_KEY, PROCESSOR_FQCN
 from fireredasr_vllm.cpu_backend import CPU_ENGINE_ARGS, cpu_environment
+from fireredasr_vllm.engine_death import ENGINE_STOPPED
 from fireredasr_vllm.resolve import is_cpu, resolve_dtype, resolve_model
 from fireredasr_engine.beam_search import BeamSearch
 from fireredasr_engine.client import RemoteEngine
@@ -178,6 +180,10 @@ class Engine(Facade):
                 tokens, finish = await self._beam_search(prepared.samples, options, result, started)
             else:
                 tokens, finish = await self._sample(prepared.samples, options, result, started)
+        except EngineDeadError:  # every later request would fail the same way: say why once, and the fix
+            self.dead = ENGINE_STOPPED
+            result.error = f"{prepared.id}: {ENGINE_STOPPED}"
+            return result
         except Exception as error:  # the request failed; the engine is still up
             result.error = f"{prepared.id}: {type(error).__name__}: {error}"
             return result

@@ -57,6 +57,7 @@ class Facade:
     max_audio_seconds: float = audio_lib.DEFAULT_MAX_SECONDS
     max_long_audio_seconds: float = audio_lib.DEFAULT_MAX_LONG_AUDIO_SECONDS  # the app sets --max-audio-minutes
     downsample_rate: int = 2
+    dead: str | None = None  # set once the engine (every server) has stopped: why, and the fix
 
     # ----------------------------------------------------------------- loop
     def _start_loop(self, name: str) -> None:
@@ -113,6 +114,8 @@ class Facade:
     async def _generate(self, prepared: PreparedAudio, options: DecodingOptions) -> Transcript:
         if prepared.error:
             return Transcript(id=prepared.id, duration_s=prepared.duration_s, error=prepared.error)
+        if self.dead:
+            return Transcript(id=prepared.id, duration_s=prepared.duration_s, error=f"{prepared.id}: {self.dead}")
         if prepared.duration_s > self.max_audio_seconds:  # only prepare(long_audio=True) lets these in
             return await transcribe_long(self, prepared, options)
         return await self._transcribe(prepared, options)

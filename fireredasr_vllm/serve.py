@@ -21,6 +21,7 @@ from fireredasr_vllm import DEFAULT_MODEL
 from fireredasr_vllm.cli_args import (add_dtype_argument, add_max_model_len_argument, add_model_argument,
                                       add_parallel_arguments, checked_dtype, exit_codes)
 from fireredasr_vllm.cpu_backend import cpu_environment, cpu_server_flags
+from fireredasr_vllm.engine_death import KEEP_ALIVE_ENV, MIDDLEWARE as ENGINE_STOPPED_MIDDLEWARE
 from fireredasr_vllm.resolve import ModelNotFoundError, is_cpu, resolve_dtype, resolve_model
 
 SERVED_MODEL_NAME = "fireredasr-llm"
@@ -53,9 +54,10 @@ def server_command(argv: list[str] | None = None, *, cpu: bool | None = None) ->
     model_dir = resolve_model(args.model, dtype=dtype)
     command = [sys.executable, "-m", API_SERVER, "--model", str(model_dir), "--dtype", dtype,
                "--served-model-name", args.served_model_name, "--max-model-len", str(args.max_model_len),
-               "--middleware", PLAIN_TEXT_MIDDLEWARE, "--data-parallel-size", str(args.data_parallel_size),
+               "--middleware", PLAIN_TEXT_MIDDLEWARE, "--middleware", ENGINE_STOPPED_MIDDLEWARE,
+               "--data-parallel-size", str(args.data_parallel_size),
                "--tensor-parallel-size", str(args.tensor_parallel_size)]
-    env = dict(os.environ)
+    env = dict(os.environ) | KEEP_ALIVE_ENV  # a dead engine answers 503 + the reason, not a refused connection
     if cpu:
         command += cpu_server_flags(passthrough)
         env.update(cpu_environment(args.data_parallel_size * args.tensor_parallel_size, environ=env))
