@@ -39,6 +39,7 @@ from fireredasr_vllm.encoder_graphs import EncoderGraphs
 from fireredasr_vllm.features import KaldiFbank
 
 DEFAULT_SPEECH_TOKEN = "<|AUDIO|>"
+PROFILE_FEATURES, PROFILE_ENCODER = "fireredasr.features", "fireredasr.encoder"  # profiler range names
 INSTRUCTION = "请转写音频为文字"
 
 
@@ -212,10 +213,12 @@ class FireRedASRLLMForConditionalGeneration(FireRedASR2ForConditionalGeneration)
         frame_counts = [audio_lib.num_frames(n) for n in lengths]
         frames = torch.tensor(frame_counts, dtype=torch.int32)
         frames = frames.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else frames
-        feats = self.fbank(device)(samples)
-        padding = torch.arange(feats.shape[1], device=device)[None, :] >= frames[:, None]
-        feats = feats.masked_fill_(padding[..., None], 0.0).to(self.dtype)
-        embeds = self._encoder_graphs(feats, frames, frame_counts)
+        with torch.profiler.record_function(PROFILE_FEATURES):  # named ranges for bench.gpu_benchmark --profile
+            feats = self.fbank(device)(samples)
+            padding = torch.arange(feats.shape[1], device=device)[None, :] >= frames[:, None]
+            feats = feats.masked_fill_(padding[..., None], 0.0).to(self.dtype)
+        with torch.profiler.record_function(PROFILE_ENCODER):
+            embeds = self._encoder_graphs(feats, frames, frame_counts)
         return [embeds[row][:count] for row, count in enumerate(tokens)]
 
     def fbank(self, device: torch.device) -> KaldiFbank:
