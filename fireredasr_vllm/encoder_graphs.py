@@ -19,14 +19,14 @@ encoded in groups whose longest clip is at most ``CPU_GROUP_RATIO`` times the sh
 ``bench.model_throughput`` passed 24 clips of 2-10 s in 1.28-1.46 s so, against 2.01-2.08 s as one batch padded
 to its longest clip (docs/benchmarks.md, "CPU").
 
-Memory (GPU): vLLM sizes its KV cache from the peak memory of a profile run, whose first step calls the
-encoder once on the largest batch the scheduler can hand it (``max_num_batched_tokens`` worth of 30 s
-clips). That first call is treated as the encoder's budget: every graph is captured then, inside the
-profile; the pool they keep (memory vLLM's peak counter does not see once the capture has ended) is
-held aside as a ballast tensor while the call's batch runs eagerly, so the measured peak is the pool
-plus the largest eager batch; and every later call is cut into sub-batches of at most as many padded
-frames (batch x longest clip) as that call had, so nothing the encoder does afterwards needs more than
-vLLM set aside. Shapes past ``MAX_GRAPH_FRAMES`` frames (long clips) or ``MAX_GRAPH_CELLS`` padded frames
+Memory (GPU): vLLM sizes its KV cache from the peak memory of a profile run (vLLM 0.26's V1 model
+runner calls the encoder there on its worst batch, the V2 runner only the LLM). The worst batch the
+scheduler can hand the encoder in one step is its encoder budget in 30 s clips (the model computes it
+from the config). On the first forward or encoder call, whichever the profile run makes, every graph
+is captured and that batch runs eagerly beside a ballast tensor the size of the graphs' pool (memory
+vLLM's peak counter no longer sees once a capture has ended), so the measured peak covers both; every
+later call is cut into sub-batches of at most that many padded frames (clips x longest clip), so
+nothing the encoder does afterwards needs more than vLLM set aside. Shapes past ``MAX_GRAPH_FRAMES`` frames (long clips) or ``MAX_GRAPH_CELLS`` padded frames
 run eagerly. Graphs that do not fit are skipped with one warning.
 """
 
@@ -105,18 +105,22 @@ def pad_batch(feats: torch.Tensor, frames: torch.Tensor, shape: tuple[int, int],
 class EncoderGraphs:
     """Replays ``encoder(feats, frames) -> (B, tokens, hidden)`` from CUDA graphs, one per bucket shape.
 
-    The first call on a GPU (vLLM's profile run) sets ``cell_budget`` and captures every shape; all graphs
-    write into one output buffer, copied out after each replay."""
+    ``worst_batch``: (clips, frames) of the largest batch vLLM's scheduler can hand the encoder in one step
+    (its encoder budget in 30 s clips); its padded size is the budget of every call. ``reserve`` (on the first
+    forward or encoder call, i.e. in vLLM's memory profile run) captures every shape and runs that batch; all
+    graphs write into one output buffer, copied out after each replay."""
 
-    def __init__(self, encoder: Encoder, enabled: bool = True):
+    def __init__(self, encoder: Encoder, worst_batch: tuple[int, int], enabled: bool = True):
         """``enabled``: False under vLLM's ``enforce_eager``; the environment variable ``DISABLE_ENV=0``
         turns graphs off too."""
         self.encoder = encoder
+        self.worst_batch = worst_batch
+        self.cell_budget = worst_batch[0] * worst_batch[1]
         self.graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, tuple, torch.Tensor]] = {}
         self.pool = None  # set once capturing started (even if nothing could be captured)
         self.output: torch.Tensor | None = None
         self.enabled = enabled and os.environ.get(DISABLE_ENV, "1") != "0"
-        self.cell_budget: int | None = None  # padded frames of the profiled (first) call
+        self.reserved = False
         self.pool_bytes = 0  # memory the captured graphs keep reserved
 
     def __call__(self, feats: torch.Tensor, frames: torch.Tensor, lengths: list[int]) -> list[torch.Tensor]:
@@ -124,8 +128,7 @@ class EncoderGraphs:
         tokens). ``frames``: the frame counts on the device; ``lengths``: the same on the host."""
         if not feats.is_cuda:
             return self.by_length(feats, frames, lengths)
-        if self.cell_budget is None:
-            return self.profile(feats, frames, lengths)
+        self.reserve(feats.device, feats.dtype, feats.shape[-1], frames.dtype)
         outputs: list[torch.Tensor | None] = [None] * len(lengths)
         for batch in sub_batches(lengths, self.cell_budget):
             for index, output in zip(batch, self.encode(feats, frames, lengths, batch)):
@@ -144,24 +147,29 @@ class EncoderGraphs:
             return list(self.replay(feats, frames, longest, shape))
         return list(self.encoder(feats[:, :longest], frames))
 
-    def profile(self, feats: torch.Tensor, frames: torch.Tensor, lengths: list[int]) -> list[torch.Tensor]:
-        """The first call (vLLM's profile run): its padded size becomes the budget of every later call, the
-        graphs are captured, and the batch runs eagerly beside a ballast of the graphs' pool size, so the
-        peak vLLM measures covers the pool and the largest eager batch together."""
-        self.cell_budget = padded_cells(lengths)
+    def reserve(self, device: torch.device, dtype: torch.dtype, feature_dim: int,
+                frames_dtype: torch.dtype = torch.int32) -> None:
+        """Once, on a GPU, before vLLM sizes its KV cache (its profile run calls the model first): capture the
+        graphs, then run the worst batch eagerly beside a ballast of the graphs' pool size, so the peak vLLM
+        measures covers the pool and the largest encoder call together."""
+        if self.reserved or device.type != "cuda":
+            return
+        self.reserved = True
+        clips, width = self.worst_batch
+        feats = torch.zeros((clips, width, feature_dim), dtype=dtype, device=device)
+        frames = torch.full((clips,), width, dtype=frames_dtype, device=device)
         if self.enabled:
             torch.cuda.empty_cache()
-            reserved, allocated = torch.cuda.memory_reserved(), torch.cuda.memory_allocated()
+            reserved, allocated = torch.cuda.memory_reserved(device), torch.cuda.memory_allocated(device)
             self.capture_all(feats, frames)
             torch.cuda.empty_cache()
-            self.pool_bytes = max(0, (torch.cuda.memory_reserved() - reserved)
-                                  - (torch.cuda.memory_allocated() - allocated))
-        ballast = torch.empty(self.pool_bytes, dtype=torch.uint8, device=feats.device)
-        outputs = list(self.encoder(feats[:, :max(lengths)], frames))
+            self.pool_bytes = max(0, (torch.cuda.memory_reserved(device) - reserved)
+                                  - (torch.cuda.memory_allocated(device) - allocated))
+        ballast = torch.empty(self.pool_bytes, dtype=torch.uint8, device=device)
+        self.encoder(feats, frames)
         del ballast
-        logger.info("encoder: %d padded frames a call at most; CUDA graphs keep %.2f GiB (%d shapes)",
-                    self.cell_budget, self.pool_bytes / 2**30, len(self.graphs))
-        return outputs
+        logger.info("encoder: at most %d clips x %d frames a call (vLLM's encoder budget); CUDA graphs keep "
+                    "%.2f GiB (%d shapes)", clips, width, self.pool_bytes / 2**30, len(self.graphs))
 
     def by_length(self, feats: torch.Tensor, frames: torch.Tensor, lengths: list[int]) -> list[torch.Tensor]:
         """Eagerly, one call per group of clips of similar length (``CPU_GROUP_RATIO``), each group cut to its
@@ -184,7 +192,7 @@ class EncoderGraphs:
     def capture_all(self, feats: torch.Tensor, frames: torch.Tensor) -> None:
         """Every bucket shape up to ``MAX_GRAPH_CELLS`` and the budget, largest first, dtypes of ``feats`` /
         ``frames``. Out of memory: the shapes not captured yet run eagerly."""
-        limit = min(MAX_GRAPH_CELLS, self.cell_budget or MAX_GRAPH_CELLS)
+        limit = min(MAX_GRAPH_CELLS, self.cell_budget)
         shapes = [(rows, width) for rows in BATCHES for width in range(FRAME_STEP, MAX_GRAPH_FRAMES + 1, FRAME_STEP)
                   if rows * width <= limit]
         self.pool = torch.cuda.graph_pool_handle()

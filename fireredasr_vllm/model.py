@@ -66,6 +66,18 @@ def host_batch(clips: Sequence[torch.Tensor], lengths: Sequence[int], pin: bool)
     return batch
 
 
+def worst_encoder_batch(vllm_config) -> tuple[int, int]:
+    """(clips, frames): the largest batch vLLM's scheduler can hand the encoder in one step, its encoder
+    budget (speech tokens, at least ``max_num_batched_tokens``) filled with clips of the model's limit."""
+    hf_config = vllm_config.model_config.hf_config
+    samples = int(float(model_options(hf_config).get("max_audio_seconds", audio_lib.DEFAULT_MAX_SECONDS))
+                  * audio_lib.SAMPLE_RATE)
+    tokens = audio_lib.num_speech_tokens(samples, hf_config.encoder_downsample_rate)
+    scheduler = vllm_config.scheduler_config
+    budget = max(getattr(scheduler, "max_num_encoder_input_tokens", 0) or scheduler.max_num_batched_tokens, tokens)
+    return max(1, budget // tokens), audio_lib.num_frames(samples)
+
+
 class FireRedFrontend:
     """Called by vLLM's processor: 16 kHz float audio -> validated samples + sample and token counts.
 
@@ -170,7 +182,15 @@ class FireRedASRLLMForConditionalGeneration(FireRedASR2ForConditionalGeneration)
         super().__init__(vllm_config=vllm_config, prefix=prefix)
         self._encoder_graphs = EncoderGraphs(
             lambda feats, frames: self.model.get_encoder_outputs(speech=feats, speech_lengths=frames),
-            enabled=not vllm_config.model_config.enforce_eager)
+            worst_encoder_batch(vllm_config), enabled=not vllm_config.model_config.enforce_eager)
+
+    def forward(self, input_ids, positions, inputs_embeds=None, **kwargs):
+        # The first forward is vLLM's memory profile run: the encoder's peak is taken there too (its V2
+        # model runner profiles only the LLM), before the KV cache is sized.
+        if not self._encoder_graphs.reserved:
+            parameter = next(self.model.encoder_projector.parameters())
+            self._encoder_graphs.reserve(parameter.device, self.dtype, audio_lib.NUM_MEL_BINS)
+        return super().forward(input_ids, positions, inputs_embeds=inputs_embeds, **kwargs)
 
     @classmethod
     def validate_language(cls, language: str | None) -> str | None:

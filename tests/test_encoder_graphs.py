@@ -78,7 +78,7 @@ def test_cpu_runs_eagerly_in_groups_of_similar_length(encoder, monkeypatch):
     for row, n in enumerate(lengths):
         feats[row, :n] = torch.randn(n, 80)
     frames = torch.tensor(lengths, dtype=torch.int32)
-    graphs = EncoderGraphs(encoder)
+    graphs = EncoderGraphs(encoder, (4, 200))
     calls = []
     monkeypatch.setattr(graphs, "encoder", lambda f, n: calls.append(f.shape) or encoder(f, n))
     out = graphs(feats, frames, lengths)
@@ -88,7 +88,7 @@ def test_cpu_runs_eagerly_in_groups_of_similar_length(encoder, monkeypatch):
         alone = encoder(feats[row:row + 1, :n], frames[row:row + 1])[0]
         torch.testing.assert_close(out[row][: len(alone)], alone, rtol=1e-4, atol=1e-5)
     monkeypatch.setenv(encoder_graphs.DISABLE_ENV, "0")
-    assert not EncoderGraphs(encoder).enabled and not EncoderGraphs(encoder, enabled=False).enabled
+    assert not EncoderGraphs(encoder, (4, 200)).enabled and not EncoderGraphs(encoder, (4, 200), enabled=False).enabled
 
 
 def test_sub_batches_stay_within_the_budget():
@@ -112,7 +112,7 @@ def test_sub_batched_encodings_equal_the_unsplit_call(encoder):
         feats[row, :n] = torch.randn(n, 80)
     frames = torch.tensor(lengths, dtype=torch.int32)
     unsplit = encoder(feats, frames)
-    graphs = EncoderGraphs(encoder)
+    graphs = EncoderGraphs(encoder, (4, 200))
     batches = sub_batches(lengths, 400)
     assert len(batches) > 1
     for batch in batches:
@@ -122,3 +122,20 @@ def test_sub_batched_encodings_equal_the_unsplit_call(encoder):
             own = encoder(feats[index:index + 1, :lengths[index]], frames[index:index + 1]).shape[1]
             torch.testing.assert_close(output[:own], unsplit[index, :own], rtol=1e-4, atol=1e-5)
             assert tokens >= own
+
+
+def test_the_worst_encoder_batch_is_the_schedulers_budget_in_clips_of_the_limit():
+    """30 s clips (2,998 frames, 375 speech tokens at downsample 2) filling vLLM's encoder budget of a step."""
+    from types import SimpleNamespace
+
+    from fireredasr_vllm.model import worst_encoder_batch
+
+    def config(batched_tokens, encoder_tokens=None):
+        hf = SimpleNamespace(fireredasr={"max_audio_seconds": 30.0}, encoder_downsample_rate=2)
+        return SimpleNamespace(model_config=SimpleNamespace(hf_config=hf), scheduler_config=SimpleNamespace(
+            max_num_batched_tokens=batched_tokens, max_num_encoder_input_tokens=encoder_tokens or batched_tokens))
+
+    clips, frames = worst_encoder_batch(config(8192))
+    assert frames == 2998 and clips == 8192 // 375
+    assert worst_encoder_batch(config(100)) == (1, 2998)  # a budget below one clip still fits one clip
+    assert worst_encoder_batch(config(2048, 16384))[0] == 16384 // 375
