@@ -139,7 +139,7 @@ class EncoderGraphs:
         """The clips at ``rows``, replayed from their bucket's graph when there is one, else eagerly; each
         cut to the sub-batch's longest clip."""
         longest = max(lengths[i] for i in rows)
-        if len(rows) < len(lengths):
+        if rows != list(range(len(lengths))):  # outputs follow ``rows``: gather them in that order
             index = torch.tensor(rows, device=feats.device)
             feats, frames = feats[index, :longest], frames[index]
         shape = bucket_shape(len(rows), longest)

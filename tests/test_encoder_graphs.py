@@ -115,7 +115,9 @@ def test_sub_batched_encodings_equal_the_unsplit_call(encoder):
     graphs = EncoderGraphs(encoder, (4, 200))
     batches = sub_batches(lengths, 400)
     assert len(batches) > 1
-    for batch in batches:
+    whole = sub_batches(lengths, 10_000)  # one sub-batch of every clip, shortest first: not the input order
+    assert len(whole) == 1 and whole[0] != sorted(whole[0])
+    for batch in batches + whole:
         for index, output in zip(batch, graphs.encode(feats, frames, lengths, batch)):
             tokens = min(len(output), unsplit.shape[1])
             # Rows past a clip's own tokens differ with the padding; the clip's own do not.
