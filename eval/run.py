@@ -37,8 +37,8 @@ from eval.records import (ROWS, SUMMARY, Run, RunWriter, Summary, load_run, per_
                           speed)
 from fireredasr_vllm import DEFAULT_MODEL
 from fireredasr_vllm.convert import sha256
-from fireredasr_engine.cli import (add_decoding_argument, add_engine_arguments, add_model_argument, add_server_argument,
-                                   decoding_options, engine_options, exit_codes, model_spec, parse)
+from fireredasr_engine.cli import (add_decoding_argument, add_engine_arguments, add_model_argument, add_no_speech_argument,
+                                   add_server_argument, decoding_options, engine_options, exit_codes, model_spec, parse)
 from fireredasr_engine.client import ServerError, check_supported
 from fireredasr_engine.engine import Engine
 from fireredasr_engine.options import DecodingOptions, EngineOptions, Transcript
@@ -273,6 +273,7 @@ def parse_args(argv):
     add_model_argument(parser)
     parser.add_argument("--output-dir", default=None)
     add_decoding_argument(parser)
+    add_no_speech_argument(parser)  # keep by default: every utterance decoded, as the official code scores them
     parser.add_argument("--limit", type=int)
     parser.add_argument("--shuffle-seed", type=int)
     parser.add_argument("--max-duration", type=float, help="skip utterances longer than this (s)")

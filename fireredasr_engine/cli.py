@@ -7,6 +7,7 @@ workbench, eval.run, eval.sweep, the scripts): the same flags, meanings, help an
                                       # --verbose
     add_server_argument(parser)       # --server URL[,URL...]: running fireredasr-serve servers instead
     add_decoding_argument(parser)     # --decoding greedy | official | beamN | tT[-pP][-rpR]
+    add_no_speech_argument(parser)    # --no-speech keep | skip (the voice-activity gate)
 
     @exit_codes(DatasetUnavailable, interrupted="interrupted: run it again to resume")
     def main(argv=None) -> int:
@@ -23,7 +24,7 @@ Exit status: 0 done, 1 some inputs failed, 2 nothing ran (``error: ...`` says th
 from __future__ import annotations
 
 import re
-from dataclasses import fields
+from dataclasses import fields, replace
 
 from fireredasr_vllm import LLM_DIR
 from fireredasr_vllm.cli_args import (  # noqa: F401  (re-exported: one import for every entry point)
@@ -33,7 +34,7 @@ from fireredasr_vllm.cli_args import (  # noqa: F401  (re-exported: one import f
 from fireredasr_vllm.convert import ConversionError
 from fireredasr_engine.client import ServerError
 from fireredasr_engine.engine import Engine
-from fireredasr_engine.options import DecodingOptions, EngineOptions, parse_decoding
+from fireredasr_engine.options import NO_SPEECH_MODES, DecodingOptions, EngineOptions, parse_decoding
 from fireredasr_vllm.quiet import show_engine_log
 
 DECODING_HELP = "greedy | official (beam 3 + repetition penalty 3) | beamN | tT[-pP], each optionally -rpR"
@@ -63,6 +64,14 @@ def add_decoding_argument(parser, *, default: str = "greedy") -> None:
     parser.add_argument("--decoding", default=default, metavar="NAME", help=DECODING_HELP)
 
 
+def add_no_speech_argument(parser, *, default: str = "keep") -> None:
+    """``--no-speech skip``: voice activity detection first; a clip without speech gets an empty transcript."""
+    parser.add_argument("--no-speech", default=default, choices=NO_SPEECH_MODES,
+                        help="skip: run voice activity detection first and give a clip without speech an empty "
+                             "transcript (no speech found) instead of what the model makes of the noise; keep: "
+                             f"decode every clip as it is (default {default})")
+
+
 def parse(parser, argv=None):
     """``parser.parse_args(argv)``; ``--verbose`` (when the parser has it) brings vLLM's log back."""
     args = parser.parse_args(argv)
@@ -80,11 +89,13 @@ def engine_options(args, **overrides) -> EngineOptions:
 
 
 def decoding_options(args) -> DecodingOptions:
-    """``--decoding`` as ``DecodingOptions``; an unknown name is a ``CliError``."""
+    """``--decoding`` (and ``--no-speech``, when the parser has it) as ``DecodingOptions``; an unknown name is
+    a ``CliError``."""
     try:
-        return parse_decoding(args.decoding)
+        options = parse_decoding(args.decoding)
     except ValueError as error:
         raise CliError(str(error)) from None
+    return replace(options, no_speech=args.no_speech) if hasattr(args, "no_speech") else options
 
 
 def open_engine(args, model: str | None = None):

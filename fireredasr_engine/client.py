@@ -22,7 +22,6 @@ Greedy and sampling work; beam search, the official repetition penalty (generate
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import time
 from collections.abc import Sequence
@@ -30,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import soundfile as sf
 
 from fireredasr_vllm import audio as audio_lib
 from fireredasr_vllm.compat import installed_versions
@@ -118,13 +116,6 @@ def check_supported(options: DecodingOptions) -> None:
     if options.min_tokens or options.ignore_eos:
         raise UnsupportedDecoding("min_tokens and ignore_eos need the in-process engine; "
                                   "the transcription route does not take them")
-
-
-def wav_bytes(samples) -> bytes:
-    """16 kHz float WAV: the server decodes exactly these samples."""
-    buffer = io.BytesIO()
-    sf.write(buffer, samples, audio_lib.SAMPLE_RATE, format="WAV", subtype="FLOAT")
-    return buffer.getvalue()
 
 
 def error_message(response: httpx.Response) -> str:
@@ -282,7 +273,7 @@ class RemoteEngine(Facade):
             form["seed"] = str(options.seed)
         if options.repetition_penalty != 1.0:
             form["repetition_penalty"] = str(options.repetition_penalty)
-        files = {"file": (f"{prepared.id}.wav", wav_bytes(prepared.samples), "audio/wav")}
+        files = {"file": (f"{prepared.id}.wav", audio_lib.wav_bytes(prepared.samples), "audio/wav")}
         started = time.perf_counter()
         text = []
         try:

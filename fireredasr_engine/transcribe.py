@@ -23,9 +23,9 @@ from pathlib import Path
 
 from fireredasr_vllm.audio import DEFAULT_MAX_SECONDS, is_kaldi_pipe_or_ark, load_kaldi_audio, read_kaldi_table
 from fireredasr_engine.cli import (
-    EXIT_FAILED, EXIT_OK, VERIFY_COMMAND, CliError, add_engine_arguments, add_model_argument, exit_codes, model_spec,
-    open_engine, parse)
-from fireredasr_engine.options import DecodingOptions, Transcript
+    EXIT_FAILED, EXIT_OK, VERIFY_COMMAND, CliError, add_engine_arguments, add_model_argument, add_no_speech_argument,
+    exit_codes, model_spec, open_engine, parse)
+from fireredasr_engine.options import NO_SPEECH, DecodingOptions, Transcript
 from fireredasr_engine.subtitles import FORMATS as SUBTITLE_FORMATS
 from fireredasr_engine.subtitles import write_subtitles
 
@@ -131,6 +131,7 @@ def decoding_options(args) -> DecodingOptions:
         length_penalty=args.llm_length_penalty,
         max_tokens=args.decode_max_len if args.decode_max_len > 0 else None,
         min_tokens=args.decode_min_len,
+        no_speech=args.no_speech,
     )
 
 
@@ -191,7 +192,10 @@ def summary(results: list[Transcript], wall_s: float, options: DecodingOptions, 
         limit = f"--decode_max_len {options.max_tokens}" if options.max_tokens else "one token per speech frame"
         lines.append(f"hint: {cut} transcripts stopped at the token limit ({limit}); if they are cut off raise "
                      "--decode_max_len, if they repeat use --repetition_penalty 3.0 (the official setting)")
-    empty = sum(not t.text.strip() for t in ok)
+    silent = sum(t.finish_reason == NO_SPEECH for t in ok)
+    if silent:
+        lines.append(f"{silent} inputs: no speech found (--no-speech skip), so their transcripts are empty")
+    empty = sum(not t.text.strip() and t.finish_reason != NO_SPEECH for t in ok)
     if empty:
         lines.append(f"hint: {empty} transcripts are empty; check the audio holds speech and check the model "
                      f"(speech token id, weights) with: {VERIFY_COMMAND.format(model=model)}")
@@ -236,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument(*both("do_sample"), action="store_true", help="sample instead of greedy decoding")
     decode.add_argument(*both("top_p"), type=float, default=1.0, help="with --do_sample")
     decode.add_argument("--seed", type=int, default=0, help="with --do_sample")
+    add_no_speech_argument(decode)  # keep by default: every input decoded, as the official CLI does
     decode.add_argument(*both("batch_size"), type=int, default=None,
                         help="accepted for compatibility; vLLM batches continuously (see --max-num-seqs)")
     decode.add_argument(*both("use_gpu"), type=int, default=None,

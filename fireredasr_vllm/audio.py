@@ -70,7 +70,8 @@ def too_long(name: str, seconds: float, max_seconds: float, *, long_audio: bool 
     length = f"{seconds / 60:.1f} min" if long_audio else f"{seconds:.1f} s"
     if long_audio:
         limit = f"the {max_seconds / 60:g} min limit of long-audio mode"
-        fix = "split it first (the workbench sets the limit with --max-audio-minutes)"
+        fix = ("split it first (the limit: --max-audio-minutes of the workbench, "
+               "VLLM_MAX_AUDIO_DECODE_DURATION_S of fireredasr-serve)")
     else:
         limit = f"the model's {max_seconds:g} s limit"
         fix = "split it first or use long-audio mode (long_audio=True / --long-audio)"
@@ -274,6 +275,13 @@ def check_duration(samples: np.ndarray, *, max_seconds: float = DEFAULT_MAX_SECO
                          f"{1000 * shortest / SAMPLE_RATE:.0f} ms of audio (one speech token)")
     if max_seconds and n > max_seconds * SAMPLE_RATE:
         raise too_long(name, n / SAMPLE_RATE, max_seconds)
+
+
+def wav_bytes(samples: np.ndarray) -> bytes:
+    """16 kHz samples as float WAV: a server decodes exactly these samples."""
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, SAMPLE_RATE, format="WAV", subtype="FLOAT")
+    return buffer.getvalue()
 
 
 def fbank(samples: np.ndarray) -> np.ndarray:

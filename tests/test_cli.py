@@ -2,14 +2,16 @@
 same help, one dtype rule) and one error -> exit status rule. Nothing here starts an engine."""
 
 import argparse
+from dataclasses import replace
 
 import pytest
 
-from fireredasr_engine import EngineOptions
+from eval import run as eval_run
+from fireredasr_engine import EngineOptions, parse_decoding
 from fireredasr_engine import transcribe
 from fireredasr_engine.cli import (
     DTYPES, EXIT_INTERRUPTED, EXIT_USAGE, CliError, Interrupted, add_decoding_argument, add_engine_arguments,
-    add_model_argument, decoding_options, engine_options, exit_codes, model_spec)
+    add_model_argument, add_no_speech_argument, decoding_options, engine_options, exit_codes, model_spec)
 from fireredasr_vllm import DEFAULT_MODEL, convert, serve, verify
 from workbench import __main__ as workbench_main
 
@@ -100,6 +102,22 @@ def test_decoding_names_and_a_bad_one():
     assert decoding_options(parser.parse_args(["--decoding", "beam3"])).beam_size == 3
     with pytest.raises(CliError, match="unknown decoding 'beam'"):
         decoding_options(parser.parse_args(["--decoding", "beam"]))
+
+
+def test_no_speech_flag_sets_the_gate_and_defaults_per_entry_point(capsys):
+    parser = argparse.ArgumentParser()
+    add_decoding_argument(parser)
+    assert decoding_options(parser.parse_args([])).no_speech == "keep"  # a parser without the flag: the default
+    add_no_speech_argument(parser)
+    assert decoding_options(parser.parse_args(["--decoding", "beam3", "--no-speech", "skip"])) == \
+        replace(parse_decoding("beam3"), no_speech="skip")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--no-speech", "drop"])
+    assert "--no-speech: invalid choice: 'drop'" in capsys.readouterr().err
+    assert decoding_options(eval_run.parse_args(["demo"])).no_speech == "keep"  # scores comparable with the official
+    assert transcribe.decoding_options(transcribe.build_parser().parse_args(["a.wav"])).no_speech == "keep"
+    assert transcribe.decoding_options(
+        transcribe.build_parser().parse_args(["a.wav", "--no-speech", "skip"])).no_speech == "skip"
 
 
 def test_exit_codes(capsys):
