@@ -5,6 +5,7 @@ import pytest
 
 from fireredasr_vllm.audio import load_audio, num_speech_tokens
 from fireredasr_vllm.cpu_backend import cpu_thread_binding
+from fireredasr_vllm.engine_death import MIDDLEWARE as ENGINE_STOPPED_MIDDLEWARE
 from fireredasr_vllm.serve import (PLAIN_TEXT_MIDDLEWARE, SEGMENTED_MIDDLEWARE, SERVED_MODEL_NAME, server_command,
                                    wants_plain_text)
 
@@ -38,7 +39,9 @@ def test_server_command_resolves_model_and_passes_arguments_through(tiny_convert
     assert "--no-enable-chunked-prefill" in command  # seeded sampling: see test_engine_sampling
     assert "--no-enable-chunked-prefill" not in server_command(["--port", "9"], cpu=False)[0]
     middlewares = [command[i + 1] for i, flag in enumerate(command) if flag == "--middleware"]
-    assert middlewares == [SEGMENTED_MIDDLEWARE, PLAIN_TEXT_MIDDLEWARE]  # the last is outermost: size check first
+    assert middlewares == [SEGMENTED_MIDDLEWARE, ENGINE_STOPPED_MIDDLEWARE, PLAIN_TEXT_MIDDLEWARE]  # the last is
+    # outermost: the size check first; the engine-stopped notice outside the segmented route
+    assert env["VLLM_KEEP_ALIVE_ON_ENGINE_DEATH"] == "1"
 
 
 def test_data_parallel_flag_reaches_vllm_with_one_core_group_per_engine(monkeypatch):
