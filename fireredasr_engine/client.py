@@ -34,6 +34,7 @@ import soundfile as sf
 
 from fireredasr_vllm import audio as audio_lib
 from fireredasr_vllm.compat import installed_versions
+from fireredasr_vllm.constants import ModelSettings
 from fireredasr_engine.facade import Facade
 from fireredasr_engine.options import DecodingOptions, EngineOptions, PreparedAudio, Segment, Transcript
 
@@ -153,9 +154,8 @@ class RemoteEngine(Facade):
         local = Path(first.root) / "config.json"  # readable when the server runs on this host
         self.model_dir = local.parent if local.exists() else None
         self.config = json.loads(local.read_text()) if local.exists() else {}
-        fire = self.config.get("fireredasr", {})
-        self.max_audio_seconds = float(fire.get("max_audio_seconds", audio_lib.DEFAULT_MAX_SECONDS))
-        self.downsample_rate = int(self.config.get("encoder_downsample_rate", 2))
+        settings = ModelSettings.from_config(self.config)
+        self.max_audio_seconds, self.downsample_rate = settings.max_audio_seconds, settings.downsample_rate
         # the engine settings as far as the route shows them; the servers' other settings are their own
         self.options = EngineOptions(max_model_len=first.max_model_len or EngineOptions.max_model_len)
         self.build_seconds = time.perf_counter() - started
