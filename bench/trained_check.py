@@ -27,8 +27,9 @@ from eval.sweep.runners import summarize
 from fireredasr_engine.cli import add_model_argument, exit_codes
 from fireredasr_engine.engine import Engine
 from fireredasr_engine.options import EngineOptions
+from fireredasr_vllm.cli_args import WEIGHT_DTYPES
 
-DTYPES = ("float32", "bfloat16", "float16")  # float16 included: this script shows what it does to the tokens
+CHECKED_DTYPES = (*WEIGHT_DTYPES, "float16")  # float16 included: this script shows what it does to the tokens
 
 
 def run(dtype: str = "float32", model: str = "trained", engine=None, path: Path = Path("trained_check.json")) -> Benchmark:
@@ -69,7 +70,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.trained_check", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     one = commands.add_parser("run")
-    one.add_argument("--dtype", default="float32", choices=DTYPES)
+    one.add_argument("--dtype", default="float32", choices=CHECKED_DTYPES)
     add_model_argument(one, default="trained")
     one.add_argument("--out", type=Path, required=True)
     table = commands.add_parser("report")

@@ -81,7 +81,7 @@ class Server:
 
 
 @dataclass
-class Job:
+class PendingRequest:
     prepared: PreparedAudio
     options: DecodingOptions
     future: asyncio.Future
@@ -163,7 +163,7 @@ class RemoteEngine(Facade):
     # ----------------------------------------------------------------- lifecycle
     async def _connect(self, urls: list[str]) -> list[Server]:
         servers = list(await asyncio.gather(*(self._probe(url) for url in urls)))
-        self._queue: asyncio.Queue[Job] = asyncio.Queue()
+        self._queue: asyncio.Queue[PendingRequest] = asyncio.Queue()
         self._workers = [asyncio.ensure_future(self._work(server))  # interleaved: the first requests alternate
                          for _ in range(self.max_in_flight) for server in servers]
         return servers
@@ -195,11 +195,11 @@ class RemoteEngine(Facade):
 
     # ----------------------------------------------------------------- dispatch (client loop)
     async def _transcribe(self, prepared: PreparedAudio, options: DecodingOptions) -> Transcript:
-        job = Job(prepared, options, self._loop.create_future())
+        job = PendingRequest(prepared, options, self._loop.create_future())
         self._requeue(job)
         return await job.future
 
-    def _requeue(self, job: Job) -> None:
+    def _requeue(self, job: PendingRequest) -> None:
         if all(server.down for server in self.servers):
             self._finish(job, Transcript(id=job.prepared.id, duration_s=job.prepared.duration_s, error=(
                 f"{job.prepared.id}: no server answered ({'; '.join(job.failures) or 'all are down'})")))
@@ -210,7 +210,7 @@ class RemoteEngine(Facade):
             self._queue.put_nowait(job)
 
     @staticmethod
-    def _finish(job: Job, transcript: Transcript) -> None:
+    def _finish(job: PendingRequest, transcript: Transcript) -> None:
         if not job.future.done():
             job.future.set_result(transcript)
 

@@ -22,7 +22,8 @@ import sys
 
 from fireredasr_vllm import DEFAULT_MODEL, MODEL_HELP
 
-DTYPES = ("auto", "float32", "bfloat16")
+WEIGHT_DTYPES = ("float32", "bfloat16")  # what weights are written and run in (float16 breaks the LLM)
+DTYPES = ("auto", *WEIGHT_DTYPES)  # what --dtype takes: auto picks one by the device
 DTYPE_HELP = "auto = float32 (the official precision) on CPU, bfloat16 on GPUs; float16 is refused (it breaks the LLM)"
 FLOAT16_REFUSED = ("--dtype float16 breaks the Qwen2 LLM (empty or garbage transcripts); "
                    "use --dtype bfloat16 on GPU or float32 (the official precision)")

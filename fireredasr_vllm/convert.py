@@ -35,7 +35,8 @@ from transformers import AutoTokenizer
 
 from fireredasr_vllm import ARCHITECTURE, LLM_DIR
 from fireredasr_vllm.audio import cmvn_from_stats
-from fireredasr_vllm.cli_args import EXIT_OK, add_dtype_argument, checked_dtype, exit_codes
+from fireredasr_vllm.cli_args import (  # WEIGHT_DTYPES: the files do not depend on the machine, so no auto
+    EXIT_OK, WEIGHT_DTYPES, add_dtype_argument, checked_dtype, exit_codes)
 from fireredasr_vllm.constants import (CHAT_TOKENS, DEFAULT_MAX_SECONDS, DEFAULT_SPEECH_TOKEN, DOWNSAMPLE_RATE,
                                        FRAME_LENGTH_MS, FRAME_SHIFT_MS, INSTRUCTION, LORA_ALPHA, LORA_RANK,
                                        NUM_MEL_BINS, SAMPLE_RATE)
@@ -43,7 +44,6 @@ from fireredasr_vllm.constants import (CHAT_TOKENS, DEFAULT_MAX_SECONDS, DEFAULT
 LORA_SCALE = LORA_ALPHA / LORA_RANK
 OFFICIAL_FILES = ("model.pth.tar", "asr_encoder.pth.tar", "cmvn.ark", LLM_DIR)
 SHARD_BYTES = 2 * 1024**3
-WEIGHT_DTYPES = ("float32", "bfloat16")  # what the CLI writes (the files do not depend on the machine: no auto)
 OFFICIAL_DECODING = {"beam_size": 3, "repetition_penalty": 3.0, "llm_length_penalty": 1.0,
                      "temperature": 1.0, "decode_max_len": 0, "decode_min_len": 0}
 
