@@ -14,7 +14,7 @@ so load changes hit both alike; the official code runs batch 1 on the first set.
 official token limit; the three systems produce the same tokens (checked, column ``same_tokens``).
 
 Measures on the sweep runners (eval/sweep/runners.py); the JSON is a benchmark file of the results schema
-(eval/records.py). Writes ``model_throughput.{csv,md,json,png}`` under ``--out``. Headline numbers are ratios measured
+(eval/records/). Writes ``model_throughput.{csv,md,json,png}`` under ``--out``. Headline numbers are ratios measured
 side by side; absolute times depend on the machine and its load.
 """
 

@@ -6,7 +6,7 @@ greedy tokens, per dtype, so runs on different devices and dtypes can be compare
     python -m bench.trained_check report bench/results/trained_*.json                       # first = reference
 
 Reads the clips and their sentences from eval/demo (no ``datasets`` needed, so it runs on a bare GPU host).
-Writes a benchmark file of the results schema (eval/records.py: one measurement, its error rate and speed,
+Writes a benchmark file of the results schema (eval/records/: one measurement, its error rate and speed,
 plus each clip's text and tokens); ``report`` also reads the files written before the schema.
 """
 
