@@ -29,6 +29,7 @@ from tqdm.auto import tqdm  # a widget in Jupyter, a text bar elsewhere
 
 from eval.bench import bench_against_official
 from eval.datasets import PUBLISHED_SOURCE, DatasetUnavailable, load_test_set
+from eval.errors import UserError
 from eval.normalize import NormalizerOptions, normalize
 from eval.plots import plot_run, save_figures
 from eval.scoring import Tally, score_columns
@@ -37,9 +38,8 @@ from eval.records import ROWS, SUMMARY, Run, RunWriter, load_run, per_second, pr
 from fireredasr_vllm import DEFAULT_MODEL
 from fireredasr_vllm.convert import sha256
 from fireredasr_engine.cli import (add_decoding_argument, add_engine_arguments, add_model_argument, add_server_argument,
-                                   decoding_options, engine_options, exit_codes, model_spec, parse)
-from fireredasr_engine.client import ServerError, check_supported
-from fireredasr_engine.engine import Engine
+                                   decoding_options, engine_options, exit_codes, model_spec, parse, start_engine)
+from fireredasr_engine.client import ServerError, UnsupportedDecoding, check_supported
 from fireredasr_engine.options import DecodingOptions, EngineOptions, Transcript
 
 DEFAULT_RESULTS = Path("results")
@@ -95,7 +95,7 @@ def check_resume(out_dir: Path, manifest: dict) -> None:
     old = json.loads(old_path.read_text())
     for key in ("model_sha256", "decoding"):
         if old.get(key) != manifest.get(key) and key in old:
-            raise ValueError(f"{out_dir} holds a run with a different {key}; pick another --output-dir "
+            raise UserError(f"{out_dir} holds a run with a different {key}; pick another --output-dir "
                              "or delete the folder")
 
 
@@ -116,7 +116,7 @@ def evaluate(test_set: str, *, engine=None, model: str = DEFAULT_MODEL, decoding
     own_engine = engine is None
     if own_engine and server:
         check_supported(decoding)
-        engine = Engine.connect(server)  # cheap: the model is already loaded over there
+        engine = start_engine(server=server)  # cheap: the model is already loaded over there
     out_dir = Path(output_dir) if output_dir else default_output_dir(
         test_set, engine.model_spec if engine else model, decoding)
     if is_complete(out_dir, data):
@@ -124,7 +124,7 @@ def evaluate(test_set: str, *, engine=None, model: str = DEFAULT_MODEL, decoding
             engine.close()
         return load_run(out_dir)
     if engine is None:
-        engine = Engine(model, engine_options)
+        engine = start_engine(model, engine_options)
     args = {"test_set": test_set, "limit": limit, "shuffle_seed": shuffle_seed, "max_duration": max_duration,
             "long_audio": long_audio}
     manifest = run_manifest(data, engine, decoding, normalizer, args)
@@ -232,7 +232,7 @@ def parse_args(argv):
     return parse(parser, argv)
 
 
-@exit_codes(DatasetUnavailable, FileNotFoundError, ValueError, ServerError,
+@exit_codes(DatasetUnavailable, UserError, ServerError, UnsupportedDecoding, traceback_flag="--verbose",
             interrupted="interrupted: the finished utterances are kept; run the same command again to resume")
 def main(argv=None) -> int:
     args = parse_args(argv)

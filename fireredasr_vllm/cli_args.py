@@ -42,22 +42,29 @@ class Interrupted(KeyboardInterrupt):
     """Ctrl-C, with a note on what was kept (``raise Interrupted("... kept in DIR") from None``)."""
 
 
-def exit_codes(*expected: type[BaseException], interrupted: str = "interrupted"):
+def exit_codes(*expected: type[BaseException], interrupted: str = "interrupted", traceback_flag: str | None = None):
     """Decorate ``main(argv) -> int``: a ``CliError`` or one of ``expected`` prints ``error: <message>``
     and returns 2; Ctrl-C prints ``interrupted`` (or the ``Interrupted`` note) and returns 130.
-    Anything else is a bug and keeps its traceback."""
+    Anything else is a bug and keeps its traceback; with ``traceback_flag`` (e.g. ``--verbose``) only when
+    the command line has that flag, else it is one ``error:`` line that says to rerun with it (status 1)."""
 
     def wrap(main):
         @functools.wraps(main)
-        def run(*args, **kwargs) -> int:
+        def run(argv=None, *args, **kwargs) -> int:
             try:
-                return main(*args, **kwargs)
+                return main(argv, *args, **kwargs)
             except (CliError, *expected) as error:
                 print(f"error: {error}", file=sys.stderr)
                 return EXIT_USAGE
             except KeyboardInterrupt as stop:  # the command's own finally blocks have closed its engine
                 print(f"\n{str(stop) or interrupted}", file=sys.stderr)
                 return EXIT_INTERRUPTED
+            except Exception as error:
+                if traceback_flag is None or traceback_flag in (sys.argv[1:] if argv is None else argv):
+                    raise
+                print(f"error: {type(error).__name__}: {error}\n(an unexpected failure: rerun with {traceback_flag} "
+                      "for the traceback)", file=sys.stderr)
+                return EXIT_FAILED
         return run
     return wrap
 

@@ -8,7 +8,7 @@ import pytest
 from fireredasr_engine import EngineOptions
 from fireredasr_engine import transcribe
 from fireredasr_engine.cli import (
-    DTYPES, EXIT_INTERRUPTED, EXIT_USAGE, CliError, Interrupted, add_decoding_argument, add_engine_arguments,
+    DTYPES, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, CliError, Interrupted, add_decoding_argument, add_engine_arguments,
     add_model_argument, decoding_options, engine_options, exit_codes, model_spec)
 from fireredasr_vllm import DEFAULT_MODEL, convert, serve, verify
 from workbench import __main__ as workbench_main
@@ -120,6 +120,21 @@ def test_exit_codes(capsys):
     assert capsys.readouterr().err == "\ninterrupted: 3 of 9 points are in out/\n"
     with pytest.raises(ZeroDivisionError):  # a bug keeps its traceback
         main(ZeroDivisionError())
+
+
+def test_a_bug_is_one_line_that_points_to_verbose_which_shows_its_traceback(capsys):
+    @exit_codes(LookupError, traceback_flag="--verbose")
+    def main(argv) -> int:
+        if "--missing" in argv:
+            raise KeyError("no such set")  # the user's mistake: one line, status 2
+        raise ZeroDivisionError("division by zero in the scorer")  # a bug
+
+    assert main(["--missing"]) == EXIT_USAGE and capsys.readouterr().err == "error: 'no such set'\n"
+    assert main([]) == EXIT_FAILED
+    assert capsys.readouterr().err == ("error: ZeroDivisionError: division by zero in the scorer\n"
+                                       "(an unexpected failure: rerun with --verbose for the traceback)\n")
+    with pytest.raises(ZeroDivisionError):
+        main(["--verbose"])
 
 
 

@@ -14,6 +14,7 @@ import pytest
 from eval.datasets import REGISTRY
 from eval.records import read_rows
 from eval.report import compare_runs, differing_utterances, worst_utterances
+from eval import run as eval_run
 from eval.run import evaluate, format_summary, main
 from fireredasr_engine.options import parse_decoding
 
@@ -91,6 +92,19 @@ def test_resume_after_kill_loses_and_duplicates_nothing(tiny_engine, tmp_path):
 def test_bad_dataset_path_is_a_clear_error(capsys, tmp_path):
     assert main([str(tmp_path / "nowhere"), "--quiet"]) == 2
     assert "nowhere" in capsys.readouterr().err
+
+
+def test_a_bug_is_one_line_unless_verbose(capsys, monkeypatch):
+    def broken(*args, **kwargs):
+        raise KeyError("split")  # a bug in loading, not the user's mistake
+
+    monkeypatch.setattr(eval_run, "load_test_set", broken)
+    monkeypatch.setattr("fireredasr_engine.cli.show_engine_log", lambda verbose: None)  # keep later engines quiet
+    assert main(["demo", "--quiet"]) == 1
+    assert capsys.readouterr().err == ("error: KeyError: 'split'\n"
+                                       "(an unexpected failure: rerun with --verbose for the traceback)\n")
+    with pytest.raises(KeyError):
+        main(["demo", "--quiet", "--verbose"])
 
 
 def test_unreachable_hub_is_a_clear_error(capsys, monkeypatch):

@@ -18,6 +18,7 @@ from eval import report as eval_report
 from eval.sweep import report as sweep_report
 from eval.sweep import run as sweep_run
 from eval.sweep import runners, store
+from eval.errors import UserError
 from eval.metrics import score_corpus
 from fireredasr_engine.options import EngineOptions
 
@@ -44,7 +45,7 @@ def test_sweep_on_the_shared_engine(engine, tmp_path, monkeypatch):
     def no_new_engine(*args, **kwargs):
         raise AssertionError("the sweep built an engine although the shared one matches")
 
-    monkeypatch.setattr(runners, "Engine", no_new_engine)
+    monkeypatch.setattr(runners, "start_engine", no_new_engine)
     config = sweep.SweepConfig(test_set="demo", model=engine.model_spec, limit=6,
                                grid={"decoding": ["greedy", "t0.7"]},
                                concurrency=[1, 4], output_dir=str(tmp_path))
@@ -78,7 +79,7 @@ def test_sweep_on_the_shared_engine(engine, tmp_path, monkeypatch):
     assert len(pd.read_parquet(tmp_path / "sweep.parquet")) == 2  # finished configurations kept
     assert (tmp_path / "report.md").exists()
     first_order = json.loads((tmp_path / "sweep.json").read_text())["order"]
-    with pytest.raises(FileExistsError, match="--resume"):
+    with pytest.raises(UserError, match="--resume"):
         sweep.run_sweep(config, engine=engine, progress=False)
     monkeypatch.setattr(sweep_run, "summarize", summarize)
     table = sweep.run_sweep(config, engine=engine, resume=True, progress=False)

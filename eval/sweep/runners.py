@@ -15,13 +15,14 @@ import numpy as np
 import psutil
 
 from eval.bench import official_dir_for
+from eval.errors import UserError
 from eval.normalize import NormalizerOptions
 from eval.records import SPEED_FIELDS
 from eval.scoring import SCORE_COLUMNS, Tally, score_columns
 from eval.sweep.config import Job
 from fireredasr_vllm.audio import SAMPLE_RATE
 from fireredasr_vllm.resolve import resolve_dtype, resolve_model
-from fireredasr_engine.engine import Engine
+from fireredasr_engine.cli import start_engine
 from fireredasr_engine.facade import run_in_thread
 from fireredasr_engine.official import OfficialModel
 from fireredasr_engine.options import DecodingOptions, EngineOptions, Transcript
@@ -126,7 +127,7 @@ class VllmRunner:
         if self.reused:
             self.engine = shared
         else:
-            self.engine = Engine.connect(server) if server else Engine(model, options)
+            self.engine = start_engine(model, options, server)
         # the engine's processes: those it started (or, for the caller's engine, every child)
         self.processes = [me] + [p for p in me.children(recursive=True) if p.pid not in before]
 
@@ -172,7 +173,7 @@ class OfficialRunner:
         dtype = resolve_dtype(dtype)
         official_dir = official_dir_for(resolve_model(model, dtype=dtype), model)
         if official_dir is None:
-            raise FileNotFoundError(f"model '{model}': no official-layout directory behind it for the official "
+            raise UserError(f"model '{model}': no official-layout directory behind it for the official "
                                     "baseline; pass the official release directory as --model")
         started = time.perf_counter()
         self.model = OfficialModel.load(official_dir, dtype=dtype, device=device)
