@@ -58,7 +58,7 @@ from fireredasr_engine.options import PRESETS, EngineOptions
 from fireredasr_vllm import BUILTIN_ARCHITECTURE, LLM_DIR
 from fireredasr_vllm.audio import SAMPLE_RATE
 from fireredasr_vllm.cli_args import (DEFAULT_MAX_MODEL_LEN, CliError, add_max_model_len_argument,
-                                      add_parallel_arguments, exit_codes)
+                                      add_parallel_arguments, add_renamed_argument, exit_codes)
 from fireredasr_vllm.convert import build_config, read_cmvn
 from fireredasr_vllm.encoder_graphs import DISABLE_ENV
 from fireredasr_vllm.model import DEFAULT_SPEECH_TOKEN, FireRedFrontend
@@ -865,16 +865,19 @@ def parse_args(argv=None):
                    "(FIREREDASR_ENCODER_CUDA_GRAPHS=0), for A/B runs")
     r.add_argument("--frontends", type=int, help="serve through fireredasr-serve with this many API processes "
                    "(--api-server-count) and drive it from as many client processes over HTTP (vLLM systems, greedy)")
-    r.add_argument("--concurrency", help="offline passes, requests in flight, e.g. 16,64,256")
+    add_renamed_argument(r, "--in-flight", "--concurrency", dest="concurrency", metavar="N[,N...]",
+                         help="offline passes: requests in flight in each, e.g. 16,64,256")
     r.add_argument("--latency", help="latency passes as in_flight:clips pairs, e.g. 1:100,16:320 ('' for none)")
     r.add_argument("--machine", default="", help="a name for the machine, to match multi-GPU runs to their baseline")
     r.add_argument("--work", default="/tmp/gpu_benchmark", help="scratch folder (model dirs, wav files)")
-    r.add_argument("--out", required=True, help="benchmark file to write (JSON, eval.records' schema)")
+    add_renamed_argument(r, "--output", "--out", dest="out", required=True, metavar="FILE",
+                         help="benchmark file to write (JSON, eval.records' schema)")
     p = sub.add_parser("report", help="tables and plots from benchmark files (any version's)")
     p.add_argument("files", nargs="+")
     p.add_argument("--plots", type=Path, help="folder for the PNG plots")
     p.add_argument("--prefix", default="gpu", help="file name prefix of the plots")
-    p.add_argument("--out", type=Path, help="write the markdown here too")
+    add_renamed_argument(p, "--output", "--out", dest="out", type=Path, metavar="FILE",
+                         help="write the markdown here too")
     return parser.parse_args(argv)
 
 

@@ -17,6 +17,7 @@ with the fix>`` on stderr), 130 Ctrl-C. ``@exit_codes(...)`` on ``main`` applies
 
 from __future__ import annotations
 
+import argparse
 import functools
 import sys
 
@@ -117,3 +118,14 @@ def add_parallel_arguments(parser, *, default: int | None = 1) -> None:
     parser.add_argument("--data-parallel-size", "-dp", type=int, default=default, metavar="N",
                         help="vLLM data parallelism: N engines (one per GPU), requests balanced over them")
 
+
+
+def add_renamed_argument(parser, flag: str, *old_spellings: str, required: bool = False, **kwargs) -> None:
+    """``flag`` as ``--help`` shows it, and ``old_spellings`` that still work but are not shown (scripts written
+    for them keep running): e.g. ``add_renamed_argument(parser, "--output-dir", "--out", type=Path)``."""
+    kwargs.setdefault("dest", flag.lstrip("-").replace("-", "_"))
+    group = parser.add_mutually_exclusive_group(required=True) if required else parser
+    group.add_argument(flag, **kwargs)
+    same = {key: value for key, value in kwargs.items() if key in ("dest", "type", "action", "nargs", "metavar")}
+    for spelling in old_spellings:
+        group.add_argument(spelling, **same, default=argparse.SUPPRESS, help=argparse.SUPPRESS)

@@ -51,6 +51,14 @@ def test_every_entry_point_spells_and_explains_a_shared_flag_the_same():
             assert set(flags) <= set(first[flag][1][1]), f"{flag}: {prog} has an alias no other entry point has"
 
 
+def test_renamed_flags_keep_their_old_spelling_out_of_help():
+    parser = workbench_main.build_parser()
+    assert "--max-in-flight" in parser.format_help() and "--concurrency" not in parser.format_help()
+    assert parser.parse_args(["--max-in-flight", "4"]).max_in_flight == 4
+    assert parser.parse_args(["--concurrency", "4"]).max_in_flight == 4  # the old spelling, for scripts
+    assert parser.parse_args([]).max_in_flight == 16
+
+
 def test_model_dir_stays_an_alias_where_the_official_scripts_had_it():
     for build in (transcribe.build_parser, verify.build_parser):
         assert build().parse_args(["--model_dir", "m"]).model == "m"
