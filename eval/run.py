@@ -93,6 +93,7 @@ def check_resume(out_dir: Path, manifest: dict) -> None:
     if not old_path.exists():
         return
     old = json.loads(old_path.read_text())
+    manifest = json.loads(json.dumps(manifest, default=str))  # as written: tuples (hotwords) read back as lists
     for key in ("model_sha256", "decoding"):
         if old.get(key) != manifest.get(key) and key in old:
             raise UserError(f"{out_dir} holds a run with a different {key}; pick another --output-dir "

@@ -29,7 +29,7 @@ from fireredasr_vllm import LLM_DIR
 from fireredasr_vllm.cli_args import CONVERT_COMMAND as CONVERT
 from fireredasr_vllm.cli_args import EXIT_FAILED, EXIT_OK, add_model_argument, exit_codes
 from fireredasr_vllm.compat import installed_versions, vllm_version
-from fireredasr_vllm.constants import CHAT_TOKENS, DEFAULT_SPEECH_TOKEN, NUM_MEL_BINS
+from fireredasr_vllm.constants import CHAT_TOKENS, NUM_MEL_BINS, ModelSettings
 from fireredasr_vllm.cpu_backend import CPU_ENGINE_ARGS, cpu_environment
 from fireredasr_vllm.quiet import quiet_by_default, show_engine_log
 
@@ -369,7 +369,7 @@ def start_engine_and_check(model_dir: Path, clip: Path = CHECK_CLIP) -> Check:
             os.environ.update(cpu_environment())
         llm = LLM(model=str(converted), dtype=dtype, max_model_len=2048, limit_mm_per_prompt={"audio": 1},
                   **(CPU_ENGINE_ARGS if cpu else {}))
-        prompt = build_prompt(config["fireredasr"].get("speech_token", DEFAULT_SPEECH_TOKEN))
+        prompt = build_prompt(ModelSettings.from_config(config).speech_token)
         started = time.perf_counter()
         output = llm.generate({"prompt": prompt, "multi_modal_data": {"audio": (load_audio(clip), SAMPLE_RATE)}},
                               SamplingParams(temperature=0.0, max_tokens=64), use_tqdm=False)[0].outputs[0]
