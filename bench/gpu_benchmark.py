@@ -59,7 +59,7 @@ from fireredasr_engine.options import PRESETS, EngineOptions
 from fireredasr_vllm import BUILTIN_ARCHITECTURE, LLM_DIR
 from fireredasr_vllm.audio import SAMPLE_RATE
 from fireredasr_vllm.cli_args import (DEFAULT_MAX_MODEL_LEN, CliError, add_max_model_len_argument,
-                                      add_parallel_arguments, exit_codes)
+                                      add_parallel_arguments, add_renamed_argument, exit_codes)
 from fireredasr_vllm.convert import build_config, read_cmvn
 from fireredasr_vllm.encoder_graphs import DISABLE_ENV
 from fireredasr_vllm.engine_death import ENGINE_STOPPED
@@ -953,7 +953,8 @@ def parse_args(argv=None):
                    help="vLLM's share of GPU memory (default: the project's, %(default)s)")
     r.add_argument("--max-num-seqs", type=int, help="vLLM's max_num_seqs (default: vLLM's)")
     r.add_argument("--max-num-batched-tokens", type=int, help="vLLM's max_num_batched_tokens (default: vLLM's)")
-    r.add_argument("--concurrency", help="offline passes, requests in flight, e.g. 16,64,256")
+    add_renamed_argument(r, "--in-flight", "--concurrency", dest="concurrency", metavar="N[,N...]",
+                         help="offline passes: requests in flight in each, e.g. 16,64,256")
     r.add_argument("--latency", help="latency passes as in_flight:clips pairs, e.g. 1:100,16:320 ('' for none)")
     r.add_argument("--profile", default="", help="a folder: one more pass at the largest in-flight count under "
                    "vLLM's torch profiler (a few hundred steady-state steps); python -m bench.profile_trace reads it")
@@ -961,12 +962,14 @@ def parse_args(argv=None):
                    "(rows scored and written), on the same engine after the other passes")
     r.add_argument("--machine", default="", help="a name for the machine, to match multi-GPU runs to their baseline")
     r.add_argument("--work", default="/tmp/gpu_benchmark", help="scratch folder (model dirs, wav files)")
-    r.add_argument("--out", required=True, help="benchmark file to write (JSON, eval.records' schema)")
+    add_renamed_argument(r, "--output", "--out", dest="out", required=True, metavar="FILE",
+                         help="benchmark file to write (JSON, eval.records' schema)")
     p = sub.add_parser("report", help="tables and plots from benchmark files (any version's)")
     p.add_argument("files", nargs="+")
     p.add_argument("--plots", type=Path, help="folder for the PNG plots")
     p.add_argument("--prefix", default="gpu", help="file name prefix of the plots")
-    p.add_argument("--out", type=Path, help="write the markdown here too")
+    add_renamed_argument(p, "--output", "--out", dest="out", type=Path, metavar="FILE",
+                         help="write the markdown here too")
     return parser.parse_args(argv)
 
 

@@ -6,7 +6,7 @@
     python -m eval.run aishell --data-parallel-size 2                    # vLLM data parallelism: 2 engines
     python -m eval.run aishell --server http://gpu1:8000,http://gpu2:8000  # running fireredasr-serve servers
 
-Writes a run folder (eval/records.py): rows that survive a kill, utterances.parquet/csv, summary.json
+Writes a run folder (eval/records/): rows that survive a kill, utterances.parquet/csv, summary.json
 (CER/WER with N/S/D/I, RTFx, utts/s, tokens/s, latency percentiles) and manifest.json. Re-running into
 the same folder skips finished utterances. With ``--server`` the utterances go to the servers through
 their transcription route (fireredasr_engine/client.py: retried on a dropped connection or a 5xx, each
@@ -22,25 +22,25 @@ import os
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 from tqdm.auto import tqdm  # a widget in Jupyter, a text bar elsewhere
 
 from eval.bench import bench_against_official
 from eval.datasets import PUBLISHED_SOURCE, DatasetUnavailable, load_test_set
-from eval.metrics import CorpusScore, score_utterance
+from eval.errors import UserError
 from eval.normalize import NormalizerOptions, normalize
 from eval.plots import plot_run, save_figures
+from eval.scoring import Tally, score_columns
 from eval.tables import cell
-from eval.records import (ROWS, SUMMARY, Run, RunWriter, Summary, load_run, per_second, provenance, read_rows,
-                          speed)
+from eval.records import ROWS, SUMMARY, Run, RunWriter, load_run, per_second, provenance, read_rows
 from fireredasr_vllm import DEFAULT_MODEL
 from fireredasr_vllm.convert import sha256
 from fireredasr_engine.cli import (add_decoding_argument, add_engine_arguments, add_model_argument, add_no_speech_argument,
-                                   add_server_argument, decoding_options, engine_options, exit_codes, model_spec, parse)
-from fireredasr_engine.client import ServerError, check_supported
-from fireredasr_engine.engine import Engine
+                                   add_server_argument, decoding_options, engine_options, exit_codes, model_spec, parse,
+                                   start_engine)
+from fireredasr_engine.client import ServerError, UnsupportedDecoding, check_supported
 from fireredasr_engine.options import DecodingOptions, EngineOptions, Transcript
 
 DEFAULT_RESULTS = Path("results")
@@ -50,57 +50,13 @@ class EngineStopped(RuntimeError):
     """The engine died mid-run: why and the fix, and that the finished rows are kept for a resume."""
 
 
-@dataclass
-class Tally:
-    """Running corpus counts and speed for the progress bar and the summary."""
-
-    n: int = 0
-    s: int = 0
-    d: int = 0
-    i: int = 0
-    sentences: int = 0
-    sentence_errors: int = 0
-    failed: int = 0
-    audio_seconds: float = 0.0
-    output_tokens: int = 0
-    latencies: list = field(default_factory=list)
-    ttfts: list = field(default_factory=list)
-
-    def add(self, row: dict, timed: bool) -> None:
-        if row.get("error"):
-            self.failed += 1
-            return
-        self.n, self.s, self.d, self.i = (self.n + row["n"], self.s + row["s"], self.d + row["d"], self.i + row["i"])
-        self.sentences += 1
-        self.sentence_errors += int(row["errors"] > 0)
-        if timed:
-            self.audio_seconds += row["duration"] or 0.0
-            self.output_tokens += row["output_tokens"] or 0
-            self.latencies.append(row["latency_s"])
-            self.ttfts.append(row["ttft_s"])
-
-    @property
-    def error_rate(self) -> float:
-        return (self.s + self.d + self.i) / self.n if self.n else 0.0
-
-    def summary(self, metric: str, wall_seconds: float) -> Summary:
-        corpus = CorpusScore(n=self.n, s=self.s, d=self.d, i=self.i, error_rate=self.error_rate,
-                             sentences=self.sentences, sentence_errors=self.sentence_errors,
-                             ser=self.sentence_errors / self.sentences if self.sentences else 0.0, metric=metric)
-        return Summary.of(corpus, failed=self.failed, timed_utterances=len(self.latencies),
-                          **speed(audio_seconds=self.audio_seconds, wall_seconds=wall_seconds,
-                                  utterances=len(self.latencies), output_tokens=self.output_tokens,
-                                  latencies=self.latencies, ttfts=self.ttfts))
-
-
 def make_row(utterance, transcript: Transcript, normalizer: NormalizerOptions, metric: str) -> dict:
-    score = score_utterance(utterance.text, transcript.text, normalizer, metric=metric)
     return {
         "id": utterance.id, "duration": transcript.duration_s or utterance.duration,
         "reference": utterance.text, "hypothesis": transcript.text,
         "ref_norm": normalize(utterance.text, normalizer, metric),
         "hyp_norm": normalize(transcript.text, normalizer, metric),
-        "n": score.n, "s": score.s, "d": score.d, "i": score.i, "errors": score.errors,
+        **score_columns(utterance.text, transcript.text, normalizer, metric),
         "latency_s": transcript.latency_s, "ttft_s": transcript.ttft_s, "queue_s": transcript.queue_s,
         "prompt_tokens": transcript.prompt_tokens, "output_tokens": transcript.output_tokens,
         "finish_reason": transcript.finish_reason, "error": transcript.error,
@@ -142,10 +98,10 @@ def check_resume(out_dir: Path, manifest: dict) -> None:
     if not old_path.exists():
         return
     old = json.loads(old_path.read_text())
-    new = json.loads(json.dumps(manifest, default=str))  # as written (tuples become lists)
+    manifest = json.loads(json.dumps(manifest, default=str))  # as written: tuples (hotwords) read back as lists
     for key in ("model_sha256", "decoding"):
-        if old.get(key) != new.get(key) and key in old:
-            raise ValueError(f"{out_dir} holds a run with a different {key}; pick another --output-dir "
+        if old.get(key) != manifest.get(key) and key in old:
+            raise UserError(f"{out_dir} holds a run with a different {key}; pick another --output-dir "
                              "or delete the folder")
 
 
@@ -166,7 +122,7 @@ def evaluate(test_set: str, *, engine=None, model: str = DEFAULT_MODEL, decoding
     own_engine = engine is None
     if own_engine and server:
         check_supported(decoding)
-        engine = Engine.connect(server)  # cheap: the model is already loaded over there
+        engine = start_engine(server=server)  # cheap: the model is already loaded over there
     out_dir = Path(output_dir) if output_dir else default_output_dir(
         test_set, engine.model_spec if engine else model, decoding)
     if is_complete(out_dir, data):
@@ -174,7 +130,7 @@ def evaluate(test_set: str, *, engine=None, model: str = DEFAULT_MODEL, decoding
             engine.close()
         return load_run(out_dir)
     if engine is None:
-        engine = Engine(model, engine_options)
+        engine = start_engine(model, engine_options)
     args = {"test_set": test_set, "limit": limit, "shuffle_seed": shuffle_seed, "max_duration": max_duration,
             "long_audio": long_audio}
     manifest = run_manifest(data, engine, decoding, normalizer, args)
@@ -203,7 +159,7 @@ def evaluate(test_set: str, *, engine=None, model: str = DEFAULT_MODEL, decoding
                     tally.add(row, timed=True)
                     wall = time.perf_counter() - started
                     bar.update(1)
-                    bar.set_postfix({data.metric.upper(): f"{100 * tally.error_rate:.2f}%",
+                    bar.set_postfix({data.metric.upper(): f"{100 * tally.corpus(data.metric).error_rate:.2f}%",
                                      "RTFx": cell(per_second(tally.audio_seconds, wall))})
                     if on_row is not None:
                         on_row(row, tally.summary(data.metric, wall))
@@ -291,7 +247,7 @@ def parse_args(argv):
     return parse(parser, argv)
 
 
-@exit_codes(DatasetUnavailable, FileNotFoundError, ValueError, ServerError, EngineStopped,
+@exit_codes(DatasetUnavailable, UserError, ServerError, UnsupportedDecoding, EngineStopped, traceback_flag="--verbose",
             interrupted="interrupted: the finished utterances are kept; run the same command again to resume")
 def main(argv=None) -> int:
     args = parse_args(argv)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from dataclasses import fields, replace
 
-from fireredasr_vllm import LLM_DIR
+from fireredasr_vllm import DEFAULT_MODEL, LLM_DIR
 from fireredasr_vllm.cli_args import (  # noqa: F401  (re-exported: one import for every entry point)
     CONVERT_COMMAND, DEFAULT_MAX_MODEL_LEN, DTYPES, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE,
     VERIFY_COMMAND, CliError, Interrupted, add_dtype_argument, add_max_model_len_argument, add_model_argument,
@@ -100,16 +100,21 @@ def decoding_options(args) -> DecodingOptions:
 
 def open_engine(args, model: str | None = None):
     """The engine ``args`` asks for: a client of ``--server`` when given, else a local engine on ``model``
-    (default ``model_spec(args)``) with ``engine_options(args)``. Each known failure is a ``CliError``
-    that says the fix."""
+    (default ``model_spec(args)``) with ``engine_options(args)`` (see ``start_engine``)."""
     server = getattr(args, "server", None)
+    if server:
+        return start_engine(server=server)
+    return start_engine(model or model_spec(args), engine_options(args))
+
+
+def start_engine(model: str = DEFAULT_MODEL, options: EngineOptions = EngineOptions(), server: str | None = None):
+    """A client of ``server`` (URL[,URL...]) when given, else a local engine on ``model`` with ``options``.
+    Each known failure is a ``CliError`` that says the fix."""
     if server:
         try:
             return Engine.connect(server)
         except ServerError as error:
             raise CliError(str(error)) from None
-    options = engine_options(args)
-    model = model or model_spec(args)
     verify = VERIFY_COMMAND.format(model=model)
     try:
         return Engine(model, options)

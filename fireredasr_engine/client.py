@@ -33,6 +33,7 @@ import httpx
 from fireredasr_vllm import audio as audio_lib
 from fireredasr_vllm.compat import installed_versions
 from fireredasr_vllm.engine_death import ENGINE_STOPPED
+from fireredasr_vllm.constants import ModelSettings
 from fireredasr_engine.facade import Facade
 from fireredasr_engine.options import DecodingOptions, EngineOptions, PreparedAudio, Segment, Transcript
 
@@ -83,7 +84,7 @@ class Server:
 
 
 @dataclass
-class Job:
+class PendingRequest:
     prepared: PreparedAudio
     options: DecodingOptions
     future: asyncio.Future
@@ -149,9 +150,8 @@ class RemoteEngine(Facade):
         local = Path(first.root) / "config.json"  # readable when the server runs on this host
         self.model_dir = local.parent if local.exists() else None
         self.config = json.loads(local.read_text()) if local.exists() else {}
-        fire = self.config.get("fireredasr", {})
-        self.max_audio_seconds = float(fire.get("max_audio_seconds", audio_lib.DEFAULT_MAX_SECONDS))
-        self.downsample_rate = int(self.config.get("encoder_downsample_rate", 2))
+        settings = ModelSettings.from_config(self.config)
+        self.max_audio_seconds, self.downsample_rate = settings.max_audio_seconds, settings.downsample_rate
         # the engine settings as far as the route shows them; the servers' other settings are their own
         self.options = EngineOptions(max_model_len=first.max_model_len or EngineOptions.max_model_len)
         self.build_seconds = time.perf_counter() - started
@@ -159,7 +159,7 @@ class RemoteEngine(Facade):
     # ----------------------------------------------------------------- lifecycle
     async def _connect(self, urls: list[str]) -> list[Server]:
         servers = list(await asyncio.gather(*(self._probe(url) for url in urls)))
-        self._queue: asyncio.Queue[Job] = asyncio.Queue()
+        self._queue: asyncio.Queue[PendingRequest] = asyncio.Queue()
         self._workers = [asyncio.ensure_future(self._work(server))  # interleaved: the first requests alternate
                          for _ in range(self.max_in_flight) for server in servers]
         return servers
@@ -191,11 +191,11 @@ class RemoteEngine(Facade):
 
     # ----------------------------------------------------------------- dispatch (client loop)
     async def _transcribe(self, prepared: PreparedAudio, options: DecodingOptions) -> Transcript:
-        job = Job(prepared, options, self._loop.create_future())
+        job = PendingRequest(prepared, options, self._loop.create_future())
         self._requeue(job)
         return await job.future
 
-    def _requeue(self, job: Job) -> None:
+    def _requeue(self, job: PendingRequest) -> None:
         if all(server.down for server in self.servers):
             self.dead = f"no server answered ({'; '.join(job.failures) or 'all are down'})"
             self._finish(job, Transcript(id=job.prepared.id, duration_s=job.prepared.duration_s,
@@ -207,7 +207,7 @@ class RemoteEngine(Facade):
             self._queue.put_nowait(job)
 
     @staticmethod
-    def _finish(job: Job, transcript: Transcript) -> None:
+    def _finish(job: PendingRequest, transcript: Transcript) -> None:
         if not job.future.done():
             job.future.set_result(transcript)
 

@@ -118,7 +118,7 @@ def mark_duplicates(utterances: list[Utterance]) -> list[Utterance]:
 
 
 # ----------------------------------------------------------------- options
-def decoding_options(args) -> DecodingOptions:
+def official_decoding_options(args) -> DecodingOptions:
     """The official decode arguments as ``DecodingOptions`` (same meanings, same defaults)."""
     if args.do_sample and args.beam_size > 1:
         raise CliError("--do_sample with --beam_size > 1 (beam sampling) is not supported; choose one")
@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None, engine=None) -> int:
     if args.asr_type == "aed":
         raise CliError("FireRedASR-AED is not served by vLLM here; use the official "
                        "speech2text.py --asr_type aed for it")
-    options = decoding_options(args)
+    options = official_decoding_options(args)
     output_target(args)
     utterances = collect_utterances(args)
     for line in notices(args):

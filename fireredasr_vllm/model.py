@@ -35,12 +35,11 @@ from vllm.multimodal.parse import MultiModalDataParser
 
 from fireredasr_vllm import audio as audio_lib
 from fireredasr_vllm.compat import frontend_processor_mixin, multimodal_items_as_list, multimodal_ints
+from fireredasr_vllm.constants import DEFAULT_MAX_SECONDS, DEFAULT_SPEECH_TOKEN, DOWNSAMPLE_RATE, INSTRUCTION
 from fireredasr_vllm.encoder_graphs import EncoderGraphs
 from fireredasr_vllm.features import KaldiFbank
 
-DEFAULT_SPEECH_TOKEN = "<|AUDIO|>"
 PROFILE_FEATURES, PROFILE_ENCODER = "fireredasr.features", "fireredasr.encoder"  # profiler range names
-INSTRUCTION = "请转写音频为文字"
 
 
 def build_prompt(speech_token: str = DEFAULT_SPEECH_TOKEN, instruction: str = INSTRUCTION) -> str:
@@ -85,7 +84,7 @@ class FireRedFrontend:
     computes them on its device from these samples.
     """
 
-    def __init__(self, downsample_rate: int = 2, max_seconds: float = 30.0):
+    def __init__(self, downsample_rate: int = DOWNSAMPLE_RATE, max_seconds: float = DEFAULT_MAX_SECONDS):
         self.downsample_rate = downsample_rate
         self.max_seconds = max_seconds
 
@@ -126,7 +125,7 @@ class FireRedASRLLMProcessingInfo(FireRedASR2ProcessingInfo):
         return self.options().get("speech_token", DEFAULT_SPEECH_TOKEN)
 
     def max_audio_seconds(self) -> float:
-        return float(self.options().get("max_audio_seconds", 30.0))
+        return float(self.options().get("max_audio_seconds", DEFAULT_MAX_SECONDS))
 
     def get_mm_max_tokens_per_item(self, seq_len: int, mm_counts: Mapping[str, int]) -> Mapping[str, int]:
         samples = int(self.max_audio_seconds() * audio_lib.SAMPLE_RATE)
@@ -202,7 +201,8 @@ class FireRedASRLLMForConditionalGeneration(FireRedASR2ForConditionalGeneration)
         # Checked here (a 400 naming the problem); the processor's error would dump the whole array.
         if not np.all(np.isfinite(stt_params.audio)):
             raise audio_lib.AudioError("audio: contains NaN or infinite samples")
-        audio_lib.check_duration(np.asarray(stt_params.audio), max_seconds=float(opts.get("max_audio_seconds", 30.0)),
+        audio_lib.check_duration(np.asarray(stt_params.audio),
+                                 max_seconds=float(opts.get("max_audio_seconds", DEFAULT_MAX_SECONDS)),
                                  downsample_rate=stt_params.model_config.hf_config.encoder_downsample_rate)
         prompt = build_prompt(opts.get("speech_token", DEFAULT_SPEECH_TOKEN))
         return cast(PromptType, {"prompt": prompt, "multi_modal_data": {
@@ -211,7 +211,7 @@ class FireRedASRLLMForConditionalGeneration(FireRedASR2ForConditionalGeneration)
     @classmethod
     def get_speech_to_text_config(cls, model_config: ModelConfig, task_type: str) -> SpeechToTextConfig:
         opts = model_options(model_config.hf_config)
-        return SpeechToTextConfig(max_audio_clip_s=float(opts.get("max_audio_seconds", 30.0)),
+        return SpeechToTextConfig(max_audio_clip_s=float(opts.get("max_audio_seconds", DEFAULT_MAX_SECONDS)),
                                   sample_rate=audio_lib.SAMPLE_RATE)
 
     @classmethod

@@ -10,7 +10,7 @@ from eval import run as eval_run
 from fireredasr_engine import EngineOptions, parse_decoding
 from fireredasr_engine import transcribe
 from fireredasr_engine.cli import (
-    DTYPES, EXIT_INTERRUPTED, EXIT_USAGE, CliError, Interrupted, add_decoding_argument, add_engine_arguments,
+    DTYPES, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, CliError, Interrupted, add_decoding_argument, add_engine_arguments,
     add_model_argument, add_no_speech_argument, decoding_options, engine_options, exit_codes, model_spec)
 from fireredasr_vllm import DEFAULT_MODEL, convert, serve, verify
 from workbench import __main__ as workbench_main
@@ -51,6 +51,14 @@ def test_every_entry_point_spells_and_explains_a_shared_flag_the_same():
             dest, flags = spelling[:2]
             assert (dest, flags[0]) == (first[flag][1][0], first[flag][1][1][0]), f"{flag}: {prog} spells it otherwise"
             assert set(flags) <= set(first[flag][1][1]), f"{flag}: {prog} has an alias no other entry point has"
+
+
+def test_renamed_flags_keep_their_old_spelling_out_of_help():
+    parser = workbench_main.build_parser()
+    assert "--max-in-flight" in parser.format_help() and "--concurrency" not in parser.format_help()
+    assert parser.parse_args(["--max-in-flight", "4"]).max_in_flight == 4
+    assert parser.parse_args(["--concurrency", "4"]).max_in_flight == 4  # the old spelling, for scripts
+    assert parser.parse_args([]).max_in_flight == 16
 
 
 def test_model_dir_stays_an_alias_where_the_official_scripts_had_it():
@@ -138,6 +146,21 @@ def test_exit_codes(capsys):
     assert capsys.readouterr().err == "\ninterrupted: 3 of 9 points are in out/\n"
     with pytest.raises(ZeroDivisionError):  # a bug keeps its traceback
         main(ZeroDivisionError())
+
+
+def test_a_bug_is_one_line_that_points_to_verbose_which_shows_its_traceback(capsys):
+    @exit_codes(LookupError, traceback_flag="--verbose")
+    def main(argv) -> int:
+        if "--missing" in argv:
+            raise KeyError("no such set")  # the user's mistake: one line, status 2
+        raise ZeroDivisionError("division by zero in the scorer")  # a bug
+
+    assert main(["--missing"]) == EXIT_USAGE and capsys.readouterr().err == "error: 'no such set'\n"
+    assert main([]) == EXIT_FAILED
+    assert capsys.readouterr().err == ("error: ZeroDivisionError: division by zero in the scorer\n"
+                                       "(an unexpected failure: rerun with --verbose for the traceback)\n")
+    with pytest.raises(ZeroDivisionError):
+        main(["--verbose"])
 
 
 

@@ -57,3 +57,14 @@ def test_plan_builds_each_engine_once():
     official = [j for j in jobs if j.system == "official"]
     assert {j.decoding.label for j in official} == {"greedy"}  # no sampling in the official decoder
     assert sorted(j.concurrency for j in official) == [1, 4]  # batch 1 and the grid's max_num_seqs
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--grid", "decoding"], "error: --grid 'decoding': expected KEY=VALUE[,VALUE...]\n"),
+    (["--grid", "decoding=beam"], "error: unknown decoding 'beam'"),
+    (["--config", "nowhere.toml"], "error: nowhere.toml: no such config file"),
+])
+def test_the_users_mistakes_are_one_line_before_anything_runs(argv, says, capsys):
+    assert sweep.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(says) and len(err.strip().splitlines()) == 1 and "Traceback" not in err

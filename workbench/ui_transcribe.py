@@ -26,7 +26,7 @@ from eval.bundled import DEMO_CLIPS
 from fireredasr_vllm.audio import UNKNOWN_FRAMES
 from fireredasr_engine.options import NO_SPEECH, DecodingOptions, Transcript
 from fireredasr_engine.subtitles import FORMATS, write_subtitles
-from workbench.ui_decoding import ControlError, decoding_controls, decoding_options
+from workbench.ui_decoding import ControlError, decoding_controls, decoding_from_controls
 
 COLUMNS = ["file", "transcript", "duration_s", "latency_s", "rtf", "tokens", "message"]
 COLUMN_WIDTHS = ["14%", "40%", "9%", "9%", "7%", "7%", "14%"]
@@ -180,7 +180,7 @@ def build_transcribe_tab(engine, *, max_upload_mb: float, export_dir: Path, conc
         try:
             if not items:
                 raise ControlError("No audio: upload one or more files or record from the microphone.")
-            options = replace(decoding_options(*values), no_speech="skip" if skip else "keep")
+            options = replace(decoding_from_controls(*values), no_speech="skip" if skip else "keep")
         except ControlError as error:  # a warning, not gr.Error: the panels keep the last results
             gr.Warning(str(error), duration=TOAST_SECONDS)
             return tuple(gr.skip() for _ in outputs)

@@ -10,6 +10,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from eval.datasets import load_test_set
+from eval.errors import UserError
 from eval.normalize import NormalizerOptions
 from eval.records import provenance, write_json_atomic
 from eval.sweep.config import Job, SweepConfig, engine_label, job_key, job_label, plan, shuffled
@@ -34,7 +35,7 @@ def load_clips(config: SweepConfig, allowed_dirs=None):
         except AudioError as error:
             skipped.append(str(error))
     if not clips:
-        raise ValueError(f"test set '{config.test_set}': no readable utterances")
+        raise UserError(f"test set '{config.test_set}': no readable utterances")
     return data, clips, references, skipped
 
 
@@ -77,7 +78,7 @@ def run_sweep(config: SweepConfig, *, engine=None, resume: bool = False, progres
     jobs = shuffled([job for job in plan(config, len(clips)) if job_key(job, config, data.name) not in done],
                     config.order_seed)
     if not new_engines and (needed := needs_new_engine(config, jobs, engine)):
-        raise ValueError(f"this sweep would start new engines ({'; '.join(needed)}): run it with "
+        raise UserError(f"this sweep would start new engines ({'; '.join(needed)}): run it with "
                          "python -m eval.sweep instead")
     manifest = sweep_manifest(config, data, clips, skipped)
     manifest["order"] = [job_label(job, config.engine_keys) for job in jobs]
