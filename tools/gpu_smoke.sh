@@ -42,27 +42,27 @@ bench() { python3 -m bench.gpu_benchmark run --machine "$machine" --work /tmp/gp
 for step in "${steps[@]}"; do
   case $step in
     stress)
-      measured ours bench --system ours --concurrency 256,1024 --long-clips 200 --long-concurrency 256 \
-        --latency 1:50 --eval-run --out "$out/gpu_ours.json"
-      measured builtin bench --system builtin --concurrency 256,1024 --long-clips 200 --long-concurrency 256 \
-        --latency 1:50 --out "$out/gpu_builtin.json" ;;
+      measured ours bench --system ours --in-flight 256,1024 --long-clips 200 --long-concurrency 256 \
+        --latency 1:50 --eval-run --output "$out/gpu_ours.json"
+      measured builtin bench --system builtin --in-flight 256,1024 --long-clips 200 --long-concurrency 256 \
+        --latency 1:50 --output "$out/gpu_builtin.json" ;;
     served)
-      GPU_BENCHMARK_SERVER_LOG="$out/served_server.log" measured served bench --system ours --frontends 2 --concurrency 256 --long-clips 0 --latency "" \
-        --out "$out/gpu_served.json"
+      GPU_BENCHMARK_SERVER_LOG="$out/served_server.log" measured served bench --system ours --frontends 2 --in-flight 256 --long-clips 0 --latency "" \
+        --output "$out/gpu_served.json"
  ;;
     eval)
       measured eval_run python3 -m eval.run demo --model trained --output-dir "$out/eval_demo"
       measured eval_sweep python3 -m eval.sweep demo --model trained --grid max_num_seqs=8,64 \
         --grid decoding=greedy,official --concurrency 1,16 --output-dir "$out/eval_sweep" ;;
     profile)
-      measured profile bench --system ours --concurrency 256 --long-clips 0 --latency "" \
-        --profile /tmp/gpu_smoke/profile --out "$out/gpu_profiled.json"
+      measured profile bench --system ours --in-flight 256 --long-clips 0 --latency "" \
+        --profile /tmp/gpu_smoke/profile --output "$out/gpu_profiled.json"
       trace=$(ls -S /tmp/gpu_smoke/profile/*.json.gz 2>/dev/null | head -n 1)
-      [ -n "$trace" ] && python3 -m bench.profile_trace "$trace" --out "$out/profile.md"
+      [ -n "$trace" ] && python3 -m bench.profile_trace "$trace" --output "$out/profile.md"
       ls /tmp/gpu_smoke/profile/*.txt 2>/dev/null | head -n 1 | xargs -r -I{} cp {} "$out/profile_table.txt" ;;
     *) echo "unknown step: $step" >&2 ;;
   esac
 done
-python3 -m bench.gpu_benchmark report "$out"/gpu_*.json --out "$out/report.md" > /dev/null 2>&1
+python3 -m bench.gpu_benchmark report "$out"/gpu_*.json --outputput "$out/report.md" > /dev/null 2>&1
 tar -C "$out" -czf /tmp/smoke.tar.gz --exclude '*.mem' . && mv /tmp/smoke.tar.gz "$out/smoke.tar.gz"
 cat "$out/memory.txt"
