@@ -720,7 +720,7 @@ def plan_from_args(args) -> Plan:
         plan = Plan(clips=24, long_clips=4, concurrency=(4, 16), latency=((1, 6), (4, 12)), long_concurrency=4,
                     frontend_clips=8, official_batches=((1, 4), (4, 8)), official_long=2, warmup=4)
     overrides = {"clips": args.clips, "long_clips": args.long_clips, "tokens": args.tokens,
-                 "long_concurrency": args.long_concurrency,
+                 "long_concurrency": args.long_in_flight,
                  "decoding": args.decoding, "penalty_processor": args.penalty_processor or None,
                  "renderer_workers": args.renderer_workers, "frontends": args.frontends,
                  "encoder_graphs": False if args.eager_encoder else None, "eval_run": args.eval_run or None,
@@ -938,7 +938,7 @@ def parse_args(argv=None):
     add_max_model_len_argument(r)
     r.add_argument("--clips", type=int, help="short clips (default 2000; tiny: 24)")
     r.add_argument("--long-clips", type=int, help="25-30 s clips (default 200; tiny: 4)")
-    r.add_argument("--long-concurrency", type=int, help="25-30 s clips in flight (default 64; tiny: 4)")
+    r.add_argument("--long-in-flight", type=int, help="25-30 s clips in flight (default 64; tiny: 4)")
     r.add_argument("--tokens", type=int, help="output tokens per clip (default 16)")
     r.add_argument("--decoding", choices=["greedy", "official"], help="greedy (default) or official: beam 3 + "
                    "the official repetition penalty (step-wise beam search, vLLM systems)")

@@ -42,9 +42,9 @@ bench() { python3 -m bench.gpu_benchmark run --machine "$machine" --work /tmp/gp
 for step in "${steps[@]}"; do
   case $step in
     stress)
-      measured ours bench --system ours --in-flight 256,1024 --long-clips 200 --long-concurrency 256 \
+      measured ours bench --system ours --in-flight 256,1024 --long-clips 200 --long-in-flight 256 \
         --latency 1:50 --eval-run --output "$out/gpu_ours.json"
-      measured builtin bench --system builtin --in-flight 256,1024 --long-clips 200 --long-concurrency 256 \
+      measured builtin bench --system builtin --in-flight 256,1024 --long-clips 200 --long-in-flight 256 \
         --latency 1:50 --output "$out/gpu_builtin.json" ;;
     served)
       GPU_BENCHMARK_SERVER_LOG="$out/served_server.log" measured served bench --system ours --frontends 2 --in-flight 256 --long-clips 0 --latency "" \
