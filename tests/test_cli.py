@@ -124,7 +124,7 @@ def test_no_speech_flag_sets_the_gate_and_defaults_per_entry_point(capsys):
     assert "--no-speech: invalid choice: 'drop'" in capsys.readouterr().err
     assert decoding_options(eval_run.parse_args(["demo"])).no_speech == "keep"  # scores comparable with the official
     assert transcribe.official_decoding_options(transcribe.build_parser().parse_args(["a.wav"])).no_speech == "keep"
-    assert transcribe.decoding_options(
+    assert transcribe.official_decoding_options(
         transcribe.build_parser().parse_args(["a.wav", "--no-speech", "skip"])).no_speech == "skip"
 
 
