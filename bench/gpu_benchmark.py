@@ -48,6 +48,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from bench.memory_probe import WORKER_EXTENSION
 from eval.bundled import DEMO_CLIPS
+from eval.run import evaluate
 from eval.records import Benchmark, Measurement, Summary, load_benchmark, speed, write_benchmark
 from eval.sweep.runners import VllmRunner, online_load
 from fireredasr_engine.client import RemoteEngine
@@ -58,9 +59,10 @@ from fireredasr_engine.options import PRESETS, EngineOptions
 from fireredasr_vllm import BUILTIN_ARCHITECTURE, LLM_DIR
 from fireredasr_vllm.audio import SAMPLE_RATE
 from fireredasr_vllm.cli_args import (DEFAULT_MAX_MODEL_LEN, CliError, add_max_model_len_argument,
-                                      add_parallel_arguments, exit_codes)
+                                      add_parallel_arguments, add_renamed_argument, exit_codes)
 from fireredasr_vllm.convert import build_config, read_cmvn
 from fireredasr_vllm.encoder_graphs import DISABLE_ENV
+from fireredasr_vllm.engine_death import ENGINE_STOPPED
 from fireredasr_vllm.model import DEFAULT_SPEECH_TOKEN, FireRedFrontend
 from fireredasr_vllm.resolve import resolve_model
 from testkit.servers import free_port, start_server, stop_server, wait_healthy
@@ -191,6 +193,20 @@ def timed_pass(system: str, mode: str, concurrency: int, *, clips: int, ok: int,
                        Summary(utterances=ok, failed=clips - ok, timed_utterances=ok, **figures), extra)
 
 
+@dataclass(frozen=True)
+class MemorySetting:
+    """The engine's memory and batch limits; the defaults are the project's (EngineOptions), so a run at
+    defaults is what a user's first ``eval.run`` gets."""
+
+    gpu_memory_utilization: float = EngineOptions.gpu_memory_utilization
+    max_num_seqs: int | None = EngineOptions.max_num_seqs  # None: vLLM's default
+    max_num_batched_tokens: int | None = EngineOptions.max_num_batched_tokens
+
+    def label(self) -> str:
+        return (f"util {self.gpu_memory_utilization:g}, max_num_seqs {self.max_num_seqs or 'default'}, "
+                f"max_num_batched_tokens {self.max_num_batched_tokens or 'default'}")
+
+
 @dataclass
 class Plan:
     """What to measure (counts of clips); the defaults are the GPU run."""
@@ -211,30 +227,42 @@ class Plan:
     renderer_workers: int = 1  # vLLM renderer_num_workers
     encoder_graphs: bool = True  # our model's encoder from CUDA graphs (False: eager, for A/B runs)
     frontends: int = 0  # > 0: fireredasr-serve with this many API processes, as many client processes (HTTP)
+    memory: MemorySetting = MemorySetting()
+    profile: str = ""  # a folder: one more pass at the largest in-flight count under vLLM's torch profiler
+    eval_run: bool = False  # also the main job: eval.run over the short clips, at the largest in-flight count
+    work: str = "/tmp/gpu_benchmark"
 
 
 # ------------------------------------------------------------------------------------------ vLLM systems
-def engine_options(system: str, *, tp: int = 1, dp: int = 1, dtype: str = "bfloat16", max_num_seqs: int = 256,
+def engine_options(system: str, *, tp: int = 1, dp: int = 1, dtype: str = "bfloat16",
                    max_model_len: int = DEFAULT_MAX_MODEL_LEN, dummy: bool = True, penalty_processor: bool = False,
-                   reuse_caches: bool = False, renderer_workers: int = 1) -> EngineOptions:
+                   reuse_caches: bool = False, renderer_workers: int = 1,
+                   memory: "MemorySetting | None" = None, profile: str = "") -> EngineOptions:
     """Identical engine settings for both vLLM systems; caches that would reuse work across passes off.
 
     ``penalty_processor``: register the official repetition-penalty logits processor (what in-process
     engines do by default); it keeps vLLM 0.26 on its V1 model runner. No decoding here needs it.
     ``reuse_caches``: prefix and processor caches on, for the step-wise beam search (each step re-sends
     the clip and the prompt so far; a user runs it with the caches on). ``renderer_workers``: vLLM's
-    ``renderer_num_workers`` (threads for input processing in the API process; needs the processor cache off)."""
+    ``renderer_num_workers`` (threads for input processing in the API process; needs the processor cache off).
+    ``memory``: the memory setting (default: the project's defaults, what a user gets)."""
+    memory = memory or MemorySetting()
     extra = [("mm_processor_cache_gb", 4 if reuse_caches else 0),
              ("worker_extension_cls", WORKER_EXTENSION)]
     if renderer_workers > 1:
         extra.append(("renderer_num_workers", renderer_workers))
+    if profile:  # steady state only: skip the pass's first steps, keep a few hundred
+        extra.append(("profiler_config", {"profiler": "torch", "torch_profiler_dir": str(Path(profile).resolve()),
+                                          "torch_profiler_with_stack": False, "ignore_frontend": True,
+                                          "delay_iterations": 30, "max_iterations": 200}))
     if dummy:
         extra.append(("load_format", "dummy"))
     if not is_cpu():
         extra.append(("compilation_config", {"cudagraph_capture_sizes": CAPTURE_SIZES}))
-    return EngineOptions(dtype=dtype, max_model_len=max_model_len, max_num_seqs=max_num_seqs,
-                         max_num_batched_tokens=8192,
-                         tensor_parallel_size=tp, data_parallel_size=dp, gpu_memory_utilization=0.85,
+    return EngineOptions(dtype=dtype, max_model_len=max_model_len, max_num_seqs=memory.max_num_seqs,
+                         max_num_batched_tokens=memory.max_num_batched_tokens,
+                         tensor_parallel_size=tp, data_parallel_size=dp,
+                         gpu_memory_utilization=memory.gpu_memory_utilization,
                          enable_prefix_caching=reuse_caches,
                          kv_cache_gb=2, architecture=BUILTIN_ARCHITECTURE if system == "builtin" else None,
                          official_penalty=penalty_processor, extra=tuple(extra))
@@ -269,7 +297,8 @@ class UsageSampler:
         self.smi = None
         if shutil.which("nvidia-smi") and not is_cpu():
             visible = os.environ.get("CUDA_VISIBLE_DEVICES")  # only this run's GPUs count
-            self.smi = subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
+            self.smi = subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu,memory.used",
+                                         "--format=csv,noheader,nounits",
                                          "-lms", "200", *(["-i", visible] if visible else [])],
                                         stdout=subprocess.PIPE, text=True)
         return self
@@ -287,15 +316,18 @@ class UsageSampler:
     def __exit__(self, *exc):
         self.wall = time.perf_counter() - self.started
         self.engine_cpu_s = self._child_cpu() - self.child_cpu
-        self.gpu_busy = None
+        self.gpu_busy = self.gpu_memory_peak = None
         if self.smi is not None:
             self.smi.terminate()
             out = self.smi.communicate()[0]
-            values = [float(v) for line in out.splitlines() for v in line.split(",") if v.strip()]
-            self.gpu_busy = round(float(np.mean(values)), 1) if values else None
+            samples = [[float(v) for v in line.split(",")] for line in out.splitlines() if line.count(",") == 1]
+            if samples:
+                self.gpu_busy = round(float(np.mean([busy for busy, _ in samples])), 1)
+                self.gpu_memory_peak = round(max(used for _, used in samples) / 1024, 2)  # MiB -> GiB
 
     def record(self, clips: int) -> dict:
-        return {"gpu_busy_pct": self.gpu_busy, "engine_cpu_cores": round(self.engine_cpu_s / self.wall, 2),
+        return {"gpu_busy_pct": self.gpu_busy, "gpu_memory_peak_gib": self.gpu_memory_peak,
+                "engine_cpu_cores": round(self.engine_cpu_s / self.wall, 2),
                 "engine_cpu_ms_per_clip": round(1000 * self.engine_cpu_s / clips, 2)}
 
 
@@ -321,7 +353,7 @@ def offline_pass(engine, system: str, workload: Workload, options, concurrency: 
                       output_tokens_per_clip=sorted({t.output_tokens for t in ok}),
                       prompt_tokens_mean=round(float(np.mean([t.prompt_tokens for t in ok])), 1) if ok else None,
                       api_cpu_ms_per_clip=round(1000 * cpu / len(results), 2),
-                      errors=sorted({t.error for t in results if not t.ok})[:3])
+                      errors=sorted({t.error for t in results if not t.ok})[:3], engine_stopped=bool(engine.dead))
 
 
 def latency_pass(engine, system: str, workload: Workload, options, concurrency: int) -> Measurement:
@@ -369,6 +401,36 @@ def engine_memory(engine) -> dict:
     return {k.replace("_bytes", "_gib"): v for k, v in gib.items()} | {"workers": len(stats)}
 
 
+def write_test_set(workload: Workload, folder: Path) -> Path:
+    """The workload as a test set eval.run reads: FLAC files and a JSONL manifest (one reference for all)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    (folder / "clips").mkdir(parents=True)
+    lines = []
+    for index, clip in enumerate(workload.clips):
+        path = folder / "clips" / f"clip{index:05d}.flac"
+        sf.write(path, clip, SAMPLE_RATE)
+        lines.append(json.dumps({"id": path.stem, "audio_filepath": str(path), "text": "今天天气很好"},
+                                ensure_ascii=False))
+    manifest = folder / "set.jsonl"
+    manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return manifest
+
+
+def eval_run_pass(engine, system: str, workload: Workload, options, concurrency: int, work: Path) -> Measurement:
+    """The main job on the same engine: ``eval.run``'s ``evaluate`` over the workload as a test set (files
+    read and decoded, rows scored, written and fsync'd as they finish, resumable), ``concurrency`` in flight.
+    Its summary is eval.run's own (RTFx from its first to its last row); the wall time with loading the set
+    and the run folder is kept beside it."""
+    manifest = write_test_set(workload, work / "main_job")
+    started = time.perf_counter()
+    run = evaluate(str(manifest), engine=engine, decoding=options, output_dir=work / "main_job" / "run",
+                   progress=False, max_in_flight=concurrency)
+    wall = time.perf_counter() - started
+    return Measurement(system, "eval_run", concurrency, run.summary,
+                       {"wall_with_setup_s": round(wall, 2),
+                        "rtfx_with_setup": round(float(workload.durations.sum()) / wall, 1)})
+
+
 def measure_vllm(engine, system: str, model_dir: Path, plan: Plan) -> tuple[dict, list[Measurement]]:
     """Every measurement of one vLLM system on a built engine: (meta figures, measurements)."""
     options = decoding(plan.tokens, plan.decoding)
@@ -381,6 +443,12 @@ def measure_vllm(engine, system: str, model_dir: Path, plan: Plan) -> tuple[dict
         measurements.append(log(latency_pass(engine, system, short.take(count), options, concurrency)))
     if long.clips:
         measurements.append(log(offline_pass(engine, system, long, options, plan.long_concurrency, mode="long")))
+    if plan.profile:
+        engine._call(engine._llm.start_profile())
+        measurements.append(log(offline_pass(engine, system, short, options, max(plan.concurrency), mode="profiled")))
+        engine._call(engine._llm.stop_profile())
+    if plan.eval_run:
+        measurements.append(log(eval_run_pass(engine, system, short, options, max(plan.concurrency), Path(plan.work))))
     meta = {"workload": short.summary(), "long_workload": long.summary(), "tokens_per_clip": plan.tokens,
             "frontend": frontend_cost(system, model_dir, short.take(plan.frontend_clips)),
             "memory": engine_memory(engine)}
@@ -392,7 +460,7 @@ def run_vllm_system(system: str, model_dir: Path, plan: Plan, *, tp: int, dp: in
     """``dp`` > 1: vLLM's own data parallelism, one engine per GPU behind the one facade (it balances requests)."""
     options = engine_options(system, tp=tp, dp=dp, dummy=dummy, penalty_processor=plan.penalty_processor,
                              max_model_len=max_model_len, reuse_caches=plan.decoding == "official",
-                             renderer_workers=plan.renderer_workers)
+                             renderer_workers=plan.renderer_workers, memory=plan.memory, profile=plan.profile)
     if not plan.encoder_graphs:
         os.environ[DISABLE_ENV] = "0"  # inherited by the engine processes
     if plan.frontends:
@@ -411,7 +479,9 @@ def server_flags(options) -> list[str]:
     """fireredasr-serve flags for the engine settings ``engine_options`` gives the in-process facade."""
     extra = dict(options.extra)
     flags = ["--dtype", options.dtype, "--max-model-len", str(options.max_model_len),
-             "--max-num-seqs", str(options.max_num_seqs), "--max-num-batched-tokens", str(options.max_num_batched_tokens),
+             *(["--max-num-seqs", str(options.max_num_seqs)] if options.max_num_seqs else []),
+             *(["--max-num-batched-tokens", str(options.max_num_batched_tokens)]
+               if options.max_num_batched_tokens else []),
              "--data-parallel-size", str(options.data_parallel_size),
              "--tensor-parallel-size", str(options.tensor_parallel_size), "--seed", str(options.seed),
              "--limit-mm-per-prompt", json.dumps({"audio": 1}),
@@ -503,7 +573,8 @@ def served_pass(system: str, url: str, plan: Plan, concurrency: int) -> Measurem
                       prompt_tokens_mean=round(float(np.mean([c[2] for c in ok])), 1) if ok else None,
                       client_cpu_ms_per_clip=round(1000 * sum(r["cpu_s"] for r in reports) / len(clips), 2),
                       client_wall_s=[round(r["wall_s"], 3) for r in sorted(reports, key=lambda r: r["index"])],
-                      errors=sorted({c[4] for c in clips if not c[0]})[:3])
+                      errors=sorted({c[4] for c in clips if not c[0]})[:3],
+                      engine_stopped=any(ENGINE_STOPPED in (c[4] or "") for c in clips))
 
 
 def run_served(system: str, model_dir: Path, options, plan: Plan) -> tuple[dict, list[Measurement]]:
@@ -649,9 +720,12 @@ def plan_from_args(args) -> Plan:
         plan = Plan(clips=24, long_clips=4, concurrency=(4, 16), latency=((1, 6), (4, 12)), long_concurrency=4,
                     frontend_clips=8, official_batches=((1, 4), (4, 8)), official_long=2, warmup=4)
     overrides = {"clips": args.clips, "long_clips": args.long_clips, "tokens": args.tokens,
+                 "long_concurrency": args.long_in_flight,
                  "decoding": args.decoding, "penalty_processor": args.penalty_processor or None,
                  "renderer_workers": args.renderer_workers, "frontends": args.frontends,
-                 "encoder_graphs": False if args.eager_encoder else None}
+                 "encoder_graphs": False if args.eager_encoder else None, "eval_run": args.eval_run or None,
+                 "work": args.work, "profile": args.profile}
+    overrides["memory"] = MemorySetting(args.gpu_memory_utilization, args.max_num_seqs, args.max_num_batched_tokens)
     if args.concurrency:
         overrides["concurrency"] = tuple(int(c) for c in args.concurrency.split(","))
     if args.latency is not None:
@@ -707,18 +781,27 @@ def clips(measurement: Measurement) -> int:
     return measurement.summary.utterances + measurement.summary.failed
 
 
+def memory_cell(meta: dict) -> str:
+    """The run's memory setting (runs before it was recorded: the benchmark's fixed 0.85 / 256 / 8192)."""
+    memory = meta.get("plan", {}).get("memory") or {"gpu_memory_utilization": 0.85, "max_num_seqs": 256,
+                                                      "max_num_batched_tokens": 8192}
+    return MemorySetting(**memory).label()
+
+
 def summary_table(benchmarks: list[Benchmark]) -> str:
     """Markdown: one row per system and setting."""
-    rows = ["| system | machine | GPUs | setting | clips | clips/s | RTFx | output tok/s | latency p50 / p90 / p99 ms |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| system | machine | GPUs | memory | setting | clips | failed | clips/s | RTFx | output tok/s | "
+            "latency p50 / p90 / p99 ms |", "|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def row(name, gpus, setting, m, speed=True):
         s = m.summary
         figures = f" {rounded(s.rtfx, 1)} | {rounded(s.output_tokens_per_s, 1)} " if speed else " | "
-        return f"| {name} | {gpus} | {setting} | {clips(m)} | {rounded(s.utts_per_s, 2)} |{figures}| {latency_cell(s)} |"
+        failed = f"**{s.failed} (engine stopped)**" if m.extra.get("engine_stopped") else str(s.failed)
+        return (f"| {name} | {gpus} | {setting} | {clips(m)} | {failed} | {rounded(s.utts_per_s, 2)} |{figures}| "
+                f"{latency_cell(s)} |")
 
     for b in benchmarks:
-        gpus, name = f"{b.meta.get('machine', '')} | {gpus_cell(b.meta)}", label(b)
+        gpus, name = f"{b.meta.get('machine', '')} | {gpus_cell(b.meta)} | {memory_cell(b.meta)}", label(b)
         official = b.meta["system"] == "official"
         for m in passes(b, "offline"):
             rows.append(row(name, gpus, f"batch {m.concurrency}" if official else f"max {m.concurrency} in flight", m))
@@ -855,6 +938,7 @@ def parse_args(argv=None):
     add_max_model_len_argument(r)
     r.add_argument("--clips", type=int, help="short clips (default 2000; tiny: 24)")
     r.add_argument("--long-clips", type=int, help="25-30 s clips (default 200; tiny: 4)")
+    r.add_argument("--long-in-flight", type=int, help="25-30 s clips in flight (default 64; tiny: 4)")
     r.add_argument("--tokens", type=int, help="output tokens per clip (default 16)")
     r.add_argument("--decoding", choices=["greedy", "official"], help="greedy (default) or official: beam 3 + "
                    "the official repetition penalty (step-wise beam search, vLLM systems)")
@@ -865,16 +949,27 @@ def parse_args(argv=None):
                    "(FIREREDASR_ENCODER_CUDA_GRAPHS=0), for A/B runs")
     r.add_argument("--frontends", type=int, help="serve through fireredasr-serve with this many API processes "
                    "(--api-server-count) and drive it from as many client processes over HTTP (vLLM systems, greedy)")
-    r.add_argument("--concurrency", help="offline passes, requests in flight, e.g. 16,64,256")
+    r.add_argument("--gpu-memory-utilization", type=float, default=MemorySetting.gpu_memory_utilization,
+                   help="vLLM's share of GPU memory (default: the project's, %(default)s)")
+    r.add_argument("--max-num-seqs", type=int, help="vLLM's max_num_seqs (default: vLLM's)")
+    r.add_argument("--max-num-batched-tokens", type=int, help="vLLM's max_num_batched_tokens (default: vLLM's)")
+    add_renamed_argument(r, "--in-flight", "--concurrency", dest="concurrency", metavar="N[,N...]",
+                         help="offline passes: requests in flight in each, e.g. 16,64,256")
     r.add_argument("--latency", help="latency passes as in_flight:clips pairs, e.g. 1:100,16:320 ('' for none)")
+    r.add_argument("--profile", default="", help="a folder: one more pass at the largest in-flight count under "
+                   "vLLM's torch profiler (a few hundred steady-state steps); python -m bench.profile_trace reads it")
+    r.add_argument("--eval-run", action="store_true", help="also run the main job, eval.run over the short clips "
+                   "(rows scored and written), on the same engine after the other passes")
     r.add_argument("--machine", default="", help="a name for the machine, to match multi-GPU runs to their baseline")
     r.add_argument("--work", default="/tmp/gpu_benchmark", help="scratch folder (model dirs, wav files)")
-    r.add_argument("--out", required=True, help="benchmark file to write (JSON, eval.records' schema)")
+    add_renamed_argument(r, "--output", "--out", dest="out", required=True, metavar="FILE",
+                         help="benchmark file to write (JSON, eval.records' schema)")
     p = sub.add_parser("report", help="tables and plots from benchmark files (any version's)")
     p.add_argument("files", nargs="+")
     p.add_argument("--plots", type=Path, help="folder for the PNG plots")
     p.add_argument("--prefix", default="gpu", help="file name prefix of the plots")
-    p.add_argument("--out", type=Path, help="write the markdown here too")
+    add_renamed_argument(p, "--output", "--out", dest="out", type=Path, metavar="FILE",
+                         help="write the markdown here too")
     return parser.parse_args(argv)
 
 

@@ -14,8 +14,8 @@ so load changes hit both alike; the official code runs batch 1 on the first set.
 official token limit; the three systems produce the same tokens (checked, column ``same_tokens``).
 
 Measures on the sweep runners (eval/sweep/runners.py); the JSON is a benchmark file of the results schema
-(eval/records.py). Writes ``model_throughput.{csv,md,json,png}`` under ``--out``. Headline numbers are ratios measured
-side by side; absolute times depend on the machine and its load.
+(eval/records/). Writes ``model_throughput.{csv,md,json,png}`` under ``--output-dir``. Headline numbers are
+ratios measured side by side; absolute times depend on the machine and its load.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from eval.sweep.config import Job
 from eval.sweep.runners import OfficialRunner, VllmRunner
 from eval.tables import markdown_table
 from fireredasr_engine.cli import add_dtype_argument, add_model_argument, checked_dtype, exit_codes
+from fireredasr_vllm.cli_args import add_renamed_argument
 from fireredasr_engine.options import DecodingOptions, EngineOptions
 from fireredasr_vllm import BUILTIN_ARCHITECTURE
 from fireredasr_vllm.audio import SAMPLE_RATE
@@ -206,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--kv-cache-gb", type=int, default=1, help="CPU KV cache per engine")
     parser.add_argument("--no-official", action="store_true")
-    parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    add_renamed_argument(parser, "--output-dir", "--out", type=Path, default=Path("bench/results"), metavar="DIR",
+                         help="folder for model_throughput.{csv,md,json,png} (default bench/results)")
     args = parser.parse_args(argv)
     checked_dtype(args.dtype)
     model = args.model
@@ -224,8 +226,8 @@ def main(argv: list[str] | None = None) -> int:
             "load_average_1m": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
             THREADS_BIND: os.environ.get(THREADS_BIND, "unset (the project's default)"),
             "command": "python -m bench.model_throughput " + " ".join(sys.argv[1:] if argv is None else argv)}
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / "model_throughput"
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    stem = args.output_dir / "model_throughput"
     frame.to_csv(stem.with_suffix(".csv"), index=False)
     stem.with_suffix(".md").write_text(markdown(frame, cache, meta), encoding="utf-8")
     write_benchmark(stem.with_suffix(".json"), meta, rows, cache=cache)

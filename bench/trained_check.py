@@ -1,12 +1,12 @@
 """The embedded trained model on whatever engine this machine runs: CER on the bundled clips and
 greedy tokens, per dtype, so runs on different devices and dtypes can be compared token by token.
 
-    python -m bench.trained_check run --dtype float32 --out bench/results/trained_cpu_float32.json
-    python -m bench.trained_check run --dtype bfloat16 --out trained_gpu_bfloat16.json      # on a GPU host
+    python -m bench.trained_check run --dtype float32 --output bench/results/trained_cpu_float32.json
+    python -m bench.trained_check run --dtype bfloat16 --output trained_gpu_bfloat16.json      # on a GPU host
     python -m bench.trained_check report bench/results/trained_*.json                       # first = reference
 
 Reads the clips and their sentences from eval/demo (no ``datasets`` needed, so it runs on a bare GPU host).
-Writes a benchmark file of the results schema (eval/records.py: one measurement, its error rate and speed,
+Writes a benchmark file of the results schema (eval/records/: one measurement, its error rate and speed,
 plus each clip's text and tokens); ``report`` also reads the files written before the schema.
 """
 
@@ -27,8 +27,9 @@ from eval.sweep.runners import summarize
 from fireredasr_engine.cli import add_model_argument, exit_codes
 from fireredasr_engine.engine import Engine
 from fireredasr_engine.options import EngineOptions
+from fireredasr_vllm.cli_args import WEIGHT_DTYPES, add_renamed_argument
 
-DTYPES = ("float32", "bfloat16", "float16")  # float16 included: this script shows what it does to the tokens
+CHECKED_DTYPES = (*WEIGHT_DTYPES, "float16")  # float16 included: this script shows what it does to the tokens
 
 
 def run(dtype: str = "float32", model: str = "trained", engine=None, path: Path = Path("trained_check.json")) -> Benchmark:
@@ -69,14 +70,15 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.trained_check", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     one = commands.add_parser("run")
-    one.add_argument("--dtype", default="float32", choices=DTYPES)
+    one.add_argument("--dtype", default="float32", choices=CHECKED_DTYPES)
     add_model_argument(one, default="trained")
-    one.add_argument("--out", type=Path, required=True)
+    add_renamed_argument(one, "--output", "--out", type=Path, required=True, metavar="FILE",
+                         help="benchmark file to write (JSON)")
     table = commands.add_parser("report")
     table.add_argument("paths", nargs="+", type=Path)
     args = parser.parse_args(argv)
     if args.command == "run":
-        result = run(args.dtype, args.model, path=args.out)
+        result = run(args.dtype, args.model, path=args.output)
         write_benchmark(result.path, result.meta, result.measurements, **result.details)
         summary = result.measurements[0].summary
         print(f"{result.meta['device']} {result.meta['dtype']}: CER {100 * summary.error_rate:.2f} % on "

@@ -52,6 +52,13 @@ class CorpusScore:
     ser: float
     metric: str = "cer"
 
+    @classmethod
+    def of_counts(cls, *, n: int, s: int, d: int, i: int, sentences: int, sentence_errors: int,
+                  metric: str = "cer") -> CorpusScore:
+        """The rates of summed counts; as in the official scorer, N=0 divides by 1 instead of 0."""
+        return cls(n=n, s=s, d=d, i=i, error_rate=(s + d + i) / max(n, 1), sentences=sentences,
+                   sentence_errors=sentence_errors, ser=sentence_errors / max(sentences, 1), metric=metric)
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -77,13 +84,10 @@ def score_utterance(reference: str, hypothesis: str, options: NormalizerOptions 
 
 
 def corpus_score(scores: list[UtteranceScore], metric: str = "cer") -> CorpusScore:
-    """Sum utterance scores; as in the official scorer, N=0 divides by 1 instead of 0."""
-    n = sum(score.n for score in scores)
+    """Sum utterance scores (see ``CorpusScore.of_counts``)."""
     s, d, i = (sum(getattr(score, op) for score in scores) for op in "sdi")
-    sentence_errors = sum(score.errors > 0 for score in scores)
-    return CorpusScore(n=n, s=s, d=d, i=i, error_rate=(s + d + i) / max(n, 1),
-                       sentences=len(scores), sentence_errors=sentence_errors,
-                       ser=sentence_errors / max(len(scores), 1), metric=metric)
+    return CorpusScore.of_counts(n=sum(score.n for score in scores), s=s, d=d, i=i, sentences=len(scores),
+                                 sentence_errors=sum(score.errors > 0 for score in scores), metric=metric)
 
 
 def score_corpus(refs: list[str], hyps: list[str], options: NormalizerOptions = NormalizerOptions(),

@@ -1,7 +1,7 @@
 """Matplotlib figures for sweeps and single runs; shared by the CLIs, the notebooks and the Gradio UI.
 
 Every function takes a DataFrame (a sweep table from eval/sweep/, a benchmark file's ``table()``, or a run's
-per-utterance rows from eval/records.py) and returns a ``matplotlib.figure.Figure``; nothing is shown or saved
+per-utterance rows from eval/records/) and returns a ``matplotlib.figure.Figure``; nothing is shown or saved
 implicitly.
 
     figures = plot_sweep(read_sweep_table("results/sweep"))

@@ -1,4 +1,4 @@
-"""Compare results, all read through the results schema (eval/records.py): run folders (summary table, worst
+"""Compare results, all read through the results schema (eval/records/): run folders (summary table, worst
 utterances, utterances where two runs differ), sweep folders and benchmark JSON files (their measured
 configurations side by side).
 

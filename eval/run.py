@@ -6,7 +6,7 @@
     python -m eval.run aishell --data-parallel-size 2                    # vLLM data parallelism: 2 engines
     python -m eval.run aishell --server http://gpu1:8000,http://gpu2:8000  # running fireredasr-serve servers
 
-Writes a run folder (eval/records.py): rows that survive a kill, utterances.parquet/csv, summary.json
+Writes a run folder (eval/records/): rows that survive a kill, utterances.parquet/csv, summary.json
 (CER/WER with N/S/D/I, RTFx, utts/s, tokens/s, latency percentiles) and manifest.json. Re-running into
 the same folder skips finished utterances.
 
@@ -28,95 +28,49 @@ import os
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, wait
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from tqdm.auto import tqdm  # a widget in Jupyter, a text bar elsewhere
 
 from eval.bench import bench_against_official
-from eval.biasing import score_biasing_units, summarize_biasing, word_units
 from eval.datasets import PUBLISHED_SOURCE, REGISTRY, DatasetUnavailable, Utterance, load_test_set
-from eval.metrics import CorpusScore, score_units
-from eval.normalize import NormalizerOptions, to_units
+from eval.errors import UserError
+from eval.normalize import NormalizerOptions, normalize
 from eval.plots import plot_run, save_figures
+from eval.scoring import Tally, score_columns
 from eval.tables import cell
-from eval.records import (ROWS, SUMMARY, Run, RunWriter, Summary, load_run, per_second, provenance, read_rows,
-                          speed)
+from eval.records import ROWS, SUMMARY, Run, RunWriter, load_run, per_second, provenance, read_rows
 from fireredasr_vllm import DEFAULT_MODEL
 from fireredasr_vllm.convert import sha256
-from fireredasr_engine.cli import (add_decoding_argument, add_engine_arguments, add_model_argument, add_server_argument,
-                                   decoding_options, engine_options, exit_codes, model_spec, parse)
-from fireredasr_engine.client import ServerError, check_supported
-from fireredasr_engine.engine import Engine
+from fireredasr_engine.cli import (add_decoding_argument, add_engine_arguments, add_model_argument, add_no_speech_argument,
+                                   add_server_argument, decoding_options, engine_options, exit_codes, model_spec, parse,
+                                   start_engine)
+from fireredasr_engine.client import ServerError, UnsupportedDecoding, check_supported
 from fireredasr_engine.options import DecodingOptions, EngineOptions, Transcript
 
 DEFAULT_RESULTS = Path("results")
 
 
-@dataclass
-class Tally:
-    """Running corpus counts and speed for the progress bar and the summary."""
-
-    n: int = 0
-    s: int = 0
-    d: int = 0
-    i: int = 0
-    sentences: int = 0
-    sentence_errors: int = 0
-    failed: int = 0
-    audio_seconds: float = 0.0
-    output_tokens: int = 0
-    latencies: list = field(default_factory=list)
-    ttfts: list = field(default_factory=list)
-    biasing: list = field(default_factory=list)  # rows scored for biasing (their b_n, u_n, ... counts)
-
-    def add(self, row: dict, timed: bool) -> None:
-        if row.get("error"):
-            self.failed += 1
-            return
-        self.n, self.s, self.d, self.i = (self.n + row["n"], self.s + row["s"], self.d + row["d"], self.i + row["i"])
-        self.sentences += 1
-        self.sentence_errors += int(row["errors"] > 0)
-        if row.get("b_n") is not None:
-            self.biasing.append(row)
-        if timed:
-            self.audio_seconds += row["duration"] or 0.0
-            self.output_tokens += row["output_tokens"] or 0
-            self.latencies.append(row["latency_s"])
-            self.ttfts.append(row["ttft_s"])
-
-    @property
-    def error_rate(self) -> float:
-        return (self.s + self.d + self.i) / self.n if self.n else 0.0
-
-    def summary(self, metric: str, wall_seconds: float) -> Summary:
-        corpus = CorpusScore(n=self.n, s=self.s, d=self.d, i=self.i, error_rate=self.error_rate,
-                             sentences=self.sentences, sentence_errors=self.sentence_errors,
-                             ser=self.sentence_errors / self.sentences if self.sentences else 0.0, metric=metric)
-        return Summary.of(corpus, failed=self.failed, timed_utterances=len(self.latencies),
-                          biasing=summarize_biasing(self.biasing) if self.biasing else None,
-                          **speed(audio_seconds=self.audio_seconds, wall_seconds=wall_seconds,
-                                  utterances=len(self.latencies), output_tokens=self.output_tokens,
-                                  latencies=self.latencies, ttfts=self.ttfts))
+class EngineStopped(RuntimeError):
+    """The engine died mid-run: why and the fix, and that the finished rows are kept for a resume."""
 
 
 def make_row(utterance, transcript: Transcript, normalizer: NormalizerOptions, metric: str,
              hotwords: tuple[str, ...] | None = None) -> dict:
     """The utterance's record; ``hotwords``: the words it is scored for biasing against (None: not scored)."""
-    ref, hyp = to_units(utterance.text, normalizer, metric), to_units(transcript.text, normalizer, metric)
-    score = score_units(ref, hyp)
-    biasing = {} if hotwords is None or transcript.error else score_biasing_units(
-        ref, hyp, word_units(hotwords, normalizer, metric), score).to_dict()
     return {
         "id": utterance.id, "duration": transcript.duration_s or utterance.duration,
         "reference": utterance.text, "hypothesis": transcript.text,
-        "ref_norm": " ".join(ref), "hyp_norm": " ".join(hyp),
-        "n": score.n, "s": score.s, "d": score.d, "i": score.i, "errors": score.errors,
+        "ref_norm": normalize(utterance.text, normalizer, metric),
+        "hyp_norm": normalize(transcript.text, normalizer, metric),
+        **score_columns(utterance.text, transcript.text, normalizer, metric,
+                        None if transcript.error else hotwords),
         "latency_s": transcript.latency_s, "ttft_s": transcript.ttft_s, "queue_s": transcript.queue_s,
         "prompt_tokens": transcript.prompt_tokens, "output_tokens": transcript.output_tokens,
         "finish_reason": transcript.finish_reason, "error": transcript.error,
         "segments": [asdict(segment) for segment in transcript.segments],  # (start_s, end_s, text), long audio
-        **biasing, **({"hotwords": list(hotwords)} if hotwords is not None else {}),
+        **({"hotwords": list(hotwords)} if hotwords is not None else {}),
     }
 
 
@@ -191,9 +145,10 @@ def check_resume(out_dir: Path, manifest: dict) -> None:
     if not old_path.exists():
         return
     old = json.loads(old_path.read_text())
+    manifest = json.loads(json.dumps(manifest, default=str))  # as written: tuples (hotwords) read back as lists
     for key in ("model_sha256", "decoding"):
         if old.get(key) != manifest.get(key) and key in old:
-            raise ValueError(f"{out_dir} holds a run with a different {key}; pick another --output-dir "
+            raise UserError(f"{out_dir} holds a run with a different {key}; pick another --output-dir "
                              "or delete the folder")
 
 
@@ -214,7 +169,7 @@ def evaluate(test_set: str, *, engine=None, model: str = DEFAULT_MODEL, decoding
     own_engine = engine is None
     if own_engine and server:
         check_supported(decoding)
-        engine = Engine.connect(server)  # cheap: the model is already loaded over there
+        engine = start_engine(server=server)  # cheap: the model is already loaded over there
     out_dir = Path(output_dir) if output_dir else default_output_dir(
         test_set, engine.model_spec if engine else model, decoding,
         hotwords=bool(decoding.hotwords or data.has_hotwords))
@@ -223,15 +178,15 @@ def evaluate(test_set: str, *, engine=None, model: str = DEFAULT_MODEL, decoding
             engine.close()
         return load_run(out_dir)
     if engine is None:
-        engine = Engine(model, engine_options)
+        engine = start_engine(model, engine_options)
     try:  # e.g. a hotword the model cannot spell: refused before the run folder is made
         engine.check_supported(decoding)
         if data.hotwords:  # the set's list, as it will decode the utterances without their own
             engine.check_supported(decoding_for(Utterance("", b"", "", None), data, decoding))
-    except ValueError:
+    except ValueError as error:
         if own_engine:
             engine.close()
-        raise
+        raise UserError(str(error)) from None
     args = {"test_set": test_set, "limit": limit, "shuffle_seed": shuffle_seed, "max_duration": max_duration,
             "long_audio": long_audio}
     manifest = run_manifest(data, engine, decoding, normalizer, args)
@@ -252,26 +207,34 @@ def evaluate(test_set: str, *, engine=None, model: str = DEFAULT_MODEL, decoding
             def collect(futures) -> None:
                 for future in futures:
                     utterance = in_flight.pop(future)
-                    row = make_row(utterance, future.result(), normalizer, data.metric,
+                    transcript = future.result()
+                    if transcript.error and engine.dead:
+                        continue  # not this utterance's failure: it is transcribed again on resume
+                    row = make_row(utterance, transcript, normalizer, data.metric,
                                    scoring_words(utterance, data, decoding))
                     writer.append(row)
                     tally.add(row, timed=True)
                     wall = time.perf_counter() - started
                     bar.update(1)
-                    bar.set_postfix({data.metric.upper(): f"{100 * tally.error_rate:.2f}%",
+                    bar.set_postfix({data.metric.upper(): f"{100 * tally.corpus(data.metric).error_rate:.2f}%",
                                      "RTFx": cell(per_second(tally.audio_seconds, wall))})
                     if on_row is not None:
                         on_row(row, tally.summary(data.metric, wall))
 
             for utterance in pending:
+                if engine.dead:
+                    break
                 prepared = engine.prepare(utterance.audio, id=utterance.id, long_audio=long_audio)
                 in_flight[engine.submit(prepared, decoding_for(utterance, data, decoding))] = utterance
                 if len(in_flight) >= max_in_flight:
                     finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
                     collect(finished)
             collect(list(in_flight))
-            wall = time.perf_counter() - started
             bar.close()
+            if engine.dead:
+                raise EngineStopped(f"{engine.dead}. The {len(writer.done_ids())} finished utterances are kept in "
+                                    f"{out_dir}: run the same command again to resume")
+            wall = time.perf_counter() - started
             writer.finalize(tally.summary(data.metric, wall))
     finally:
         if own_engine:
@@ -329,6 +292,7 @@ def parse_args(argv):
     add_model_argument(parser)
     parser.add_argument("--output-dir", default=None)
     add_decoding_argument(parser)
+    add_no_speech_argument(parser)  # keep by default: every utterance decoded, as the official code scores them
     parser.add_argument("--limit", type=int)
     parser.add_argument("--shuffle-seed", type=int)
     parser.add_argument("--max-duration", type=float, help="skip utterances longer than this (s)")
@@ -346,7 +310,7 @@ def parse_args(argv):
     return parse(parser, argv)
 
 
-@exit_codes(DatasetUnavailable, FileNotFoundError, ValueError, ServerError,
+@exit_codes(DatasetUnavailable, UserError, ServerError, UnsupportedDecoding, EngineStopped, traceback_flag="--verbose",
             interrupted="interrupted: the finished utterances are kept; run the same command again to resume")
 def main(argv=None) -> int:
     args = parse_args(argv)

@@ -8,6 +8,7 @@ workbench, eval.run, eval.sweep, the scripts): the same flags, meanings, help an
     add_server_argument(parser)       # --server URL[,URL...]: running fireredasr-serve servers instead
     add_decoding_argument(parser)     # --decoding greedy | official | beamN | tT[-pP][-rpR]
                                       # --hotwords LIST_OR_FILE --hotword-weight W
+    add_no_speech_argument(parser)    # --no-speech keep | skip (the voice-activity gate)
 
     @exit_codes(DatasetUnavailable, interrupted="interrupted: run it again to resume")
     def main(argv=None) -> int:
@@ -26,7 +27,7 @@ from __future__ import annotations
 import re
 from dataclasses import fields, replace
 
-from fireredasr_vllm import LLM_DIR
+from fireredasr_vllm import DEFAULT_MODEL, LLM_DIR
 from fireredasr_vllm.cli_args import (  # noqa: F401  (re-exported: one import for every entry point)
     CONVERT_COMMAND, DEFAULT_MAX_MODEL_LEN, DTYPES, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE,
     VERIFY_COMMAND, CliError, Interrupted, add_dtype_argument, add_max_model_len_argument, add_model_argument,
@@ -35,7 +36,8 @@ from fireredasr_vllm.convert import ConversionError
 from fireredasr_engine.client import ServerError
 from fireredasr_engine.engine import Engine
 from fireredasr_engine.hotwords import load_hotwords
-from fireredasr_engine.options import DEFAULT_HOTWORD_WEIGHT, DecodingOptions, EngineOptions, parse_decoding
+from fireredasr_engine.options import (DEFAULT_HOTWORD_WEIGHT, NO_SPEECH_MODES, DecodingOptions, EngineOptions,
+                                       parse_decoding)
 from fireredasr_vllm.hotwords import MAX_HOTWORDS, HotwordError, check_weight
 from fireredasr_vllm.quiet import show_engine_log
 
@@ -77,6 +79,14 @@ def add_hotword_arguments(parser) -> None:
                              f"(default {DEFAULT_HOTWORD_WEIGHT:g}; 0: off)")
 
 
+def add_no_speech_argument(parser, *, default: str = "keep") -> None:
+    """``--no-speech skip``: voice activity detection first; a clip without speech gets an empty transcript."""
+    parser.add_argument("--no-speech", default=default, choices=NO_SPEECH_MODES,
+                        help="skip: run voice activity detection first and give a clip without speech an empty "
+                             "transcript (no speech found) instead of what the model makes of the noise; keep: "
+                             f"decode every clip as it is (default {default})")
+
+
 def parse(parser, argv=None):
     """``parser.parse_args(argv)``; ``--verbose`` (when the parser has it) brings vLLM's log back."""
     args = parser.parse_args(argv)
@@ -94,11 +104,14 @@ def engine_options(args, **overrides) -> EngineOptions:
 
 
 def decoding_options(args) -> DecodingOptions:
-    """``--decoding`` (with ``--hotwords``) as ``DecodingOptions``; an unknown name is a ``CliError``."""
+    """``--decoding`` (with ``--hotwords``, and ``--no-speech`` when the parser has it) as ``DecodingOptions``;
+    an unknown name is a ``CliError``."""
     try:
-        return with_hotwords(parse_decoding(args.decoding), args)
+        options = parse_decoding(args.decoding)
     except ValueError as error:
         raise CliError(str(error)) from None
+    options = with_hotwords(options, args)
+    return replace(options, no_speech=args.no_speech) if hasattr(args, "no_speech") else options
 
 
 def with_hotwords(options: DecodingOptions, args) -> DecodingOptions:
@@ -114,16 +127,21 @@ def with_hotwords(options: DecodingOptions, args) -> DecodingOptions:
 
 def open_engine(args, model: str | None = None):
     """The engine ``args`` asks for: a client of ``--server`` when given, else a local engine on ``model``
-    (default ``model_spec(args)``) with ``engine_options(args)``. Each known failure is a ``CliError``
-    that says the fix."""
+    (default ``model_spec(args)``) with ``engine_options(args)`` (see ``start_engine``)."""
     server = getattr(args, "server", None)
+    if server:
+        return start_engine(server=server)
+    return start_engine(model or model_spec(args), engine_options(args))
+
+
+def start_engine(model: str = DEFAULT_MODEL, options: EngineOptions = EngineOptions(), server: str | None = None):
+    """A client of ``server`` (URL[,URL...]) when given, else a local engine on ``model`` with ``options``.
+    Each known failure is a ``CliError`` that says the fix."""
     if server:
         try:
             return Engine.connect(server)
         except ServerError as error:
             raise CliError(str(error)) from None
-    options = engine_options(args)
-    model = model or model_spec(args)
     verify = VERIFY_COMMAND.format(model=model)
     try:
         return Engine(model, options)

@@ -23,7 +23,6 @@ spell is left out there, and logged); beam search, the official repetition penal
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import time
 from collections.abc import Sequence
@@ -31,10 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import soundfile as sf
 
 from fireredasr_vllm import audio as audio_lib
 from fireredasr_vllm.compat import installed_versions
+from fireredasr_vllm.constants import ModelSettings
+from fireredasr_vllm.engine_death import ENGINE_STOPPED
 from fireredasr_vllm.hotwords import HOTWORD_WEIGHT_KEY, HOTWORDS_KEY, check_hotwords, format_hotwords
 from fireredasr_engine.facade import Facade
 from fireredasr_engine.options import DecodingOptions, EngineOptions, PreparedAudio, Segment, Transcript
@@ -63,6 +63,10 @@ class RetryableFailure(Exception):
     """The server dropped the request (connection, cut stream, 5xx): another try may succeed."""
 
 
+class EngineStopped(RetryableFailure):
+    """The server's engine has died (``ENGINE_STOPPED``): the request may go to another server, not this one."""
+
+
 @dataclass
 class Server:
     url: str
@@ -82,7 +86,7 @@ class Server:
 
 
 @dataclass
-class Job:
+class PendingRequest:
     prepared: PreparedAudio
     options: DecodingOptions
     future: asyncio.Future
@@ -119,13 +123,6 @@ def check_supported(options: DecodingOptions) -> None:
                                   "the transcription route does not take them")
 
 
-def wav_bytes(samples) -> bytes:
-    """16 kHz float WAV: the server decodes exactly these samples."""
-    buffer = io.BytesIO()
-    sf.write(buffer, samples, audio_lib.SAMPLE_RATE, format="WAV", subtype="FLOAT")
-    return buffer.getvalue()
-
-
 def error_message(response: httpx.Response) -> str:
     """The message of an OpenAI-style error body (or the body itself)."""
     try:
@@ -157,9 +154,8 @@ class RemoteEngine(Facade):
         local = Path(first.root) / "config.json"  # readable when the server runs on this host
         self.model_dir = local.parent if local.exists() else None
         self.config = json.loads(local.read_text()) if local.exists() else {}
-        fire = self.config.get("fireredasr", {})
-        self.max_audio_seconds = float(fire.get("max_audio_seconds", audio_lib.DEFAULT_MAX_SECONDS))
-        self.downsample_rate = int(self.config.get("encoder_downsample_rate", 2))
+        settings = ModelSettings.from_config(self.config)
+        self.max_audio_seconds, self.downsample_rate = settings.max_audio_seconds, settings.downsample_rate
         # the engine settings as far as the route shows them; the servers' other settings are their own
         self.options = EngineOptions(max_model_len=first.max_model_len or EngineOptions.max_model_len)
         self.build_seconds = time.perf_counter() - started
@@ -167,7 +163,7 @@ class RemoteEngine(Facade):
     # ----------------------------------------------------------------- lifecycle
     async def _connect(self, urls: list[str]) -> list[Server]:
         servers = list(await asyncio.gather(*(self._probe(url) for url in urls)))
-        self._queue: asyncio.Queue[Job] = asyncio.Queue()
+        self._queue: asyncio.Queue[PendingRequest] = asyncio.Queue()
         self._workers = [asyncio.ensure_future(self._work(server))  # interleaved: the first requests alternate
                          for _ in range(self.max_in_flight) for server in servers]
         return servers
@@ -199,14 +195,15 @@ class RemoteEngine(Facade):
 
     # ----------------------------------------------------------------- dispatch (client loop)
     async def _transcribe(self, prepared: PreparedAudio, options: DecodingOptions) -> Transcript:
-        job = Job(prepared, options, self._loop.create_future())
+        job = PendingRequest(prepared, options, self._loop.create_future())
         self._requeue(job)
         return await job.future
 
-    def _requeue(self, job: Job) -> None:
+    def _requeue(self, job: PendingRequest) -> None:
         if all(server.down for server in self.servers):
-            self._finish(job, Transcript(id=job.prepared.id, duration_s=job.prepared.duration_s, error=(
-                f"{job.prepared.id}: no server answered ({'; '.join(job.failures) or 'all are down'})")))
+            self.dead = f"no server answered ({'; '.join(job.failures) or 'all are down'})"
+            self._finish(job, Transcript(id=job.prepared.id, duration_s=job.prepared.duration_s,
+                                         error=f"{job.prepared.id}: {self.dead}"))
         elif job.attempts >= MAX_ATTEMPTS:
             self._finish(job, Transcript(id=job.prepared.id, duration_s=job.prepared.duration_s, error=(
                 f"{job.prepared.id}: failed {job.attempts} times ({job.failures[-1]})")))
@@ -214,7 +211,7 @@ class RemoteEngine(Facade):
             self._queue.put_nowait(job)
 
     @staticmethod
-    def _finish(job: Job, transcript: Transcript) -> None:
+    def _finish(job: PendingRequest, transcript: Transcript) -> None:
         if not job.future.done():
             job.future.set_result(transcript)
 
@@ -233,7 +230,9 @@ class RemoteEngine(Facade):
                 job.failures.append(f"{server.url}: {failure}")
                 server.failures += 1
                 server.dropped += 1
-                if server.failures >= MAX_FAILURES:
+                if isinstance(failure, EngineStopped):
+                    server.down = True
+                elif server.failures >= MAX_FAILURES:
                     if await self._healthy(server):
                         server.failures = 0
                     else:
@@ -281,12 +280,15 @@ class RemoteEngine(Facade):
         if options.hotwords and options.hotword_weight:  # to the server's hotword processor (fireredasr_vllm.hotwords)
             form["vllm_xargs"] = json.dumps({HOTWORDS_KEY: format_hotwords(options.hotwords),
                                              HOTWORD_WEIGHT_KEY: options.hotword_weight}, ensure_ascii=False)
-        files = {"file": (f"{prepared.id}.wav", wav_bytes(prepared.samples), "audio/wav")}
+        files = {"file": (f"{prepared.id}.wav", audio_lib.wav_bytes(prepared.samples), "audio/wav")}
         started = time.perf_counter()
         text = []
         try:
             async with self._http.stream("POST", server.url + TRANSCRIPTIONS, data=form, files=files) as response:
                 if response.status_code >= 500:
+                    await response.aread()
+                    if ENGINE_STOPPED in error_message(response):
+                        raise EngineStopped(ENGINE_STOPPED)
                     raise RetryableFailure(f"HTTP {response.status_code}")
                 if response.status_code >= 400:
                     await response.aread()

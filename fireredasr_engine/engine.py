@@ -31,15 +31,17 @@ from vllm import SamplingParams
 from vllm.engine.arg_utils import AsyncEngineArgs
 from vllm.sampling_params import RequestOutputKind
 from vllm.v1.engine.async_llm import AsyncLLM
+from vllm.v1.engine.exceptions import EngineDeadError
 
 from fireredasr_vllm import DEFAULT_MODEL
 from fireredasr_vllm import audio as audio_lib
-from fireredasr_vllm.audio import DEFAULT_MAX_SECONDS
 from fireredasr_vllm.compat import installed_versions, vllm_distribution
-from fireredasr_vllm.model import DEFAULT_SPEECH_TOKEN, build_prompt
+from fireredasr_vllm.constants import ModelSettings
+from fireredasr_vllm.model import build_prompt
 from fireredasr_vllm import hotwords as hotword_lib
 from fireredasr_vllm.penalty import HISTORY_KEY, PENALTY_KEY, PROCESSOR_FQCN
 from fireredasr_vllm.cpu_backend import CPU_ENGINE_ARGS, cpu_environment
+from fireredasr_vllm.engine_death import ENGINE_STOPPED
 from fireredasr_vllm.resolve import is_cpu, resolve_dtype, resolve_model
 from fireredasr_engine.beam_search import BeamSearch
 from fireredasr_engine.client import RemoteEngine
@@ -59,10 +61,9 @@ class Engine(Facade):
         self.dtype = resolve_dtype(options.dtype)
         self.model_dir = resolve_model(model, dtype=self.dtype)
         self.config = json.loads((self.model_dir / "config.json").read_text())
-        fire = self.config["fireredasr"]
-        self.speech_token = fire.get("speech_token", DEFAULT_SPEECH_TOKEN)
-        self.max_audio_seconds = float(fire.get("max_audio_seconds", DEFAULT_MAX_SECONDS))
-        self.downsample_rate = int(self.config.get("encoder_downsample_rate", 2))
+        settings = ModelSettings.from_config(self.config)
+        self.speech_token, self.max_audio_seconds = settings.speech_token, settings.max_audio_seconds
+        self.downsample_rate = settings.downsample_rate
         self.eos_token_id = int(self.config["eos_token_id"])
         self._ids = itertools.count()
         self._start_loop("fireredasr-engine")
@@ -195,6 +196,10 @@ class Engine(Facade):
                 tokens, finish = await self._beam_search(prepared.samples, options, result, started)
             else:
                 tokens, finish = await self._sample(prepared.samples, options, result, started)
+        except EngineDeadError:  # every later request would fail the same way: say why once, and the fix
+            self.dead = ENGINE_STOPPED
+            result.error = f"{prepared.id}: {ENGINE_STOPPED}"
+            return result
         except Exception as error:  # the request failed; the engine is still up
             result.error = f"{prepared.id}: {type(error).__name__}: {error}"
             return result

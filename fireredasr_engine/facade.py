@@ -3,6 +3,9 @@
 ``fireredasr_engine.engine.Engine`` (an in-process vLLM ``AsyncLLM``) and ``fireredasr_engine.client.RemoteEngine``
 (running ``fireredasr-serve`` servers) both build on ``Facade``; each supplies ``_transcribe`` (one
 prepared clip within the model's limit) and ``_shutdown``, and may refuse decodings in ``check_supported``.
+What happens before ``_transcribe`` is here, so both fronts do it alike: long audio is split at pauses
+(long_audio.py) and, with ``DecodingOptions(no_speech="skip")``, a clip in which voice activity detection
+finds no speech gets an empty transcript (``finish_reason="no_speech"``) instead of a decode.
 The loop runs in a background thread, so the sync methods work anywhere and the async ones from any
 other loop (Jupyter, Gradio).
 """
@@ -19,8 +22,9 @@ import numpy as np
 from tqdm import tqdm
 
 from fireredasr_vllm import audio as audio_lib
+from fireredasr_vllm.vad import has_speech
 from fireredasr_engine.long_audio import transcribe_long
-from fireredasr_engine.options import DecodingOptions, PreparedAudio, Transcript
+from fireredasr_engine.options import NO_SPEECH, DecodingOptions, PreparedAudio, Transcript
 
 GREEDY = DecodingOptions()
 
@@ -57,6 +61,7 @@ class Facade:
     max_audio_seconds: float = audio_lib.DEFAULT_MAX_SECONDS
     max_long_audio_seconds: float = audio_lib.DEFAULT_MAX_LONG_AUDIO_SECONDS  # the app sets --max-audio-minutes
     downsample_rate: int = 2
+    dead: str | None = None  # set once the engine (every server) has stopped: why, and the fix
 
     # ----------------------------------------------------------------- loop
     def _start_loop(self, name: str) -> None:
@@ -113,8 +118,12 @@ class Facade:
     async def _generate(self, prepared: PreparedAudio, options: DecodingOptions) -> Transcript:
         if prepared.error:
             return Transcript(id=prepared.id, duration_s=prepared.duration_s, error=prepared.error)
+        if self.dead:
+            return Transcript(id=prepared.id, duration_s=prepared.duration_s, error=f"{prepared.id}: {self.dead}")
         if prepared.duration_s > self.max_audio_seconds:  # only prepare(long_audio=True) lets these in
             return await transcribe_long(self, prepared, options)
+        if options.no_speech == "skip" and not await asyncio.to_thread(has_speech, prepared.samples):
+            return Transcript(id=prepared.id, duration_s=prepared.duration_s, finish_reason=NO_SPEECH)
         return await self._transcribe(prepared, options)
 
     async def _transcribe(self, prepared: PreparedAudio, options: DecodingOptions) -> Transcript:

@@ -11,6 +11,7 @@ from fireredasr_vllm.audio import SAMPLE_RATE
 from fireredasr_vllm.cli_args import DEFAULT_MAX_MODEL_LEN
 from fireredasr_vllm.cpu_backend import DEFAULT_KV_CACHE_GB
 from fireredasr_vllm.hotwords import DEFAULT_HOTWORD_WEIGHT
+from fireredasr_vllm.timed_text import Segment  # noqa: F401  (re-exported: the segments of a Transcript)
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class EngineOptions:
 
 
 NO_SPEECH_MODES = ("keep", "skip")
+NO_SPEECH = "no_speech"  # Transcript.finish_reason when voice activity detection found no speech to decode
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,10 @@ class DecodingOptions:
     # gets an empty transcript ("no speech found") instead of what the model would make of the noise.
     no_speech: str = "keep"
     name: str = field(default="", compare=False)
+
+    def __post_init__(self):
+        if self.no_speech not in NO_SPEECH_MODES:
+            raise ValueError(f"no_speech={self.no_speech!r}: use one of {', '.join(NO_SPEECH_MODES)}")
 
     @property
     def mode(self) -> str:
@@ -128,15 +134,6 @@ def parse_decoding(text: str) -> DecodingOptions:
     return options
 
 
-@dataclass(frozen=True)
-class Segment:
-    """A stretch of the input (seconds from its start) and what was said in it."""
-
-    start_s: float
-    end_s: float
-    text: str
-
-
 @dataclass
 class PreparedAudio:
     """Decoded, resampled and validated input (``samples`` None and ``error`` set when it cannot be used)."""
@@ -154,7 +151,9 @@ class PreparedAudio:
 class Transcript:
     """One utterance's result. ``error`` is set (and ``text`` empty) when it failed.
 
-    ``segments``: timed pieces of ``text`` (long audio: one per VAD segment; otherwise the whole clip)."""
+    ``segments``: timed pieces of ``text`` (long audio: one per VAD segment; otherwise the whole clip).
+    No speech found (``no_speech="skip"``, or long audio of silence): ``text`` and ``segments`` empty,
+    ``finish_reason`` ``"no_speech"`` (``NO_SPEECH``); nothing was decoded."""
 
     id: str
     text: str = ""

@@ -25,8 +25,8 @@ from fireredasr_vllm.audio import DEFAULT_MAX_SECONDS, is_kaldi_pipe_or_ark, loa
 from fireredasr_vllm.hotwords import HotwordError
 from fireredasr_engine.cli import (
     EXIT_FAILED, EXIT_OK, VERIFY_COMMAND, CliError, add_engine_arguments, add_hotword_arguments, add_model_argument,
-    exit_codes, model_spec, open_engine, parse, with_hotwords)
-from fireredasr_engine.options import DecodingOptions, Transcript
+    add_no_speech_argument, exit_codes, model_spec, open_engine, parse, with_hotwords)
+from fireredasr_engine.options import NO_SPEECH, DecodingOptions, Transcript
 from fireredasr_engine.subtitles import FORMATS as SUBTITLE_FORMATS
 from fireredasr_engine.subtitles import write_subtitles
 
@@ -119,7 +119,7 @@ def mark_duplicates(utterances: list[Utterance]) -> list[Utterance]:
 
 
 # ----------------------------------------------------------------- options
-def decoding_options(args) -> DecodingOptions:
+def official_decoding_options(args) -> DecodingOptions:
     """The official decode arguments as ``DecodingOptions`` (same meanings, same defaults)."""
     if args.do_sample and args.beam_size > 1:
         raise CliError("--do_sample with --beam_size > 1 (beam sampling) is not supported; choose one")
@@ -132,6 +132,7 @@ def decoding_options(args) -> DecodingOptions:
         length_penalty=args.llm_length_penalty,
         max_tokens=args.decode_max_len if args.decode_max_len > 0 else None,
         min_tokens=args.decode_min_len,
+        no_speech=args.no_speech,
     ), args)
 
 
@@ -192,7 +193,10 @@ def summary(results: list[Transcript], wall_s: float, options: DecodingOptions, 
         limit = f"--decode_max_len {options.max_tokens}" if options.max_tokens else "one token per speech frame"
         lines.append(f"hint: {cut} transcripts stopped at the token limit ({limit}); if they are cut off raise "
                      "--decode_max_len, if they repeat use --repetition_penalty 3.0 (the official setting)")
-    empty = sum(not t.text.strip() for t in ok)
+    silent = sum(t.finish_reason == NO_SPEECH for t in ok)
+    if silent:
+        lines.append(f"{silent} inputs: no speech found (--no-speech skip), so their transcripts are empty")
+    empty = sum(not t.text.strip() and t.finish_reason != NO_SPEECH for t in ok)
     if empty:
         lines.append(f"hint: {empty} transcripts are empty; check the audio holds speech and check the model "
                      f"(speech token id, weights) with: {VERIFY_COMMAND.format(model=model)}")
@@ -238,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument(*both("top_p"), type=float, default=1.0, help="with --do_sample")
     decode.add_argument("--seed", type=int, default=0, help="with --do_sample")
     add_hotword_arguments(decode)
+    add_no_speech_argument(decode)  # keep by default: every input decoded, as the official CLI does
     decode.add_argument(*both("batch_size"), type=int, default=None,
                         help="accepted for compatibility; vLLM batches continuously (see --max-num-seqs)")
     decode.add_argument(*both("use_gpu"), type=int, default=None,
@@ -268,7 +273,7 @@ def main(argv: list[str] | None = None, engine=None) -> int:
     if args.asr_type == "aed":
         raise CliError("FireRedASR-AED is not served by vLLM here; use the official "
                        "speech2text.py --asr_type aed for it")
-    options = decoding_options(args)
+    options = official_decoding_options(args)
     output_target(args)
     utterances = collect_utterances(args)
     for line in notices(args):

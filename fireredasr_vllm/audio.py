@@ -22,12 +22,10 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-SAMPLE_RATE = 16000
+from fireredasr_vllm.constants import (DEFAULT_MAX_SECONDS, DOWNSAMPLE_RATE, FRAME_LENGTH, FRAME_SHIFT,
+                                       NUM_MEL_BINS, SAMPLE_RATE)
+
 INT16_SCALE = 32768.0  # int16 samples <-> float [-1, 1]; the official fbank takes int16-scaled values
-FRAME_LENGTH = 400  # samples (25 ms)
-FRAME_SHIFT = 160  # samples (10 ms)
-NUM_MEL_BINS = 80
-DEFAULT_MAX_SECONDS = 30.0
 DEFAULT_MAX_LONG_AUDIO_SECONDS = 3600.0  # long-audio mode (the workbench's --max-audio-minutes 60)
 DECODE_BLOCK = 1 << 16  # frames decoded and resampled at a time: memory is one block + the 16 kHz output
 UNKNOWN_FRAMES = 2 ** 63 - 1  # libsndfile's SF_COUNT_MAX: no length in the header (e.g. streamed FLAC)
@@ -50,12 +48,12 @@ def num_encoder_frames(frames: int) -> int:
     return math.ceil(math.ceil(frames / 2) / 2)
 
 
-def num_speech_tokens(num_samples: int, downsample_rate: int = 2) -> int:
+def num_speech_tokens(num_samples: int, downsample_rate: int = DOWNSAMPLE_RATE) -> int:
     """Adapter frames = speech placeholders for a clip of ``num_samples`` 16 kHz samples."""
     return num_encoder_frames(num_frames(num_samples)) // downsample_rate
 
 
-def min_samples(downsample_rate: int = 2) -> int:
+def min_samples(downsample_rate: int = DOWNSAMPLE_RATE) -> int:
     """Shortest clip that yields one speech token."""
     n = FRAME_LENGTH
     while num_speech_tokens(n, downsample_rate) < 1:
@@ -70,7 +68,8 @@ def too_long(name: str, seconds: float, max_seconds: float, *, long_audio: bool 
     length = f"{seconds / 60:.1f} min" if long_audio else f"{seconds:.1f} s"
     if long_audio:
         limit = f"the {max_seconds / 60:g} min limit of long-audio mode"
-        fix = "split it first (the workbench sets the limit with --max-audio-minutes)"
+        fix = ("split it first (the limit: --max-audio-minutes of the workbench, "
+               "VLLM_MAX_AUDIO_DECODE_DURATION_S of fireredasr-serve)")
     else:
         limit = f"the model's {max_seconds:g} s limit"
         fix = "split it first or use long-audio mode (long_audio=True / --long-audio)"
@@ -263,7 +262,7 @@ def _array_samples(array) -> np.ndarray:
 
 
 def check_duration(samples: np.ndarray, *, max_seconds: float = DEFAULT_MAX_SECONDS,
-                   downsample_rate: int = 2, name: str = "audio") -> None:
+                   downsample_rate: int = DOWNSAMPLE_RATE, name: str = "audio") -> None:
     """Raise AudioError for clips the model cannot take (too short to give a token, too long)."""
     n = len(samples)
     if n == 0:
@@ -274,6 +273,13 @@ def check_duration(samples: np.ndarray, *, max_seconds: float = DEFAULT_MAX_SECO
                          f"{1000 * shortest / SAMPLE_RATE:.0f} ms of audio (one speech token)")
     if max_seconds and n > max_seconds * SAMPLE_RATE:
         raise too_long(name, n / SAMPLE_RATE, max_seconds)
+
+
+def wav_bytes(samples: np.ndarray) -> bytes:
+    """16 kHz samples as float WAV: a server decodes exactly these samples."""
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, SAMPLE_RATE, format="WAV", subtype="FLOAT")
+    return buffer.getvalue()
 
 
 def fbank(samples: np.ndarray) -> np.ndarray:

@@ -17,12 +17,14 @@ with the fix>`` on stderr), 130 Ctrl-C. ``@exit_codes(...)`` on ``main`` applies
 
 from __future__ import annotations
 
+import argparse
 import functools
 import sys
 
 from fireredasr_vllm import DEFAULT_MODEL, MODEL_HELP
 
-DTYPES = ("auto", "float32", "bfloat16")
+WEIGHT_DTYPES = ("float32", "bfloat16")  # what weights are written and run in (float16 breaks the LLM)
+DTYPES = ("auto", *WEIGHT_DTYPES)  # what --dtype takes: auto picks one by the device
 DTYPE_HELP = "auto = float32 (the official precision) on CPU, bfloat16 on GPUs; float16 is refused (it breaks the LLM)"
 FLOAT16_REFUSED = ("--dtype float16 breaks the Qwen2 LLM (empty or garbage transcripts); "
                    "use --dtype bfloat16 on GPU or float32 (the official precision)")
@@ -41,22 +43,29 @@ class Interrupted(KeyboardInterrupt):
     """Ctrl-C, with a note on what was kept (``raise Interrupted("... kept in DIR") from None``)."""
 
 
-def exit_codes(*expected: type[BaseException], interrupted: str = "interrupted"):
+def exit_codes(*expected: type[BaseException], interrupted: str = "interrupted", traceback_flag: str | None = None):
     """Decorate ``main(argv) -> int``: a ``CliError`` or one of ``expected`` prints ``error: <message>``
     and returns 2; Ctrl-C prints ``interrupted`` (or the ``Interrupted`` note) and returns 130.
-    Anything else is a bug and keeps its traceback."""
+    Anything else is a bug and keeps its traceback; with ``traceback_flag`` (e.g. ``--verbose``) only when
+    the command line has that flag, else it is one ``error:`` line that says to rerun with it (status 1)."""
 
     def wrap(main):
         @functools.wraps(main)
-        def run(*args, **kwargs) -> int:
+        def run(argv=None, *args, **kwargs) -> int:
             try:
-                return main(*args, **kwargs)
+                return main(argv, *args, **kwargs)
             except (CliError, *expected) as error:
                 print(f"error: {error}", file=sys.stderr)
                 return EXIT_USAGE
             except KeyboardInterrupt as stop:  # the command's own finally blocks have closed its engine
                 print(f"\n{str(stop) or interrupted}", file=sys.stderr)
                 return EXIT_INTERRUPTED
+            except Exception as error:
+                if traceback_flag is None or traceback_flag in (sys.argv[1:] if argv is None else argv):
+                    raise
+                print(f"error: {type(error).__name__}: {error}\n(an unexpected failure: rerun with {traceback_flag} "
+                      "for the traceback)", file=sys.stderr)
+                return EXIT_FAILED
         return run
     return wrap
 
@@ -109,3 +118,14 @@ def add_parallel_arguments(parser, *, default: int | None = 1) -> None:
     parser.add_argument("--data-parallel-size", "-dp", type=int, default=default, metavar="N",
                         help="vLLM data parallelism: N engines (one per GPU), requests balanced over them")
 
+
+
+def add_renamed_argument(parser, flag: str, *old_spellings: str, required: bool = False, **kwargs) -> None:
+    """``flag`` as ``--help`` shows it, and ``old_spellings`` that still work but are not shown (scripts written
+    for them keep running): e.g. ``add_renamed_argument(parser, "--output-dir", "--out", type=Path)``."""
+    kwargs.setdefault("dest", flag.lstrip("-").replace("-", "_"))
+    group = parser.add_mutually_exclusive_group(required=True) if required else parser
+    group.add_argument(flag, **kwargs)
+    same = {key: value for key, value in kwargs.items() if key in ("dest", "type", "action", "nargs", "metavar")}
+    for spelling in old_spellings:
+        group.add_argument(spelling, **same, default=argparse.SUPPRESS, help=argparse.SUPPRESS)

@@ -34,14 +34,16 @@ from tqdm import tqdm
 from transformers import AutoTokenizer
 
 from fireredasr_vllm import ARCHITECTURE, LLM_DIR
-from fireredasr_vllm.audio import DEFAULT_MAX_SECONDS, cmvn_from_stats
-from fireredasr_vllm.cli_args import EXIT_OK, add_dtype_argument, checked_dtype, exit_codes
-from fireredasr_vllm.model import DEFAULT_SPEECH_TOKEN, INSTRUCTION
+from fireredasr_vllm.audio import cmvn_from_stats
+from fireredasr_vllm.cli_args import (  # WEIGHT_DTYPES: the files do not depend on the machine, so no auto
+    EXIT_OK, WEIGHT_DTYPES, add_dtype_argument, checked_dtype, exit_codes)
+from fireredasr_vllm.constants import (CHAT_TOKENS, DEFAULT_MAX_SECONDS, DEFAULT_SPEECH_TOKEN, DOWNSAMPLE_RATE,
+                                       FRAME_LENGTH_MS, FRAME_SHIFT_MS, INSTRUCTION, LORA_ALPHA, LORA_RANK,
+                                       NUM_MEL_BINS, SAMPLE_RATE)
 
-LORA_SCALE = 16 / 64  # lora_alpha / r of the official LoraConfig
+LORA_SCALE = LORA_ALPHA / LORA_RANK
 OFFICIAL_FILES = ("model.pth.tar", "asr_encoder.pth.tar", "cmvn.ark", LLM_DIR)
 SHARD_BYTES = 2 * 1024**3
-WEIGHT_DTYPES = ("float32", "bfloat16")  # what the CLI writes (the files do not depend on the machine: no auto)
 OFFICIAL_DECODING = {"beam_size": 3, "repetition_penalty": 3.0, "llm_length_penalty": 1.0,
                      "temperature": 1.0, "decode_max_len": 0, "decode_min_len": 0}
 
@@ -185,7 +187,7 @@ def write_tokenizer(llm_dir: Path, out_dir: Path, speech_token: str) -> dict[str
     tokenizer.add_special_tokens({"additional_special_tokens": [speech_token]})
     tokenizer.save_pretrained(str(out_dir))
     ids = {t: tokenizer.convert_tokens_to_ids(t)
-           for t in ("<|endoftext|>", "<|im_start|>", "<|im_end|>", speech_token)}
+           for t in (*CHAT_TOKENS, speech_token)}
     missing = [t for t, i in ids.items() if i is None]
     if missing:
         raise ConversionError(f"{llm_dir}: tokenizer lacks {missing}; is this a Qwen2 chat tokenizer?")
@@ -229,10 +231,11 @@ def preprocessor_config(means, istd, max_seconds: float) -> dict:
     return {
         "processor_class": "FireRedASR2Processor",
         "feature_extractor_type": "FireRedASR2FeatureExtractor",
-        "feature_size": 80, "num_mel_bins": 80, "dim": 80, "sampling_rate": 16000,
-        "chunk_length": int(max_seconds), "max_length": int(max_seconds * 100),
-        "frame_length": 25, "frame_shift": 10, "dither": 0.0, "padding_value": 0.0,
-        "downsample_rate": 2, "left_context": 3, "right_context": 3,
+        "feature_size": NUM_MEL_BINS, "num_mel_bins": NUM_MEL_BINS, "dim": NUM_MEL_BINS,
+        "sampling_rate": SAMPLE_RATE,
+        "chunk_length": int(max_seconds), "max_length": int(max_seconds * 1000 // FRAME_SHIFT_MS),
+        "frame_length": FRAME_LENGTH_MS, "frame_shift": FRAME_SHIFT_MS, "dither": 0.0, "padding_value": 0.0,
+        "downsample_rate": DOWNSAMPLE_RATE, "left_context": 3, "right_context": 3,
         "means": [float(x) for x in means], "inverse_std_variences": [float(x) for x in istd],
     }
 

@@ -19,10 +19,15 @@ encoded in groups whose longest clip is at most ``CPU_GROUP_RATIO`` times the sh
 ``bench.model_throughput`` passed 24 clips of 2-10 s in 1.28-1.46 s so, against 2.01-2.08 s as one batch padded
 to its longest clip (docs/benchmarks.md, "CPU").
 
-Graphs share one memory pool and one output buffer. Shapes past ``MAX_GRAPH_FRAMES`` frames (long
-clips) or ``MAX_GRAPH_CELLS`` padded frames in all (a burst of new clips, compute-bound anyway) run
-eagerly: the graphs are captured after vLLM has sized its KV cache, so their pool must stay small
-(a few GiB of the memory ``gpu_memory_utilization`` leaves free).
+Memory (GPU): vLLM sizes its KV cache from the peak memory of a profile run (vLLM 0.26's V1 model
+runner calls the encoder there on its worst batch, the V2 runner only the LLM). The worst batch the
+scheduler can hand the encoder in one step is its encoder budget in 30 s clips (the model computes it
+from the config). On the first forward or encoder call, whichever the profile run makes, every graph
+is captured and that batch runs eagerly beside a ballast tensor the size of the graphs' pool (memory
+vLLM's peak counter no longer sees once a capture has ended), so the measured peak covers both; every
+later call is cut into sub-batches of at most that many padded frames (clips x longest clip), so
+nothing the encoder does afterwards needs more than vLLM set aside. Shapes past ``MAX_GRAPH_FRAMES`` frames (long clips) or ``MAX_GRAPH_CELLS`` padded frames
+run eagerly. Graphs that do not fit are skipped with one warning.
 """
 
 from __future__ import annotations
@@ -44,6 +49,23 @@ CPU_GROUP_RATIO = 1.25  # on a CPU: longest / shortest clip of one encoder call
 DISABLE_ENV = "FIREREDASR_ENCODER_CUDA_GRAPHS"  # "0": always eager (A/B measurements)
 
 Encoder = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def padded_cells(lengths: list[int]) -> int:
+    """Padded batch x frames of one eager encoder call over clips of ``lengths`` frames."""
+    return len(lengths) * max(lengths)
+
+
+def sub_batches(lengths: list[int], budget: int) -> list[list[int]]:
+    """Indices of ``lengths`` in sub-batches of at most ``budget`` padded frames each (``padded_cells``),
+    shortest clips first so each sub-batch pads little; a clip longer than the budget runs alone."""
+    batches: list[list[int]] = []
+    for index in sorted(range(len(lengths)), key=lengths.__getitem__):
+        if batches and (len(batches[-1]) + 1) * lengths[index] <= budget:
+            batches[-1].append(index)
+        else:
+            batches.append([index])
+    return batches
 
 
 def bucket_shape(batch: int, frames: int) -> tuple[int, int]:
@@ -83,30 +105,71 @@ def pad_batch(feats: torch.Tensor, frames: torch.Tensor, shape: tuple[int, int],
 class EncoderGraphs:
     """Replays ``encoder(feats, frames) -> (B, tokens, hidden)`` from CUDA graphs, one per bucket shape.
 
-    Every shape is captured on the first call on a GPU, largest first; all graphs write into one output
-    buffer, copied out after each replay."""
+    ``worst_batch``: (clips, frames) of the largest batch vLLM's scheduler can hand the encoder in one step
+    (its encoder budget in 30 s clips); its padded size is the budget of every call. ``reserve`` (on the first
+    forward or encoder call, i.e. in vLLM's memory profile run) captures every shape and runs that batch; all
+    graphs write into one output buffer, copied out after each replay."""
 
-    def __init__(self, encoder: Encoder, enabled: bool = True):
+    def __init__(self, encoder: Encoder, worst_batch: tuple[int, int], enabled: bool = True):
         """``enabled``: False under vLLM's ``enforce_eager``; the environment variable ``DISABLE_ENV=0``
         turns graphs off too."""
         self.encoder = encoder
+        self.worst_batch = worst_batch
+        self.cell_budget = worst_batch[0] * worst_batch[1]
         self.graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, tuple, torch.Tensor]] = {}
         self.pool = None  # set once capturing started (even if nothing could be captured)
         self.output: torch.Tensor | None = None
         self.enabled = enabled and os.environ.get(DISABLE_ENV, "1") != "0"
+        self.reserved = False
+        self.pool_bytes = 0  # memory the captured graphs keep reserved
 
     def __call__(self, feats: torch.Tensor, frames: torch.Tensor, lengths: list[int]) -> list[torch.Tensor]:
         """Encoder outputs (tokens, hidden) per clip, in input order (rows may run past a clip's own
-        tokens). ``frames``: the frame counts on the device; ``lengths``: the same on the host.
-        Batches larger than every graph (a burst of new clips: compute-bound anyway) run eagerly."""
+        tokens). ``frames``: the frame counts on the device; ``lengths``: the same on the host."""
         if not feats.is_cuda:
             return self.by_length(feats, frames, lengths)
-        if self.enabled and self.pool is None:
+        self.reserve(feats.device, feats.dtype, feats.shape[-1], frames.dtype)
+        outputs: list[torch.Tensor | None] = [None] * len(lengths)
+        for batch in sub_batches(lengths, self.cell_budget):
+            for index, output in zip(batch, self.encode(feats, frames, lengths, batch)):
+                outputs[index] = output
+        return outputs
+
+    def encode(self, feats: torch.Tensor, frames: torch.Tensor, lengths: list[int], rows: list[int]) -> list[torch.Tensor]:
+        """The clips at ``rows``, replayed from their bucket's graph when there is one, else eagerly; each
+        cut to the sub-batch's longest clip."""
+        longest = max(lengths[i] for i in rows)
+        if rows != list(range(len(lengths))):  # outputs follow ``rows``: gather them in that order
+            index = torch.tensor(rows, device=feats.device)
+            feats, frames = feats[index, :longest], frames[index]
+        shape = bucket_shape(len(rows), longest)
+        if shape in self.graphs:
+            return list(self.replay(feats, frames, longest, shape))
+        return list(self.encoder(feats[:, :longest], frames))
+
+    def reserve(self, device: torch.device, dtype: torch.dtype, feature_dim: int,
+                frames_dtype: torch.dtype = torch.int32) -> None:
+        """Once, on a GPU, before vLLM sizes its KV cache (its profile run calls the model first): capture the
+        graphs, then run the worst batch eagerly beside a ballast of the graphs' pool size, so the peak vLLM
+        measures covers the pool and the largest encoder call together."""
+        if self.reserved or device.type != "cuda":
+            return
+        self.reserved = True
+        clips, width = self.worst_batch
+        feats = torch.zeros((clips, width, feature_dim), dtype=dtype, device=device)
+        frames = torch.full((clips,), width, dtype=frames_dtype, device=device)
+        if self.enabled:
+            torch.cuda.empty_cache()
+            reserved, allocated = torch.cuda.memory_reserved(device), torch.cuda.memory_allocated(device)
             self.capture_all(feats, frames)
-        shape = bucket_shape(len(lengths), max(lengths))
-        if shape not in self.graphs:
-            return list(self.encoder(feats, frames))
-        return list(self.replay(feats, frames, max(lengths), shape))
+            torch.cuda.empty_cache()
+            self.pool_bytes = max(0, (torch.cuda.memory_reserved(device) - reserved)
+                                  - (torch.cuda.memory_allocated(device) - allocated))
+        ballast = torch.empty(self.pool_bytes, dtype=torch.uint8, device=device)
+        self.encoder(feats, frames)
+        del ballast
+        logger.info("encoder: at most %d clips x %d frames a call (vLLM's encoder budget); CUDA graphs keep "
+                    "%.2f GiB (%d shapes)", clips, width, self.pool_bytes / 2**30, len(self.graphs))
 
     def by_length(self, feats: torch.Tensor, frames: torch.Tensor, lengths: list[int]) -> list[torch.Tensor]:
         """Eagerly, one call per group of clips of similar length (``CPU_GROUP_RATIO``), each group cut to its
@@ -127,11 +190,14 @@ class EncoderGraphs:
         return output[: feats.shape[0]].clone()
 
     def capture_all(self, feats: torch.Tensor, frames: torch.Tensor) -> None:
-        """Every bucket shape up to ``MAX_GRAPH_CELLS``, largest first, dtypes of ``feats`` / ``frames``.
-        Out of memory: the shapes not captured yet run eagerly."""
+        """Every bucket shape up to ``MAX_GRAPH_CELLS`` and the budget, largest first, dtypes of ``feats`` /
+        ``frames``. Out of memory: the shapes not captured yet run eagerly."""
+        limit = min(MAX_GRAPH_CELLS, self.cell_budget)
         shapes = [(rows, width) for rows in BATCHES for width in range(FRAME_STEP, MAX_GRAPH_FRAMES + 1, FRAME_STEP)
-                  if rows * width <= MAX_GRAPH_CELLS]
+                  if rows * width <= limit]
         self.pool = torch.cuda.graph_pool_handle()
+        if not shapes:
+            return
         longest = self.encoder(feats.new_zeros((1, MAX_GRAPH_FRAMES, feats.shape[-1])),
                                torch.full((1,), MAX_GRAPH_FRAMES, dtype=frames.dtype, device=feats.device))
         self.output = longest.new_empty((max(rows for rows, _ in shapes), *longest.shape[1:]))
@@ -142,7 +208,6 @@ class EncoderGraphs:
                 logger.warning("encoder CUDA graphs: out of memory after %d of %d shapes; the rest run eagerly",
                                len(self.graphs), len(shapes))
                 break
-        logger.info("encoder CUDA graphs: %d shapes captured", len(self.graphs))
 
     def capture(self, shape: tuple[int, int], feats: torch.Tensor, frames: torch.Tensor) -> None:
         rows, width = shape

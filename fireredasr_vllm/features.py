@@ -18,7 +18,8 @@ import math
 import numpy as np
 import torch
 
-from fireredasr_vllm.audio import FRAME_LENGTH, FRAME_SHIFT, INT16_SCALE, NUM_MEL_BINS, SAMPLE_RATE
+from fireredasr_vllm.audio import INT16_SCALE
+from fireredasr_vllm.constants import FRAME_LENGTH, FRAME_SHIFT, NUM_MEL_BINS, SAMPLE_RATE
 
 PREEMPHASIS = 0.97
 LOW_FREQ = 20.0

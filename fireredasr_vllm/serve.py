@@ -22,6 +22,7 @@ from fireredasr_vllm import DEFAULT_MODEL
 from fireredasr_vllm.cli_args import (add_dtype_argument, add_max_model_len_argument, add_model_argument,
                                       add_parallel_arguments, checked_dtype, exit_codes)
 from fireredasr_vllm.cpu_backend import cpu_environment, cpu_server_flags
+from fireredasr_vllm.engine_death import KEEP_ALIVE_ENV, MIDDLEWARE as ENGINE_STOPPED_MIDDLEWARE
 from fireredasr_vllm.hotwords import HOTWORD_WEIGHT_KEY, HOTWORDS_KEY
 from fireredasr_vllm.hotwords import PROCESSOR_FQCN as HOTWORD_PROCESSOR
 from fireredasr_vllm.resolve import ModelNotFoundError, is_cpu, resolve_dtype, resolve_model
@@ -30,6 +31,11 @@ SERVED_MODEL_NAME = "fireredasr-llm"
 API_SERVER = "vllm.entrypoints.openai.api_server"
 PLAIN_TEXT_MIDDLEWARE = "fireredasr_vllm.serve.PlainTextTranscription"
 FORM_XARGS = (HOTWORDS_KEY, HOTWORD_WEIGHT_KEY)  # plain form fields the middleware moves into vllm_xargs
+SEGMENTED_MIDDLEWARE = "fireredasr_vllm.segmented.SegmentedTranscription"
+# vLLM wraps the app in each --middleware in turn, so the last is the outermost: the size check comes first
+# (ENGINE_STOPPED_MIDDLEWARE outside the segmented one: it sees the answer the client gets; the plain-text one
+# moves FORM_XARGS into vllm_xargs before the segmented one passes the form fields on to each region).
+MIDDLEWARES = (SEGMENTED_MIDDLEWARE, ENGINE_STOPPED_MIDDLEWARE, PLAIN_TEXT_MIDDLEWARE)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,9 +63,10 @@ def server_command(argv: list[str] | None = None, *, cpu: bool | None = None) ->
     model_dir = resolve_model(args.model, dtype=dtype)
     command = [sys.executable, "-m", API_SERVER, "--model", str(model_dir), "--dtype", dtype,
                "--served-model-name", args.served_model_name, "--max-model-len", str(args.max_model_len),
-               "--middleware", PLAIN_TEXT_MIDDLEWARE, "--data-parallel-size", str(args.data_parallel_size),
+               "--data-parallel-size", str(args.data_parallel_size),
                "--tensor-parallel-size", str(args.tensor_parallel_size), "--logits-processors", HOTWORD_PROCESSOR]
-    env = dict(os.environ)
+    command += [flag for middleware in MIDDLEWARES for flag in ("--middleware", middleware)]
+    env = dict(os.environ) | KEEP_ALIVE_ENV  # a dead engine answers 503 + the reason, not a refused connection
     if cpu:
         command += cpu_server_flags(passthrough)
         env.update(cpu_environment(args.data_parallel_size * args.tensor_parallel_size, environ=env))
@@ -74,24 +81,15 @@ class PlainTextTranscription:
     most vLLM's own upload limit (``VLLM_MAX_AUDIO_CLIP_FILESIZE_MB``) and answers a larger body 413."""
 
     def __init__(self, app):
-        from vllm import envs  # here, in the api_server process: the fireredasr-serve CLI never imports vLLM
-
         self.app = app
-        self.max_body = (envs.VLLM_MAX_AUDIO_CLIP_FILESIZE_MB + 1) << 20  # the file + the small form fields
+        self.max_body = max_body()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or not scope["path"].startswith("/v1/audio/"):
             return await self.app(scope, receive, send)
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > self.max_body:
-                return await too_large(send, self.max_body)
-            if not message.get("more_body"):
-                break
-        body = b"".join(chunks)
+        body = await read_body(receive, self.max_body)
+        if body is None:
+            return await too_large(send, self.max_body)
         if (moved := form_fields_to_xargs(body, dict(scope["headers"]).get(b"content-type", b""))) is not None:
             body = moved
             scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k != b"content-length"]
@@ -118,24 +116,58 @@ class PlainTextTranscription:
         await self.app(scope, replay(body, receive), send_text)
 
 
+def max_body() -> int:
+    """The largest request body a middleware reads: vLLM's upload limit plus the small form fields."""
+    from vllm import envs  # here, in the api_server process: the fireredasr-serve CLI never imports vLLM
+
+    return (envs.VLLM_MAX_AUDIO_CLIP_FILESIZE_MB + 1) << 20
+
+
+async def read_body(receive, limit: int) -> bytes | None:
+    """The whole request body, or None as soon as it passes ``limit`` bytes (the rest is not read)."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        size += len(chunks[-1])
+        if size > limit:
+            return None
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def error_body(status: int, kind: str, message: str) -> bytes:
+    """An error in vLLM's format (what the ``openai`` client shows as the exception's message)."""
+    return json.dumps({"error": {"message": message, "type": kind, "param": None, "code": status}},
+                      ensure_ascii=False).encode()
+
+
+async def send_response(send, status: int, content_type: bytes, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
 async def too_large(send, limit: int) -> None:
     """A 413 in vLLM's error format, sent before the rest of the body is read."""
     message = (f"request body larger than {limit >> 20} MB; the audio file limit is "
                "VLLM_MAX_AUDIO_CLIP_FILESIZE_MB (docs/serving.md)")
-    body = json.dumps({"error": {"message": message, "type": "RequestEntityTooLarge", "code": 413}}).encode()
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
+    await send_response(send, 413, b"application/json", error_body(413, "RequestEntityTooLarge", message))
+
+
+def form_value(multipart_body: bytes, name: str) -> bytes | None:
+    """A small text field of a multipart form (None when absent), found without parsing the form."""
+    marker = b'name="' + name.encode() + b'"'
+    at = multipart_body.find(marker)
+    if at < 0:
+        return None
+    value = multipart_body[at + len(marker):at + len(marker) + 64].split(b"\r\n\r\n", 1)[-1]
+    return value.split(b"\r\n", 1)[0].strip()
 
 
 def wants_plain_text(multipart_body: bytes) -> bool:
     """Does a multipart form carry ``response_format=text``? (Looks only at the small text fields.)"""
-    marker = b'name="response_format"'
-    at = multipart_body.find(marker)
-    if at < 0:
-        return False
-    value = multipart_body[at + len(marker):at + len(marker) + 64].split(b"\r\n\r\n", 1)[-1]
-    return value.split(b"\r\n", 1)[0].strip() == b"text"
+    return form_value(multipart_body, "response_format") == b"text"
 
 
 def form_fields_to_xargs(multipart_body: bytes, content_type: bytes) -> bytes | None:

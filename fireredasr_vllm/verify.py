@@ -29,10 +29,10 @@ from fireredasr_vllm import LLM_DIR
 from fireredasr_vllm.cli_args import CONVERT_COMMAND as CONVERT
 from fireredasr_vllm.cli_args import EXIT_FAILED, EXIT_OK, add_model_argument, exit_codes
 from fireredasr_vllm.compat import installed_versions, vllm_version
+from fireredasr_vllm.constants import CHAT_TOKENS, NUM_MEL_BINS, ModelSettings
 from fireredasr_vllm.cpu_backend import CPU_ENGINE_ARGS, cpu_environment
 from fireredasr_vllm.quiet import quiet_by_default, show_engine_log
 
-SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 OFFICIAL_SPEECH_TOKEN = "<speech>"  # added by the official LlmTokenizerWrapper
 CHECK_CLIP = Path(__file__).parent / "data" / "check_clip.flac"  # a bundled Mandarin clip (demo_000)
 REDOWNLOAD = "download the release again (huggingface-cli download FireRedTeam/FireRedASR-LLM-L --local-dir DIR)"
@@ -264,11 +264,12 @@ def check_cmvn(model_dir: Path) -> str:
     fire = json.loads((model_dir / "config.json").read_text())["fireredasr"]
     means, istd = np.asarray(fire.get("cmvn_means", [])), np.asarray(fire.get("cmvn_istd", []))
     fix = f"the config's CMVN comes from cmvn.ark: convert again ({CONVERT} --force)"
-    if means.shape != (80,) or istd.shape != (80,):
-        raise Problem(f"config cmvn_means/cmvn_istd have {means.size}/{istd.size} values, expected 80", fix)
+    if means.shape != (NUM_MEL_BINS,) or istd.shape != (NUM_MEL_BINS,):
+        raise Problem(f"config cmvn_means/cmvn_istd have {means.size}/{istd.size} values, expected {NUM_MEL_BINS}",
+                      fix)
     if not (np.all(np.isfinite(means)) and np.all(np.isfinite(istd)) and np.all(istd > 0)):
         raise Problem("config CMVN has NaN, infinite or non-positive values", fix)
-    return "80 means and inverse std, finite"
+    return f"{NUM_MEL_BINS} means and inverse std, finite"
 
 
 def load_tokenizer(path: Path, extra_token: str | None = None):
@@ -311,7 +312,7 @@ def check_tokenizer_config(model_dir: Path) -> str:
     tok_dir = model_dir / LLM_DIR if official else model_dir
     tokenizer = load_tokenizer(tok_dir)
     vocab = tokenizer.get_vocab()
-    missing = [t for t in SPECIALS if t not in vocab]
+    missing = [t for t in CHAT_TOKENS if t not in vocab]
     fix = (f"{LLM_DIR}/ must hold the Qwen2 chat tokenizer: link the original {LLM_DIR}" if official
            else f"convert again: {CONVERT} --force")
     if missing:
@@ -357,7 +358,7 @@ def start_engine_and_check(model_dir: Path, clip: Path = CHECK_CLIP) -> Check:
         from vllm import LLM, SamplingParams  # lazy: see the module docstring (and --no-engine never needs vLLM)
 
         from fireredasr_vllm.audio import SAMPLE_RATE, load_audio
-        from fireredasr_vllm.model import DEFAULT_SPEECH_TOKEN, build_prompt
+        from fireredasr_vllm.model import build_prompt
         from fireredasr_vllm.resolve import is_cpu, resolve_dtype, resolve_model
 
         cpu = is_cpu()
@@ -368,7 +369,7 @@ def start_engine_and_check(model_dir: Path, clip: Path = CHECK_CLIP) -> Check:
             os.environ.update(cpu_environment())
         llm = LLM(model=str(converted), dtype=dtype, max_model_len=2048, limit_mm_per_prompt={"audio": 1},
                   **(CPU_ENGINE_ARGS if cpu else {}))
-        prompt = build_prompt(config["fireredasr"].get("speech_token", DEFAULT_SPEECH_TOKEN))
+        prompt = build_prompt(ModelSettings.from_config(config).speech_token)
         started = time.perf_counter()
         output = llm.generate({"prompt": prompt, "multi_modal_data": {"audio": (load_audio(clip), SAMPLE_RATE)}},
                               SamplingParams(temperature=0.0, max_tokens=64), use_tqdm=False)[0].outputs[0]

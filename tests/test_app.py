@@ -143,6 +143,8 @@ def test_bad_inputs_show_clean_errors_and_the_next_clip_works(page, engine, app_
             assert re.search(error.replace(".*long_audio=True", ""), row["message"]), row
         if seconds is not None:
             assert float(row["duration_s"]) == pytest.approx(seconds, abs=0.06), row
+    for silent in ("silence.flac", "very_quiet.flac"):  # the no-speech box is on by default: no invented sentence
+        assert rows[silent]["transcript"] == "" and rows[silent]["message"].startswith("no speech found in "), rows
     too_long = rows["35s.flac"]["message"]  # page users are pointed at the checkbox, not the API
     assert 'tick "long audio"' in too_long and "long_audio=True" not in too_long
     toast = page.locator(".toast-body").first

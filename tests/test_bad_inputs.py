@@ -7,6 +7,13 @@ import numpy as np
 import pytest
 
 from fireredasr_vllm.audio import SAMPLE_RATE, AudioError, load_audio
+from fireredasr_engine.options import NO_SPEECH, DecodingOptions
+
+
+NAMES = ["empty_file", "no_such_file", "directory", "zero_samples", "20ms", "truncated_header", "truncated_data",
+         "random_bytes", "text_named_wav", "nan_samples", "inf_samples", "clipping", "very_loud_int16",
+         "very_quiet", "silence", "stereo", "8kHz", "44.1kHz", "48kHz_array", "mp3", "flac", "ogg_vorbis", "35s"]
+SILENT = ("silence", "very_quiet")  # zeros, and a clip at -80 dB: no speech for a detector (or a listener)
 
 
 @pytest.fixture(scope="module")
@@ -26,10 +33,16 @@ def batch(engine, bad_input_corpus, demo_clips):
     return dict(zip(ids, results)), delivered
 
 
-@pytest.mark.parametrize("name", [
-    "empty_file", "no_such_file", "directory", "zero_samples", "20ms", "truncated_header", "truncated_data",
-    "random_bytes", "text_named_wav", "nan_samples", "inf_samples", "clipping", "very_loud_int16",
-    "very_quiet", "silence", "stereo", "8kHz", "44.1kHz", "48kHz_array", "mp3", "flac", "ogg_vorbis", "35s"])
+@pytest.fixture(scope="module")
+def gated(engine, bad_input_corpus) -> dict:
+    """The corpus again (bad items only) through the no-speech gate."""
+    names = list(bad_input_corpus)
+    results = engine.transcribe_many([bad_input_corpus[name][0] for name in names], DecodingOptions(no_speech="skip"),
+                                     ids=names)
+    return dict(zip(names, results))
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_bad_input_gives_transcript_or_named_error(name, bad_input_corpus, batch):
     _, expected_error, seconds = bad_input_corpus[name]
     result = batch[0][name]
@@ -43,6 +56,19 @@ def test_bad_input_gives_transcript_or_named_error(name, bad_input_corpus, batch
         assert not result.ok and result.text == "" and result.output_tokens == 0
         assert name in result.error or str(bad_input_corpus[name][0]) in result.error  # it names the input
         assert re.search(expected_error, result.error), result.error
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_speech_gate_gives_silence_no_text_and_leaves_the_rest_as_it_was(name, batch, gated):
+    ungated, result = batch[0][name], gated[name]
+    if name in SILENT:
+        assert ungated.ok and ungated.text  # without the gate the model invents a sentence for silence
+        assert result.ok and (result.text, result.segments, result.output_tokens) == ("", [], 0)
+        assert result.finish_reason == NO_SPEECH and result.duration_s == ungated.duration_s
+    elif ungated.ok:
+        assert result.ok and result.text == ungated.text and result.finish_reason == ungated.finish_reason
+    else:
+        assert result.error == ungated.error  # the same one-sentence error, the gate never sees such input
 
 
 def test_no_finished_result_is_lost_and_engine_stays_up(engine, bad_input_corpus, batch, demo_clips):

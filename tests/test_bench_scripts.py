@@ -144,8 +144,12 @@ def replace_offline(benchmark, *, rtfx, **meta):
 
 
 def test_cli_speaks_the_shared_vocabulary(capsys, tmp_path):
-    args = bench.parse_args(["run", "--system", "ours", "-dp", "2", "--tensor-parallel-size", "1", "--out", "x.json"])
+    args = bench.parse_args(["run", "--system", "ours", "-dp", "2", "--tensor-parallel-size", "1", "--output", "x.json",
+                             "--in-flight", "16,64"])
     assert (args.data_parallel_size, args.tensor_parallel_size, args.max_model_len) == (2, 1, DEFAULT_MAX_MODEL_LEN)
+    assert (args.out, args.concurrency) == ("x.json", "16,64")
+    older = bench.parse_args(["run", "--system", "ours", "--out", "y.json", "--concurrency", "8"])  # the recorded runs'
+    assert (older.out, older.concurrency) == ("y.json", "8")
     recorded = bench.parse_args(["run", "--system", "ours", "--tp", "2", "--out", "x.json"])  # docs' older spelling
     assert (recorded.tensor_parallel_size, recorded.data_parallel_size) == (2, 1)
     (tmp_path / "notes.json").write_text("[1, 2]")

@@ -2,14 +2,16 @@
 same help, one dtype rule) and one error -> exit status rule. Nothing here starts an engine."""
 
 import argparse
+from dataclasses import replace
 
 import pytest
 
-from fireredasr_engine import EngineOptions
+from eval import run as eval_run
+from fireredasr_engine import EngineOptions, parse_decoding
 from fireredasr_engine import transcribe
 from fireredasr_engine.cli import (
-    DTYPES, EXIT_INTERRUPTED, EXIT_USAGE, CliError, Interrupted, add_decoding_argument, add_engine_arguments,
-    add_model_argument, decoding_options, engine_options, exit_codes, model_spec)
+    DTYPES, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, CliError, Interrupted, add_decoding_argument, add_engine_arguments,
+    add_model_argument, add_no_speech_argument, decoding_options, engine_options, exit_codes, model_spec)
 from fireredasr_vllm import DEFAULT_MODEL, convert, serve, verify
 from workbench import __main__ as workbench_main
 
@@ -49,6 +51,14 @@ def test_every_entry_point_spells_and_explains_a_shared_flag_the_same():
             dest, flags = spelling[:2]
             assert (dest, flags[0]) == (first[flag][1][0], first[flag][1][1][0]), f"{flag}: {prog} spells it otherwise"
             assert set(flags) <= set(first[flag][1][1]), f"{flag}: {prog} has an alias no other entry point has"
+
+
+def test_renamed_flags_keep_their_old_spelling_out_of_help():
+    parser = workbench_main.build_parser()
+    assert "--max-in-flight" in parser.format_help() and "--concurrency" not in parser.format_help()
+    assert parser.parse_args(["--max-in-flight", "4"]).max_in_flight == 4
+    assert parser.parse_args(["--concurrency", "4"]).max_in_flight == 4  # the old spelling, for scripts
+    assert parser.parse_args([]).max_in_flight == 16
 
 
 def test_model_dir_stays_an_alias_where_the_official_scripts_had_it():
@@ -102,6 +112,22 @@ def test_decoding_names_and_a_bad_one():
         decoding_options(parser.parse_args(["--decoding", "beam"]))
 
 
+def test_no_speech_flag_sets_the_gate_and_defaults_per_entry_point(capsys):
+    parser = argparse.ArgumentParser()
+    add_decoding_argument(parser)
+    assert decoding_options(parser.parse_args([])).no_speech == "keep"  # a parser without the flag: the default
+    add_no_speech_argument(parser)
+    assert decoding_options(parser.parse_args(["--decoding", "beam3", "--no-speech", "skip"])) == \
+        replace(parse_decoding("beam3"), no_speech="skip")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--no-speech", "drop"])
+    assert "--no-speech: invalid choice: 'drop'" in capsys.readouterr().err
+    assert decoding_options(eval_run.parse_args(["demo"])).no_speech == "keep"  # scores comparable with the official
+    assert transcribe.official_decoding_options(transcribe.build_parser().parse_args(["a.wav"])).no_speech == "keep"
+    assert transcribe.official_decoding_options(
+        transcribe.build_parser().parse_args(["a.wav", "--no-speech", "skip"])).no_speech == "skip"
+
+
 def test_exit_codes(capsys):
     @exit_codes(LookupError, interrupted="interrupted: rows kept")
     def main(error=None) -> int:
@@ -120,6 +146,21 @@ def test_exit_codes(capsys):
     assert capsys.readouterr().err == "\ninterrupted: 3 of 9 points are in out/\n"
     with pytest.raises(ZeroDivisionError):  # a bug keeps its traceback
         main(ZeroDivisionError())
+
+
+def test_a_bug_is_one_line_that_points_to_verbose_which_shows_its_traceback(capsys):
+    @exit_codes(LookupError, traceback_flag="--verbose")
+    def main(argv) -> int:
+        if "--missing" in argv:
+            raise KeyError("no such set")  # the user's mistake: one line, status 2
+        raise ZeroDivisionError("division by zero in the scorer")  # a bug
+
+    assert main(["--missing"]) == EXIT_USAGE and capsys.readouterr().err == "error: 'no such set'\n"
+    assert main([]) == EXIT_FAILED
+    assert capsys.readouterr().err == ("error: ZeroDivisionError: division by zero in the scorer\n"
+                                       "(an unexpected failure: rerun with --verbose for the traceback)\n")
+    with pytest.raises(ZeroDivisionError):
+        main(["--verbose"])
 
 
 

@@ -11,7 +11,8 @@ import torch
 from fireredasr.models.module.conformer_encoder import ConformerEncoder
 
 from fireredasr_vllm import encoder_graphs
-from fireredasr_vllm.encoder_graphs import BATCHES, FRAME_STEP, EncoderGraphs, bucket_shape, length_groups, pad_batch
+from fireredasr_vllm.encoder_graphs import (BATCHES, FRAME_STEP, EncoderGraphs, bucket_shape, length_groups, pad_batch,
+                                          padded_cells, sub_batches)
 
 
 @pytest.mark.parametrize("batch, frames", [(1, 1), (1, 200), (3, 128), (5, 129), (17, 1000), (64, 1536), (65, 10)])
@@ -77,7 +78,7 @@ def test_cpu_runs_eagerly_in_groups_of_similar_length(encoder, monkeypatch):
     for row, n in enumerate(lengths):
         feats[row, :n] = torch.randn(n, 80)
     frames = torch.tensor(lengths, dtype=torch.int32)
-    graphs = EncoderGraphs(encoder)
+    graphs = EncoderGraphs(encoder, (4, 200))
     calls = []
     monkeypatch.setattr(graphs, "encoder", lambda f, n: calls.append(f.shape) or encoder(f, n))
     out = graphs(feats, frames, lengths)
@@ -87,4 +88,56 @@ def test_cpu_runs_eagerly_in_groups_of_similar_length(encoder, monkeypatch):
         alone = encoder(feats[row:row + 1, :n], frames[row:row + 1])[0]
         torch.testing.assert_close(out[row][: len(alone)], alone, rtol=1e-4, atol=1e-5)
     monkeypatch.setenv(encoder_graphs.DISABLE_ENV, "0")
-    assert not EncoderGraphs(encoder).enabled and not EncoderGraphs(encoder, enabled=False).enabled
+    assert not EncoderGraphs(encoder, (4, 200)).enabled and not EncoderGraphs(encoder, (4, 200), enabled=False).enabled
+
+
+def test_sub_batches_stay_within_the_budget():
+    lengths = [300, 3000, 120, 800, 790, 310, 2999, 50]
+    budget = 2 * 3000
+    batches = sub_batches(lengths, budget)
+    assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
+    assert all(padded_cells([lengths[i] for i in batch]) <= budget for batch in batches)
+    assert batches == [[7, 2, 0, 5, 4, 3], [6, 1]]  # shortest first, filled up to the budget
+    assert sub_batches([5000, 10], 3000) == [[1], [0]]  # a clip over the budget runs alone
+    assert padded_cells([10, 30, 20]) == 90
+
+
+def test_sub_batched_encodings_equal_the_unsplit_call(encoder):
+    """What a GPU call past the profiled budget does (cut into sub-batches, each to its longest clip) gives
+    every clip the encoding it gets in the one padded call."""
+    torch.manual_seed(3)
+    lengths = [57, 200, 131, 9, 77, 160]
+    feats = torch.zeros(len(lengths), max(lengths), 80)
+    for row, n in enumerate(lengths):
+        feats[row, :n] = torch.randn(n, 80)
+    frames = torch.tensor(lengths, dtype=torch.int32)
+    unsplit = encoder(feats, frames)
+    graphs = EncoderGraphs(encoder, (4, 200))
+    batches = sub_batches(lengths, 400)
+    assert len(batches) > 1
+    whole = sub_batches(lengths, 10_000)  # one sub-batch of every clip, shortest first: not the input order
+    assert len(whole) == 1 and whole[0] != sorted(whole[0])
+    for batch in batches + whole:
+        for index, output in zip(batch, graphs.encode(feats, frames, lengths, batch)):
+            tokens = min(len(output), unsplit.shape[1])
+            # Rows past a clip's own tokens differ with the padding; the clip's own do not.
+            own = encoder(feats[index:index + 1, :lengths[index]], frames[index:index + 1]).shape[1]
+            torch.testing.assert_close(output[:own], unsplit[index, :own], rtol=1e-4, atol=1e-5)
+            assert tokens >= own
+
+
+def test_the_worst_encoder_batch_is_the_schedulers_budget_in_clips_of_the_limit():
+    """30 s clips (2,998 frames, 375 speech tokens at downsample 2) filling vLLM's encoder budget of a step."""
+    from types import SimpleNamespace
+
+    from fireredasr_vllm.model import worst_encoder_batch
+
+    def config(batched_tokens, encoder_tokens=None):
+        hf = SimpleNamespace(fireredasr={"max_audio_seconds": 30.0}, encoder_downsample_rate=2)
+        return SimpleNamespace(model_config=SimpleNamespace(hf_config=hf), scheduler_config=SimpleNamespace(
+            max_num_batched_tokens=batched_tokens, max_num_encoder_input_tokens=encoder_tokens or batched_tokens))
+
+    clips, frames = worst_encoder_batch(config(8192))
+    assert frames == 2998 and clips == 8192 // 375
+    assert worst_encoder_batch(config(100)) == (1, 2998)  # a budget below one clip still fits one clip
+    assert worst_encoder_batch(config(2048, 16384))[0] == 16384 // 375

@@ -7,12 +7,14 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from eval import run as eval_run
 from eval.datasets import REGISTRY
-from eval.records import read_rows
+from eval.records import Run, read_rows
 from eval.report import compare_runs, differing_utterances, worst_utterances
 from eval.run import evaluate, format_summary, main
 from fireredasr_engine.options import parse_decoding
@@ -61,9 +63,33 @@ def test_report_compares_two_runs(engine, demo_run, tmp_path):
                      decoding=parse_decoding("greedy-rp3"))
     table = compare_runs([demo_run, other])
     assert list(table["decoding"]) == ["greedy", "greedy-rp3"]
-    diff = differing_utterances(demo_run, other)
-    assert set(diff["id"]) <= set(demo_run.rows["id"])
-    assert len(worst_utterances(demo_run, 3)) == 3
+    assert list(table["error_rate"]) == [demo_run.summary.error_rate, other.summary.error_rate]
+    both = demo_run.rows.merge(other.rows, on="id", suffixes=("_a", "_b"))
+    changed = set(both.loc[both["hyp_norm_a"] != both["hyp_norm_b"], "id"])  # counted here, independently
+    assert set(differing_utterances(demo_run, other)["id"]) == changed
+
+
+def made_up_run(name: str, hypotheses: list[str], errors: list[int], n: list[int], failed: int | None = None) -> Run:
+    """A run folder's rows as made up here: utterance ``u{k}`` with the given hypothesis and counts."""
+    rows = pd.DataFrame({"id": [f"u{k}" for k in range(len(errors))], "reference": "ref", "ref_norm": "ref",
+                         "hypothesis": hypotheses, "hyp_norm": hypotheses, "errors": errors, "n": n,
+                         "error": [None if k != failed else "too short" for k in range(len(errors))]})
+    return Run(path=Path(name), manifest={}, summary=None, rows=rows)
+
+
+def test_differing_utterances_are_the_changed_ones_best_change_first():
+    a = made_up_run("a", ["x", "y", "z", "w"], errors=[2, 0, 1, 4], n=[5] * 4)
+    b = made_up_run("b", ["x", "y2", "z2", "w2"], errors=[2, 3, 0, 1], n=[5] * 4)
+    diff = differing_utterances(a, b)
+    assert list(diff["id"]) == ["u3", "u2", "u1"]  # u0 is the same text in both
+    assert list(diff["delta_errors"]) == [-3, -1, 3] and list(diff["hypothesis_b"]) == ["w2", "z2", "y2"]
+
+
+def test_worst_utterances_have_the_most_errors_ties_by_rate_failed_left_out():
+    run = made_up_run("r", ["h"] * 6, errors=[1, 5, 0, 5, 3, 9], n=[10, 10, 10, 5, 10, 10], failed=5)
+    worst = worst_utterances(run, 3)
+    assert list(worst["id"]) == ["u3", "u1", "u4"]  # 5 errors at rate 1.0, 5 at 0.5, then 3; u5 failed
+    assert list(worst["rate"]) == [1.0, 0.5, 0.3]
 
 
 def test_resume_after_kill_loses_and_duplicates_nothing(tiny_engine, tmp_path):
@@ -91,6 +117,19 @@ def test_resume_after_kill_loses_and_duplicates_nothing(tiny_engine, tmp_path):
 def test_bad_dataset_path_is_a_clear_error(capsys, tmp_path):
     assert main([str(tmp_path / "nowhere"), "--quiet"]) == 2
     assert "nowhere" in capsys.readouterr().err
+
+
+def test_a_bug_is_one_line_unless_verbose(capsys, monkeypatch):
+    def broken(*args, **kwargs):
+        raise KeyError("split")  # a bug in loading, not the user's mistake
+
+    monkeypatch.setattr(eval_run, "load_test_set", broken)
+    monkeypatch.setattr("fireredasr_engine.cli.show_engine_log", lambda verbose: None)  # keep later engines quiet
+    assert main(["demo", "--quiet"]) == 1
+    assert capsys.readouterr().err == ("error: KeyError: 'split'\n"
+                                       "(an unexpected failure: rerun with --verbose for the traceback)\n")
+    with pytest.raises(KeyError):
+        main(["demo", "--quiet", "--verbose"])
 
 
 def test_unreachable_hub_is_a_clear_error(capsys, monkeypatch):

@@ -273,6 +273,10 @@ def test_server_with_api_key_answers_401_without_it(keyed_server, demo_clips, re
     answer = post({"Authorization": f"Bearer {API_KEY}"})
     assert answer.status_code == 200
     assert answer.json()["text"].rstrip("\ufffd") == references[clip.stem]
+    form["response_format"] = "verbose_json"  # answered by fireredasr-serve's segments middleware, ahead of the check
+    assert post({}).status_code == 401 and "segments" not in post({"Authorization": "Bearer wrong-key"}).text
+    answer = post({"Authorization": f"Bearer {API_KEY}"})
+    assert answer.status_code == 200 and len(answer.json()["segments"]) == 1
 
 
 def test_transcription_middleware_reads_at_most_the_upload_limit():

@@ -5,7 +5,9 @@ import pytest
 
 from fireredasr_vllm.audio import load_audio, num_speech_tokens
 from fireredasr_vllm.cpu_backend import cpu_thread_binding
-from fireredasr_vllm.serve import SERVED_MODEL_NAME, server_command, wants_plain_text
+from fireredasr_vllm.engine_death import MIDDLEWARE as ENGINE_STOPPED_MIDDLEWARE
+from fireredasr_vllm.serve import (PLAIN_TEXT_MIDDLEWARE, SEGMENTED_MIDDLEWARE, SERVED_MODEL_NAME, server_command,
+                                   wants_plain_text)
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +38,10 @@ def test_server_command_resolves_model_and_passes_arguments_through(tiny_convert
     assert "--enforce-eager" not in server_command(["--no-enforce-eager"], cpu=True)[0][:-1]
     assert "--no-enable-chunked-prefill" in command  # seeded sampling: see test_engine_sampling
     assert "--no-enable-chunked-prefill" not in server_command(["--port", "9"], cpu=False)[0]
+    middlewares = [command[i + 1] for i, flag in enumerate(command) if flag == "--middleware"]
+    assert middlewares == [SEGMENTED_MIDDLEWARE, ENGINE_STOPPED_MIDDLEWARE, PLAIN_TEXT_MIDDLEWARE]  # the last is
+    # outermost: the size check first; the engine-stopped notice outside the segmented route
+    assert env["VLLM_KEEP_ALIVE_ON_ENGINE_DEATH"] == "1"
 
 
 def test_data_parallel_flag_reaches_vllm_with_one_core_group_per_engine(monkeypatch):
@@ -62,8 +68,8 @@ def test_transcription_matches_the_engine_and_defaults_to_mandarin(client, engin
 def test_unsupported_options_get_clear_400s(client, demo_clips):
     with pytest.raises(openai.BadRequestError, match="Unsupported language: 'xx'"):
         transcribe(client, demo_clips[0], language="xx")
-    with pytest.raises(openai.BadRequestError, match="do not support verbose_json"):
-        transcribe(client, demo_clips[0], response_format="verbose_json")
+    with pytest.raises(openai.BadRequestError, match="do not support diarized_json"):  # verbose_json: test_segmented
+        transcribe(client, demo_clips[0], response_format="diarized_json")
 
 
 @pytest.mark.parametrize("name, data, message", [

@@ -6,6 +6,12 @@ from pathlib import Path
 import pytest
 
 from eval import sweep
+from eval.datasets import TestSet
+from eval.errors import UserError
+from eval.normalize import NormalizerOptions
+from eval.sweep.run import with_set_list
+from eval.sweep.runners import summarize
+from fireredasr_engine.options import Transcript
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -63,24 +69,17 @@ def test_hotword_weight_grid_multiplies_the_decodings():
     config = sweep.SweepConfig(grid={"decoding": ["greedy", "beam3"], "hotword_weight": ["0", "2.5"]}, modes=["offline"])
     assert [(d.label, d.hotword_weight) for d in config.decodings()] == [
         ("greedy", 0.0), ("greedy", 2.5), ("beam3", 0.0), ("beam3", 2.5)]
-    from eval.datasets import TestSet
-    from eval.sweep.run import with_set_list
-
     data = TestSet("s", "zh", "cer", "s", None, [], hotwords=(("上海", 1.0), ("北京", 1.0)))
     jobs = [with_set_list(job, data) for job in sweep.plan(config, 4)]
     assert [job.decoding.label for job in jobs] == ["greedy", "greedy-hw2.5x2", "beam3", "beam3-hw2.5x2"]
     assert [job.decoding.hotwords for job in jobs][:2] == [(), data.hotwords]  # weight 0: the baseline, no list
     assert config.engine_keys == [] and len(config.engine_options()) == 1  # decoded per request: one engine
-    with pytest.raises(ValueError, match="hotword_weight values must be numbers >= 0"):
+    with pytest.raises(UserError, match="hotword_weight values must be numbers >= 0"):
         sweep.SweepConfig(grid={"hotword_weight": ["-1"]})
 
 
 def test_sweep_rows_carry_biasing_figures():
     """``summarize`` with the set's words: B-CER / U-CER and recall per configuration (hand-counted)."""
-    from eval.normalize import NormalizerOptions
-    from eval.sweep.runners import summarize
-    from fireredasr_engine.options import Transcript
-
     references = {"a": "他坐火车去上海开会", "b": "我们开会"}
     transcripts = [Transcript("a", "他坐火车去尚海开会", duration_s=1.0, latency_s=0.1),
                    Transcript("b", "我们北京开会", duration_s=1.0, latency_s=0.1)]
@@ -91,3 +90,14 @@ def test_sweep_rows_carry_biasing_figures():
     assert [row["b_n"] for row in rows] == [2, 0]
     plain, _ = summarize(transcripts, references, 1.0, "cer", NormalizerOptions())
     assert plain["b_cer"] is None and plain["error_rate"] == summary["error_rate"]
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--grid", "decoding"], "error: --grid 'decoding': expected KEY=VALUE[,VALUE...]\n"),
+    (["--grid", "decoding=beam"], "error: unknown decoding 'beam'"),
+    (["--config", "nowhere.toml"], "error: nowhere.toml: no such config file"),
+])
+def test_the_users_mistakes_are_one_line_before_anything_runs(argv, says, capsys):
+    assert sweep.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(says) and len(err.strip().splitlines()) == 1 and "Traceback" not in err

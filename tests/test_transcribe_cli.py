@@ -10,7 +10,7 @@ import srt
 import webvtt
 
 from fireredasr_vllm.audio import load_audio
-from fireredasr_engine.transcribe import build_parser, decoding_options, main
+from fireredasr_engine.transcribe import build_parser, official_decoding_options, main
 
 
 def one_line(text: str) -> str:
@@ -155,11 +155,11 @@ def test_official_decode_arguments_keep_their_meaning():
     args = build_parser().parse_args([
         "--model_dir", "m", "--beam_size", "3", "--repetition_penalty", "3.0", "--llm_length_penalty", "1.0",
         "--decode_max_len", "0", "--decode_min_len", "2", "--temperature", "0.7", "--batch_size", "8"])
-    options = decoding_options(args)
+    options = official_decoding_options(args)
     assert (options.beam_size, options.repetition_penalty, options.penalty_scope) == (3, 3.0, "generated")
     assert (options.length_penalty, options.max_tokens, options.min_tokens) == (1.0, None, 2)
     assert options.temperature == 0.0  # the official CLI never samples: temperature alone changes nothing
-    sampled = decoding_options(build_parser().parse_args(
+    sampled = official_decoding_options(build_parser().parse_args(
         ["--model-dir", "m", "--do-sample", "--temperature", "0.7", "--decode-max-len", "40"]))
     assert (sampled.mode, sampled.temperature, sampled.max_tokens) == ("sample", 0.7, 40)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from fireredasr_engine.cli import (
     CliError, add_engine_arguments, add_model_argument, add_server_argument, exit_codes, open_engine, parse)
+from fireredasr_vllm.cli_args import add_renamed_argument
 from workbench.app import AppOptions, build_app, exposure_warning, launch, parse_credentials
 
 
@@ -30,8 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("--auth", action="append", default=[], metavar="USER:PASS",
                      help="require a login (repeatable); prefer --auth-file, a command line is visible to ps")
     app.add_argument("--auth-file", metavar="FILE", help="require a login: USER:PASS lines")
-    app.add_argument("--concurrency", type=int, default=AppOptions.concurrency,
-                     help="transcriptions in flight at once")
+    add_renamed_argument(app, "--max-in-flight", "--concurrency", type=int, default=AppOptions.concurrency,
+                         metavar="N", help="transcriptions in flight at once, from all users")
     add_engine_arguments(parser)
     return parser
 
@@ -46,7 +47,7 @@ def existing_folders(paths: list[str]) -> tuple[Path, ...]:
 def app_options(args) -> AppOptions:
     try:
         return AppOptions(results_dir=Path(args.results_dir), max_upload_mb=args.max_upload_mb,
-                          concurrency=args.concurrency, max_audio_minutes=args.max_audio_minutes,
+                          concurrency=args.max_in_flight, max_audio_minutes=args.max_audio_minutes,
                           data_dirs=existing_folders(args.data_dir),
                           auth=parse_credentials(args.auth, args.auth_file))
     except (OSError, ValueError) as error:  # a folder or the credentials file

@@ -37,8 +37,8 @@ def whole_number(value, label: str, hint: str) -> int | None:
     return int(float(value))
 
 
-def decoding_options(beam_size, temperature, top_p, repetition_penalty, max_tokens, seed, hotwords="",
-                     hotword_weight=DEFAULT_HOTWORD_WEIGHT) -> DecodingOptions:
+def decoding_from_controls(beam_size, temperature, top_p, repetition_penalty, max_tokens, seed, hotwords="",
+                           hotword_weight=DEFAULT_HOTWORD_WEIGHT) -> DecodingOptions:
     """Control values -> options; 0 / empty max tokens means the official rule (one per speech frame)."""
     try:
         hotword_list = parse_hotwords(hotwords or "")
@@ -72,7 +72,7 @@ def preset_values(name: str) -> tuple:
 def preset_for(*values) -> gr.Dropdown:
     """The preset box for the current control values: the matching preset, or ``custom`` and its label."""
     try:
-        options = decoding_options(*values)
+        options = decoding_from_controls(*values)
     except ControlError as error:
         return gr.Dropdown(value=CUSTOM, info=str(error))
     match = next((name for name in PRESET_NAMES if parse_decoding(name) == options), None)
@@ -104,7 +104,7 @@ class DecodingControls:
 
     @property
     def inputs(self) -> list:
-        """The components whose values ``decoding_options`` takes, in order."""
+        """The components whose values ``decoding_from_controls`` takes, in order."""
         return [self.beam_size, self.temperature, self.top_p, self.repetition_penalty, self.max_tokens, self.seed,
                 self.hotwords, self.hotword_weight]
 

@@ -15,7 +15,8 @@ from eval.normalize import NormalizerOptions
 from eval.records import Summary
 from eval.run import default_output_dir, evaluate
 from workbench.ui_alignment import utterances_html
-from workbench.ui_decoding import ControlError, decoding_controls, decoding_options, whole_number
+from workbench.ui_decoding import (ControlError, decoding_controls, decoding_from_controls,
+                                  whole_number)
 from workbench.ui_runs import headline, plot_files
 
 
@@ -66,7 +67,7 @@ def build_evaluate_tab(engine, *, results_dir: Path, data_dirs: tuple[Path, ...]
         if not name:
             raise gr.Error("Pick a test set or type the path of a local one.")
         try:
-            decoding = decoding_options(*values)
+            decoding = decoding_from_controls(*values)
             most = whole_number(count, "limit", "enter 0 (all) or a positive whole number") or None
         except ControlError as error:  # a warning, not gr.Error: the panels keep the last run
             gr.Warning(str(error))

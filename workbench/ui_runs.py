@@ -1,5 +1,5 @@
 """Runs tab: the results under the results directory (run folders, sweep folders, benchmark JSON files, all
-read through the results schema of eval/records.py); open one, compare two of a kind."""
+read through the results schema of eval/records/); open one, compare two of a kind."""
 
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
 """Transcribe tab: upload files or record, decode through the shared engine, copy or download the results.
 
 Every file gets a row; the ``message`` column says why a file failed (one sentence, worded for this page) or
-that long-audio mode found no speech in it. Long-audio results also get a segment table and SRT/VTT files.
+that no speech was found in it (the "skip clips without speech" box, on by default, or long-audio mode: voice
+activity detection first, so silence and noise give no text). Long-audio results also get a segment table and
+SRT/VTT files.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 import re
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import av
@@ -21,9 +24,9 @@ import soundfile as sf
 
 from eval.bundled import DEMO_CLIPS
 from fireredasr_vllm.audio import UNKNOWN_FRAMES
-from fireredasr_engine.options import DecodingOptions, Transcript
+from fireredasr_engine.options import NO_SPEECH, DecodingOptions, Transcript
 from fireredasr_engine.subtitles import FORMATS, write_subtitles
-from workbench.ui_decoding import ControlError, decoding_controls, decoding_options
+from workbench.ui_decoding import ControlError, decoding_controls, decoding_from_controls
 
 COLUMNS = ["file", "transcript", "duration_s", "latency_s", "rtf", "tokens", "message"]
 COLUMN_WIDTHS = ["14%", "40%", "9%", "9%", "7%", "7%", "14%"]
@@ -32,6 +35,7 @@ EXPORT_MAX_AGE_S = 3600.0
 EXAMPLE_CLIPS = 5
 MB = 1 << 20  # Gradio's unit for max_file_size
 LONG_AUDIO_LABEL = "long audio"
+NO_SPEECH_LABEL = "skip clips without speech"
 TOAST_SECONDS = 8  # short: a toast must not sit over the next batch's results
 CLEAR_TOASTS_JS = "(...args) => { document.querySelectorAll('.toast-close').forEach(b => b.click()); return args; }"
 API_HINT = re.compile(r"\s*\(long_audio=True\s*/\s*--long-audio\)")  # how scripts and the CLI turn it on
@@ -79,8 +83,9 @@ def message(transcript: Transcript, long_mode: bool) -> str:
         return page_error(transcript.error)
     if transcript.text:
         return ""
-    if long_mode and not transcript.segments:
-        return f"no speech found in {transcript.duration_s:.1f} s (long-audio mode transcribes only speech)"
+    if transcript.finish_reason == NO_SPEECH:
+        why = "long-audio mode transcribes only speech" if long_mode else f'"{NO_SPEECH_LABEL}" is ticked'
+        return f"no speech found in {transcript.duration_s:.1f} s ({why})"
     return "no speech recognised (empty transcript)"
 
 
@@ -154,6 +159,9 @@ def build_transcribe_tab(engine, *, max_upload_mb: float, export_dir: Path, conc
     long_audio = gr.Checkbox(False, label=f"{LONG_AUDIO_LABEL} (split at pauses beyond the model's limit; "
                                           "segment times, SRT and VTT)",
                              elem_id="transcribe-long-audio")
+    skip_silence = gr.Checkbox(True, label=f"{NO_SPEECH_LABEL} (voice activity detection first: silence and noise "
+                                           "give no text instead of an invented sentence)",
+                               elem_id="transcribe-no-speech")
     controls = decoding_controls("transcribe")
     button = gr.Button("Transcribe", variant="primary", elem_id="transcribe-button")
     table = gr.Dataframe(headers=COLUMNS, label="results", wrap=True, interactive=False,
@@ -167,12 +175,12 @@ def build_transcribe_tab(engine, *, max_upload_mb: float, export_dir: Path, conc
                             interactive=False, scale=1, elem_id="transcribe-downloads")
     outputs = [table, segments, text, downloads]
 
-    async def transcribe(paths, recorded, long_mode, *values, progress=gr.Progress()):
+    async def transcribe(paths, recorded, long_mode, skip, *values, progress=gr.Progress()):
         items = [Path(p) for p in paths or []] + ([Path(recorded)] if recorded else [])
         try:
             if not items:
                 raise ControlError("No audio: upload one or more files or record from the microphone.")
-            options = decoding_options(*values)
+            options = replace(decoding_from_controls(*values), no_speech="skip" if skip else "keep")
             engine.check_supported(options)  # e.g. a hotword the model cannot spell
         except ValueError as error:  # a ControlError too; a warning, not gr.Error: the panels keep the last results
             gr.Warning(str(error), duration=TOAST_SECONDS)
@@ -203,5 +211,5 @@ def build_transcribe_tab(engine, *, max_upload_mb: float, export_dir: Path, conc
                 gr.Dataframe(segments_table(transcripts), visible=bool(long_mode)), plain_text(transcripts),
                 write_exports(transcripts, options, export_dir, bool(long_mode)))
 
-    button.click(transcribe, [files, recording, long_audio, *controls.inputs], outputs,
+    button.click(transcribe, [files, recording, long_audio, skip_silence, *controls.inputs], outputs,
                  concurrency_limit=concurrency, js=CLEAR_TOASTS_JS)

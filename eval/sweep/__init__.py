@@ -20,7 +20,7 @@ Baselines add rows: ``builtin`` = vLLM's own FireRedASR2 model class on the same
 
 Engine flags (``--max-num-seqs 8``, ``--dtype``, ``-dp 2``, ...) are one-value grid entries; ``--grid`` wins.
 Writes a sweep folder (eval/sweep/store.py): sweep.parquet/csv (one row per configuration, the results schema of
-eval/records.py), sweep_utterances.parquet, sweep.json, plots/*.png and report.md. The tables are rewritten
+eval/records/), sweep_utterances.parquet, sweep.json, plots/*.png and report.md. The tables are rewritten
 atomically after every configuration: Ctrl-C keeps what finished, and ``--resume`` continues an interrupted sweep.
 
 Modules: ``config`` (SweepConfig, the plan), ``runners`` (engines, load generators, one pass's figures),

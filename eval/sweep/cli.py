@@ -7,11 +7,13 @@ import tomllib
 from pathlib import Path
 
 from eval.datasets import DatasetUnavailable
+from eval.errors import UserError
 from eval.sweep.config import SweepConfig, csv_list, engine_grid, load_config_file, parse_grid
 from eval.sweep.run import SweepFailed, run_sweep
 from eval.tables import markdown_table, results_table
 from fireredasr_engine.cli import (Interrupted, add_engine_arguments, add_hotword_arguments, add_model_argument,
                                    add_server_argument, engine_options, exit_codes, parse)
+from fireredasr_engine.client import ServerError, UnsupportedDecoding
 
 DESCRIPTION = "Latency / throughput sweeps over engine x decoding x load configurations, with plots."
 
@@ -58,7 +60,8 @@ def config_from_args(args) -> SweepConfig:
     return SweepConfig(**values, grid=grid)
 
 
-@exit_codes(DatasetUnavailable, OSError, ValueError, SweepFailed, tomllib.TOMLDecodeError)
+@exit_codes(DatasetUnavailable, UserError, SweepFailed, ServerError, UnsupportedDecoding, tomllib.TOMLDecodeError,
+            traceback_flag="--verbose")
 def main(argv=None) -> int:
     args = parse_args(argv)
     config = config_from_args(args)

@@ -9,6 +9,7 @@ import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from eval.errors import UserError
 from fireredasr_vllm import BUILTIN_ARCHITECTURE, DEFAULT_MODEL
 from fireredasr_engine.client import check_supported
 from fireredasr_engine.hotwords import load_hotwords
@@ -43,7 +44,7 @@ def parse_grid(specs: list[str]) -> dict[str, list]:
     for spec in specs:
         key, _, values = spec.partition("=")
         if not values.strip():
-            raise ValueError(f"--grid '{spec}': expected KEY=VALUE[,VALUE...]")
+            raise UserError(f"--grid '{spec}': expected KEY=VALUE[,VALUE...]")
         grid[key.strip()] = [v.strip() for v in values.split(",") if v.strip()]
     return grid
 
@@ -80,28 +81,30 @@ class SweepConfig:
                      for key, values in self.grid.items()}
         unknown = [k for k in self.grid if k not in DECODING_KEYS and k not in ENGINE_KEYS]
         if unknown:
-            raise ValueError(f"unknown grid key {', '.join(unknown)}: use decoding, hotword_weight or an engine "
-                             f"option ({', '.join(ENGINE_KEYS)})")
+            raise UserError(f"unknown grid key {', '.join(unknown)}: use decoding, hotword_weight or an engine "
+                            f"option ({', '.join(ENGINE_KEYS)})")
         if bad := [w for w in self.grid.get("hotword_weight", []) if not isinstance(w, (int, float)) or w < 0]:
-            raise ValueError(f"hotword_weight values must be numbers >= 0, got {', '.join(map(str, bad))}")
+            raise UserError(f"hotword_weight values must be numbers >= 0, got {', '.join(map(str, bad))}")
         if bad := [m for m in self.modes if m not in MODES]:
-            raise ValueError(f"unknown mode {', '.join(bad)}: use {' and/or '.join(MODES)}")
+            raise UserError(f"unknown mode {', '.join(bad)}: use {' and/or '.join(MODES)}")
         if bad := [b for b in self.baselines if b not in BASELINES]:
-            raise ValueError(f"unknown baseline {', '.join(bad)}: use {', '.join(BASELINES)}")
+            raise UserError(f"unknown baseline {', '.join(bad)}: use {', '.join(BASELINES)}")
         if not self.concurrency or any(int(c) < 1 for c in self.concurrency):
-            raise ValueError(f"concurrency must be positive integers, got {self.concurrency}")
+            raise UserError(f"concurrency must be positive integers, got {self.concurrency}")
         if self.repeats < 1 or self.warmup < 0:
-            raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {self.repeats} and {self.warmup}")
+            raise UserError(f"repeats must be >= 1 and warmup >= 0, got {self.repeats} and {self.warmup}")
         if self.request_rate is not None and self.request_rate <= 0:
-            raise ValueError(f"request_rate must be > 0 requests/s, got {self.request_rate}")
+            raise UserError(f"request_rate must be > 0 requests/s, got {self.request_rate}")
         if self.server and (self.engine_keys or "builtin" in self.baselines):
-            raise ValueError("with --server the engine settings are the servers' own: sweep only decoding "
+            raise UserError("with --server the engine settings are the servers' own: sweep only decoding "
                              "and concurrency (no engine keys in --grid, no builtin baseline)")
-        if self.server:  # beam search etc. refused before any pass
+        try:  # invalid engine values and decoding names fail here, not after the first engine started
+            self.engine_options()
             for decoding in self.decodings():
-                check_supported(decoding)
-        self.engine_options()  # invalid engine values fail here, not after the first engine started
-        self.decodings()
+                if self.server:  # beam search etc. refused before any pass
+                    check_supported(decoding)
+        except ValueError as error:
+            raise UserError(str(error)) from None
 
     @property
     def engine_keys(self) -> list[str]:
@@ -130,11 +133,13 @@ class SweepConfig:
 
 
 def load_config_file(path: str | Path) -> dict:
+    if not Path(path).is_file():
+        raise UserError(f"{path}: no such config file (examples/sweep_demo.toml shows one)")
     with open(path, "rb") as handle:
         data = tomllib.load(handle)
     unknown = set(data) - {f.name for f in fields(SweepConfig)}
     if unknown:
-        raise ValueError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
+        raise UserError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
     return data
 
 

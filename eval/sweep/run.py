@@ -10,6 +10,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from eval.datasets import load_test_set
+from eval.errors import UserError
 from eval.normalize import NormalizerOptions
 from eval.records import provenance, write_json_atomic
 from eval.sweep.config import Job, SweepConfig, engine_label, job_key, job_label, plan, shuffled
@@ -34,7 +35,7 @@ def load_clips(config: SweepConfig, allowed_dirs=None):
         except AudioError as error:
             skipped.append(str(error))
     if not clips:
-        raise ValueError(f"test set '{config.test_set}': no readable utterances")
+        raise UserError(f"test set '{config.test_set}': no readable utterances")
     return data, clips, references, skipped
 
 
@@ -87,18 +88,18 @@ def run_sweep(config: SweepConfig, *, engine=None, resume: bool = False, progres
     """
     data, clips, references, skipped = load_clips(config, allowed_dirs)
     if getattr(data.utterances, "has_column", False):
-        raise ValueError(f"test set '{config.test_set}' has a hotword list per utterance, which a sweep does not "
-                         "decode with: evaluate it with python -m eval.run, one --hotword-weight a run, or give it "
-                         "one list for the whole set (hotwords.txt)")
+        raise UserError(f"test set '{config.test_set}' has a hotword list per utterance, which a sweep does not "
+                        "decode with: evaluate it with python -m eval.run, one --hotword-weight a run, or give it "
+                        "one list for the whole set (hotwords.txt)")
     if "hotword_weight" in config.grid and not (config.hotwords or data.hotwords):
-        raise ValueError(f"a grid over hotword_weight needs a hotword list: add --hotwords 'w1,w2' or a file, or "
-                         f"sweep a set with one (test set '{config.test_set}' has none)")
+        raise UserError(f"a grid over hotword_weight needs a hotword list: add --hotwords 'w1,w2' or a file, or "
+                        f"sweep a set with one (test set '{config.test_set}' has none)")
     store = SweepStore(config.output_dir, resume)
     done = store.done()
     jobs = [with_set_list(job, data) for job in plan(config, len(clips))]
     jobs = shuffled([job for job in jobs if job_key(job, config, data.name) not in done], config.order_seed)
     if not new_engines and (needed := needs_new_engine(config, jobs, engine)):
-        raise ValueError(f"this sweep would start new engines ({'; '.join(needed)}): run it with "
+        raise UserError(f"this sweep would start new engines ({'; '.join(needed)}): run it with "
                          "python -m eval.sweep instead")
     manifest = sweep_manifest(config, data, clips, skipped)
     manifest["order"] = [job_label(job, config.engine_keys) for job in jobs]

@@ -15,14 +15,14 @@ import numpy as np
 import psutil
 
 from eval.bench import official_dir_for
-from eval.biasing import score_biasing_units, summarize_biasing, word_units
-from eval.metrics import corpus_score, score_units
-from eval.normalize import NormalizerOptions, to_units
-from eval.records import SPEED_FIELDS, Summary, speed
+from eval.errors import UserError
+from eval.normalize import NormalizerOptions
+from eval.records import SPEED_FIELDS
+from eval.scoring import SCORE_COLUMNS, Tally, score_columns
 from eval.sweep.config import Job
 from fireredasr_vllm.audio import SAMPLE_RATE
 from fireredasr_vllm.resolve import resolve_dtype, resolve_model
-from fireredasr_engine.engine import Engine
+from fireredasr_engine.cli import start_engine
 from fireredasr_engine.facade import run_in_thread
 from fireredasr_engine.official import OfficialModel
 from fireredasr_engine.options import DecodingOptions, EngineOptions, Transcript
@@ -127,7 +127,7 @@ class VllmRunner:
         if self.reused:
             self.engine = shared
         else:
-            self.engine = Engine.connect(server) if server else Engine(model, options)
+            self.engine = start_engine(model, options, server)
         # the engine's processes: those it started (or, for the caller's engine, every child)
         self.processes = [me] + [p for p in me.children(recursive=True) if p.pid not in before]
 
@@ -173,7 +173,7 @@ class OfficialRunner:
         dtype = resolve_dtype(dtype)
         official_dir = official_dir_for(resolve_model(model, dtype=dtype), model)
         if official_dir is None:
-            raise FileNotFoundError(f"model '{model}': no official-layout directory behind it for the official "
+            raise UserError(f"model '{model}': no official-layout directory behind it for the official "
                                     "baseline; pass the official release directory as --model")
         started = time.perf_counter()
         self.model = OfficialModel.load(official_dir, dtype=dtype, device=device)
@@ -207,34 +207,17 @@ class OfficialRunner:
 
 def summarize(transcripts: list[Transcript], references: dict[str, str], wall: float, metric: str,
               normalizer: NormalizerOptions, hotwords: tuple[str, ...] | None = None) -> tuple[dict, list[dict]]:
-    """Speed and accuracy of one configuration, and its per-utterance rows; with ``hotwords``, biasing figures
-    too (eval/biasing.py: B-CER, U-CER, recall, precision, F1 against those words).
+    """Speed and accuracy of one configuration, and its per-utterance rows (failed ones unscored); with
+    ``hotwords``, biasing figures too (eval/biasing.py: B-CER, U-CER, recall, precision, F1 against those words).
 
     Token counts are text tokens (without ``<|im_end|>``), so that every system counts alike.
     """
-    rows, scores, biasing = [], [], []
-    listed = word_units(hotwords, normalizer, metric) if hotwords else None
-    for t in transcripts:
-        row = {"id": t.id, "duration": t.duration_s, "reference": references[t.id], "hypothesis": t.text,
-               "latency_s": t.latency_s, "ttft_s": t.ttft_s, "output_tokens": len(t.token_ids),
-               "finish_reason": t.finish_reason, "error": t.error, "n": None, "s": None, "d": None, "i": None,
-               "errors": None}
-        if t.ok:
-            ref, hyp = to_units(references[t.id], normalizer, metric), to_units(t.text, normalizer, metric)
-            score = score_units(ref, hyp)
-            scores.append(score)
-            row |= {"n": score.n, "s": score.s, "d": score.d, "i": score.i, "errors": score.errors}
-            if listed is not None:
-                biasing.append(score_biasing_units(ref, hyp, listed, score))
-                row |= biasing[-1].to_dict()
-        rows.append(row)
-    ok = [t for t in transcripts if t.ok]
-    summary = Summary.of(corpus_score(scores, metric), failed=len(transcripts) - len(ok), timed_utterances=len(ok),
-                         biasing=summarize_biasing(biasing) if listed is not None else None,
-                         **speed(audio_seconds=sum(t.duration_s for t in ok), wall_seconds=wall, utterances=len(ok),
-                                 output_tokens=sum(len(t.token_ids) for t in ok),
-                                 latencies=[t.latency_s for t in ok], ttfts=[t.ttft_s for t in ok]))
-    return summary.to_dict(), rows
+    rows = [{"id": t.id, "duration": t.duration_s, "reference": references[t.id], "hypothesis": t.text,
+             "latency_s": t.latency_s, "ttft_s": t.ttft_s, "output_tokens": len(t.token_ids),
+             "finish_reason": t.finish_reason, "error": t.error,
+             **(score_columns(references[t.id], t.text, normalizer, metric, hotwords) if t.ok
+                else dict.fromkeys(SCORE_COLUMNS))} for t in transcripts]
+    return Tally.of(rows).summary(metric, wall).to_dict(), rows
 
 
 def combine_passes(passes: list[dict]) -> dict:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from eval.errors import UserError
 from eval.records import upgrade_table
 
 SWEEP_TABLE = "sweep.parquet"
@@ -58,7 +59,7 @@ class SweepStore:
         self.utterances_stem = self.path / "sweep_utterances"
         existing = self.table_stem.with_suffix(".parquet")
         if existing.exists() and not resume:
-            raise FileExistsError(f"{self.path} already holds a sweep: pass --resume to continue it or pick "
+            raise UserError(f"{self.path} already holds a sweep: pass --resume to continue it or pick "
                                   "another --output-dir")
         self.path.mkdir(parents=True, exist_ok=True)
         self.rows: list[dict] = read_sweep_table(self.path).to_dict("records") if existing.exists() else []
