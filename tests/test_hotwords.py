@@ -96,7 +96,9 @@ def test_the_processor_biases_only_requests_with_a_list_each_from_its_own_histor
     logits = processor.apply(torch.zeros(len(beams), vocab))
     assert logits[0, word[0]] == 3.0 and torch.count_nonzero(logits[0]) == 1  # the start, 2 x 1.5
     assert logits[1, word[1]] == 6.0  # this beam already wrote 北: 京 finishes the word
-    assert not logits[2:4].any()  # no list, weight 0: no processor at all
+    assert not logits[2:4].any()
+    assert processor.new_req_logits_processor(beams[2]) is None  # no list, weight 0: no processor at all
+    assert processor.new_req_logits_processor(beams[3]) is None
     assert torch.equal(logits[4], logits[0])
     outputs[0].append(word[0])  # vLLM appends to the request's output list in place
     logits = processor.apply(torch.zeros(len(beams), vocab))
