@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import html
+import queue
 import threading
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import gradio as gr
+import soundfile as sf
 
 from fireredasr_engine.options import Segment
 from fireredasr_engine.stream import LIVE, Final, Partial, SentenceStream, StreamOptions
@@ -42,7 +44,11 @@ def clock(seconds: float) -> str:
 
 
 class LiveSession:
-    """One browser session's stream: the sentences committed so far and the open one."""
+    """One browser session's stream: the sentences committed so far and the open one.
+
+    The page's handler only posts each chunk's file here and returns: Gradio 6.31 sends the microphone every
+    0.1 s and keeps only the newest chunk that arrives while the handler runs, so a slow handler loses audio.
+    A thread of the session's own reads and feeds the chunks in order."""
 
     def __init__(self, engine, options):
         self.finals: list[Segment] = []
@@ -50,6 +56,10 @@ class LiveSession:
         self.error: str | None = None
         self.ended = threading.Event()
         self.stream = SentenceStream(engine, options, StreamOptions(), self.on_event)
+        self.inbox: queue.Queue[str | None] = queue.Queue()  # chunk files; None: the end
+        self.stopped = False
+        self.shown = ""  # the transcript as the page last got it
+        threading.Thread(target=self.listen, name="fireredasr-live-session", daemon=True).start()
 
     def on_event(self, event) -> None:
         if isinstance(event, Final):
@@ -61,12 +71,13 @@ class LiveSession:
             self.error = str(event) if event is not None else None
             self.ended.set()
 
-    def feed(self, chunk) -> None:
-        rate, samples = chunk
-        try:
-            self.stream.feed(samples, rate)
-        except AudioError as error:  # samples that are not audio: said on the page
-            self.error = str(error)
+    def listen(self) -> None:
+        while (path := self.inbox.get()) is not None:
+            try:
+                self.stream.feed(*sf.read(path, dtype="float32"))
+            except (AudioError, sf.LibsndfileError) as error:  # not audio: said on the page, the session goes on
+                self.error = f"a microphone chunk could not be read ({error})"
+        self.stream.finish()
 
     def html(self) -> str:
         lines = [f'<p class="live-final"><span class="live-time">{clock(s.start_s)}–{clock(s.end_s)}</span>'
@@ -76,13 +87,20 @@ class LiveSession:
                          f"{html.escape(self.partial.text)}</p>")
         if self.error:
             lines.append(f'<p class="live-error">{html.escape(self.error)}</p>')
-        heard = self.stream.received / SAMPLE_RATE
-        status = "stopped" if self.stream.finished else "listening"
-        return (f'<p class="live-status">{status} · {clock(heard)} heard · {len(self.finals)} sentences</p>'
+        status = "stopped" if self.stopped else "listening"
+        heard = int(self.stream.received / SAMPLE_RATE)  # whole seconds: most chunks change nothing shown
+        return (f'<p class="live-status">{status} · {heard} s heard · {len(self.finals)} sentences</p>'
                 + "".join(lines))
 
+    def finish(self) -> None:
+        """Stop listening once the chunks already posted are fed; ``ended`` is set after the last final."""
+        self.stopped = True
+        self.inbox.put(None)
+
     def close(self) -> None:
+        self.stopped = True
         self.stream.stop()
+        self.inbox.put(None)
         self.ended.set()
 
 
@@ -106,7 +124,7 @@ def close_session(session: LiveSession | None) -> None:
 
 def build_live_tab(engine, *, export_dir: Path, concurrency: int) -> None:
     """Render the tab's components inside the current ``gr.Tab``; up to ``concurrency`` sessions stream at once."""
-    microphone = gr.Audio(sources=["microphone"], streaming=True, type="numpy", label="microphone",
+    microphone = gr.Audio(sources=["microphone"], streaming=True, type="filepath", label="microphone",
                           elem_id="live-microphone")
     controls = decoding_controls("live")
     transcript = gr.HTML(f'<p class="live-status">{PLACEHOLDER}</p>', css_template=CSS, autoscroll=True,
@@ -126,19 +144,20 @@ def build_live_tab(engine, *, export_dir: Path, concurrency: int) -> None:
         session = LiveSession(engine, options)
         return session, session.html(), None
 
-    def hear(chunk, session):
-        """A chunk from the microphone (ignored once the session has stopped: the last one may come late)."""
-        if session is None or session.stream.finished:
+    async def hear(chunk: str | None, session):
+        """A chunk (a WAV file) from the microphone; ignored once the session has stopped (the last may come late)."""
+        if session is None or session.stopped:
             return gr.skip()
         if chunk is not None:
-            session.feed(chunk)
-        return session.html()
+            session.inbox.put(chunk)
+        shown, session.shown = session.shown, session.html()
+        return gr.skip() if session.shown == shown else session.shown  # less to send: the loop turns faster
 
     async def stop(session):
         """Stop: the open sentence becomes the last final; then the session's files."""
         if session is None:
             return gr.skip(), gr.skip()
-        session.stream.finish()
+        session.finish()
         await asyncio.to_thread(session.ended.wait, FINISH_TIMEOUT_S)
         return session.html(), write_session(session, export_dir)
 
