@@ -80,7 +80,12 @@ def test_two_live_sessions_each_get_their_own_sentences(launch_chromium, open_ap
         shown = page.locator("#live-transcript .live-final").all_inner_texts()
         assert page.locator("#live-transcript .live-partial").count() == 0  # stopped: nothing left open
         texts = [cue.content for cue in subtitles]
-        assert len(texts) == len(sentences), (name, texts)  # every sentence, and none of the other session's
+        status = page.locator("#live-transcript .live-status").inner_text()
+        heard = int(re.search(r"(\d+) s heard", status).group(1))
+        # Gradio 6.31 posts the microphone every 0.1 s and keeps only the newest chunk while the page's handler
+        # loop turns: on a starved machine whole chunks are lost before they reach the app
+        assert heard >= int(0.9 * sf.info(wav).duration), f"{name}: the page got {heard} s of audio ({status})"
+        assert len(texts) == len(sentences), (name, texts, status)  # every sentence, and none of the other session's
         assert all(text in line for text, line in zip(texts, shown)), shown
         assert [c.text for c in webvtt.from_buffer(io.StringIO(download(page, "live.vtt")))] == texts
         assert download(page, "live.txt").splitlines() == texts
@@ -88,8 +93,7 @@ def test_two_live_sessions_each_get_their_own_sentences(launch_chromium, open_ap
         offset = cue_starts[0] - starts[0]  # the microphone starts playing a little before or after Record
         assert all(abs(cue - offset - start) < 0.5 for cue, start in zip(cue_starts, starts)), (cue_starts, starts)
         live_cer, offline_cer = (jiwer.cer("".join(sentences), text) for text in ("".join(texts), offline[name]))
-        assert live_cer <= offline_cer + 0.02, (name, live_cer, offline_cer, texts, offline[name])
+        assert live_cer <= offline_cer + 0.02, (name, live_cer, offline_cer, texts, offline[name], status)
         other = next(text for n, text in offline.items() if n != name)
         assert jiwer.cer(other, "".join(texts)) > 0.5, (name, texts)  # none of the other session's speech
-        assert re.search(rf"stopped · \d+ s heard · {len(sentences)} sentences",
-                         page.locator("#live-transcript .live-status").inner_text())
+        assert re.search(rf"stopped · \d+ s heard · {len(sentences)} sentences", status)
