@@ -2,7 +2,7 @@
 --profile``): kernel time inside the model's named ranges (features, encoder), the rest of the kernels (the LLM's
 prefill and decode, sampling), and the time the GPU sat idle between kernels.
 
-    python -m bench.profile_trace TRACE.json.gz [--out table.md]
+    python -m bench.profile_trace TRACE.json.gz [--output table.md]
 """
 
 from __future__ import annotations
@@ -60,11 +60,11 @@ def table(result: dict) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("trace", type=Path)
-    parser.add_argument("--out", type=Path)
+    parser.add_argument("--output", type=Path, help="write the table here too (markdown)")
     args = parser.parse_args(argv)
     text = table(breakdown(load_events(args.trace)))
-    if args.out:
-        args.out.write_text(text + "\n")
+    if args.output:
+        args.output.write_text(text + "\n")
     print(text)
     return 0
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import soundfile as sf
+
 DEMO_DIR = Path(__file__).parent / "demo"
 DEMO_CLIPS = DEMO_DIR / "clips"
 DEMO_PARQUET = DEMO_DIR / "data" / "test-00000-of-00001.parquet"
@@ -13,6 +16,7 @@ HELDOUT_PARQUET = DEMO_DIR / "heldout" / "test-00000-of-00001.parquet"
 HOTWORD_DIR = DEMO_DIR / "hotword"  # demo-hotword's lists (testkit/hotword_set.py)
 HOTWORD_LIST_10 = HOTWORD_DIR / "hotwords.txt"
 HOTWORD_LIST_100 = HOTWORD_DIR / "hotwords_100.txt"
+LONG_RECORDING_CLIPS, LONG_RECORDING_PAUSE_S = 8, 1.5  # the long recording: 8 sentences, 57 s
 
 
 def read_sentences(path: Path) -> list[tuple[str, str]]:
@@ -23,3 +27,14 @@ def read_sentences(path: Path) -> list[tuple[str, str]]:
             utt_id, text = line.split("\t", 1)
             rows.append((utt_id, text.strip()))
     return rows
+
+
+def long_recording() -> tuple[np.ndarray, list[str]]:
+    """The long recording: the first 8 demo clips, each after 1.5 s of silence, and 1.5 s at the end (57 s of
+    16 kHz float32 samples, over the model's 30 s limit), and the 8 sentences it says."""
+    paths = sorted(DEMO_CLIPS.glob("*.flac"))[:LONG_RECORDING_CLIPS]
+    clips = [sf.read(path, dtype="float32") for path in paths]  # (samples, 16000)
+    pause = np.zeros(int(LONG_RECORDING_PAUSE_S * clips[0][1]), np.float32)
+    texts = dict(read_sentences(DEMO_DIR / "sentences.txt"))
+    return (np.concatenate([part for samples, _ in clips for part in (pause, samples)] + [pause]),
+            [texts[path.stem] for path in paths])

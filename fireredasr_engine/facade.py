@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, as_completed
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from fireredasr_vllm import audio as audio_lib
 from fireredasr_vllm.vad import has_speech
+from fireredasr_engine import stream
 from fireredasr_engine.long_audio import transcribe_long
 from fireredasr_engine.options import NO_SPEECH, DecodingOptions, PreparedAudio, Transcript
 
@@ -176,3 +177,17 @@ class Facade:
             if on_result is not None:
                 on_result(transcript)
         return results  # type: ignore[return-value]
+
+    def transcribe_stream(self, chunks: Iterable, options: DecodingOptions = stream.LIVE,
+                          stream_options: stream.StreamOptions = stream.StreamOptions()
+                          ) -> Iterator[stream.Partial | stream.Final]:
+        """Live transcription of audio chunks (numpy arrays at 16 kHz, or ``(array, rate)``): yields
+        ``Partial(text, start_s)`` for the open sentence and ``Final(segment)`` when it ends
+        (fireredasr_engine.stream). ``options`` default: greedy, no text for a sentence without speech."""
+        return stream.transcribe_stream(self, chunks, options, stream_options)
+
+    def transcribe_stream_async(self, chunks: Iterable | AsyncIterable, options: DecodingOptions = stream.LIVE,
+                                stream_options: stream.StreamOptions = stream.StreamOptions()
+                                ) -> AsyncIterator[stream.Partial | stream.Final]:
+        """``transcribe_stream`` from any event loop (``async for event in ...``); chunks may come async."""
+        return stream.transcribe_stream_async(self, chunks, options, stream_options)

@@ -13,31 +13,20 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import soundfile as sf
 
-from eval.bundled import DEMO_DIR
+from eval.bundled import DEMO_DIR, long_recording
 from eval.run import evaluate
 from fireredasr_engine import Engine, parse_decoding
 from fireredasr_engine.cli import add_model_argument
 from fireredasr_vllm.cli_args import add_renamed_argument
 from fireredasr_vllm import DEFAULT_MODEL
-from fireredasr_vllm.audio import SAMPLE_RATE, load_audio
+from fireredasr_vllm.audio import SAMPLE_RATE
 from workbench.app import AppOptions, build_app, launch
 
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu"]
 VIEWPORT = {"width": 1400, "height": 1000}
 TIMEOUT_MS = 600_000
-LONG_CLIPS, PAUSE_S = 8, 1.5  # the long recording: 8 demo clips, 1.5 s apart (about 50 s)
-
-
-def long_recording(path: Path) -> Path:
-    """Demo clips joined with pauses: over the model's 30 s limit, so long-audio mode splits it."""
-    pause = np.zeros(int(PAUSE_S * SAMPLE_RATE), np.float32)
-    clips = sorted((DEMO_DIR / "clips").glob("*.flac"))[:LONG_CLIPS]
-    sf.write(path, np.concatenate([part for clip in clips for part in (pause, load_audio(clip))] + [pause]),
-             SAMPLE_RATE)
-    return path
 
 
 def pick(page, elem_id: str, option: str) -> None:
@@ -60,7 +49,8 @@ def capture(url: str, runs: tuple[str, str], out: Path, scratch: Path) -> None:
         page.locator("#transcribe-downloads").get_by_text(".json").first.wait_for()
         page.screenshot(path=out / "workbench_transcribe.png", full_page=True)
 
-        talk = long_recording(scratch / "meeting.flac")
+        talk = scratch / "meeting.flac"  # over the model's 30 s limit, so long-audio mode splits it
+        sf.write(talk, long_recording()[0], SAMPLE_RATE)
         page.locator("#transcribe-files button[aria-label='Clear']").first.click()
         page.locator("#transcribe-long-audio input").check()
         page.locator("#transcribe-files input[type=file]").set_input_files([str(talk)])

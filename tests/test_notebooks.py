@@ -23,11 +23,12 @@ from nbformat.v4 import new_code_cell
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
 # 05_shared_server needs a running server: tests/test_scale_out.py executes it beside the app on one server.
-NAMES = ["01_quickstart", "02_evaluate", "03_latency_throughput", "04_compare_runs", "05_shared_server"]
+NAMES = ["01_quickstart", "02_evaluate", "03_latency_throughput", "04_compare_runs", "05_shared_server", "06_live"]
 CELL_TIMEOUT_S = 1800
 # One engine per notebook at most: a single max_num_seqs value for the sweep.
 PARAMETERS = {"02_evaluate": "LIMIT = 8",
-              "03_latency_throughput": "LIMIT = 6\nMAX_NUM_SEQS = [4]\nCONCURRENCY = [1, 4]"}
+              "03_latency_throughput": "LIMIT = 6\nMAX_NUM_SEQS = [4]\nCONCURRENCY = [1, 4]",
+              "06_live": "SPEED = 4.0"}  # the recording in 14 s instead of 57
 CHECKS = {
     "01_quickstart": """
 assert result.ok and result.output_tokens > 0 and result.duration_s > 0
@@ -57,6 +58,11 @@ assert (Path(config.output_dir) / "sweep.parquet").exists() and Path(config.outp
 assert set(table["mode"]) == {"offline", "online"} and set(table["batch"]) == set(MAX_NUM_SEQS)
 assert sorted(online["concurrency"]) == CONCURRENCY
 assert table["failed"].eq(0).all() and table["utts_per_s"].gt(0).all() and table["rtfx"].gt(0).all()
+""",
+    "06_live": """
+assert len(latencies) == len(sentences) and latencies["final_s"].notna().all()
+assert latencies["first_partial_s"].notna().sum() >= len(sentences) // 2
+assert live_cer <= offline_cer + 0.02, (live_cer, offline_cer)
 """,
     "04_compare_runs": """
 assert "vllm" not in sys.modules and "fireredasr_engine.engine" not in sys.modules  # no engine in this notebook
@@ -177,3 +183,10 @@ def test_compare_runs_without_engine(run_notebook, results_dir):
     differing = int((a["hyp_norm"] != b.loc[a.index, "hyp_norm"]).sum())
     assert f"{differing} of {len(a)} utterances differ" in printed(notebook)
     assert any("demo__trained__official" in table and "CER %" in table for table in outputs(notebook, "text/html"))
+
+
+def test_live(run_notebook):
+    notebook = run_notebook("06_live")
+    assert len(outputs(notebook, "image/png")) == 1  # when the events came, latency per sentence
+    assert re.search(r"^p50: first partial \d+\.\d\d s, final \d+\.\d\d s$", printed(notebook), re.MULTILINE)
+    assert "Final(segment=Segment(" in printed(notebook)

@@ -63,6 +63,6 @@ for step in "${steps[@]}"; do
     *) echo "unknown step: $step" >&2 ;;
   esac
 done
-python3 -m bench.gpu_benchmark report "$out"/gpu_*.json --outputput "$out/report.md" > /dev/null 2>&1
+python3 -m bench.gpu_benchmark report "$out"/gpu_*.json --output "$out/report.md" > /dev/null 2>&1
 tar -C "$out" -czf /tmp/smoke.tar.gz --exclude '*.mem' . && mv /tmp/smoke.tar.gz "$out/smoke.tar.gz"
 cat "$out/memory.txt"

@@ -1,4 +1,4 @@
-"""The Gradio workbench: one shared engine behind five tabs (Transcribe, Evaluate, Benchmark, Runs, About).
+"""The Gradio workbench: one shared engine behind six tabs (Transcribe, Live, Evaluate, Benchmark, Runs, About).
 
     app = build_app(engine=Engine("trained"), options=AppOptions(results_dir="results"))
     launch(app, options, server_port=7860)
@@ -23,6 +23,7 @@ import gradio as gr
 from workbench.ui_about import build_about_tab
 from workbench.ui_benchmark import build_benchmark_tab
 from workbench.ui_evaluate import build_evaluate_tab
+from workbench.ui_live import build_live_tab
 from workbench.ui_runs import build_runs_tab
 from workbench.ui_transcribe import MB, build_transcribe_tab
 
@@ -90,6 +91,8 @@ def build_app(engine, options: AppOptions = AppOptions()) -> gr.Blocks:
         with gr.Tab("Transcribe", id="transcribe"):
             build_transcribe_tab(engine, max_upload_mb=options.max_upload_mb, export_dir=export_dir,
                                  concurrency=options.concurrency)
+        with gr.Tab("Live", id="live"):
+            build_live_tab(engine, export_dir=export_dir, concurrency=options.concurrency)
         with gr.Tab("Evaluate", id="evaluate"):
             build_evaluate_tab(engine, results_dir=options.results_dir, data_dirs=options.data_dirs)
         with gr.Tab("Benchmark", id="benchmark"):
