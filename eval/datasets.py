@@ -45,7 +45,10 @@ from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, Repo
 
 from eval.normalize import CJK_CHAR
 from eval.bundled import DEMO_PARQUET, HELDOUT_PARQUET, HOTWORD_LIST_10, HOTWORD_LIST_100
+from eval.errors import UserError
 from fireredasr_vllm.audio import load_kaldi_audio, read_kaldi_table
+from fireredasr_vllm.hotwords import HotwordError
+from fireredasr_engine.hotwords import load_hotwords
 
 TEXT_COLUMNS = ("text", "sentence", "normalized_text", "transcript", "transcription")
 AUDIO_COLUMNS = ("audio", "audio_filepath", "file_name", "audio_path", "path", "wav", "file")
@@ -234,21 +237,13 @@ def load_test_set(name_or_path: str | os.PathLike, *, limit: int | None = None, 
                    published=source.published if base_dir is None else (), hotwords=hotwords)
 
 
-def read_hotword_list(path: str | os.PathLike) -> tuple[tuple[str, float], ...]:
-    """``(word, weight)`` pairs of a list file: one word a line, an optional weight after the last space
-    (``word 2.5``; default 1), blank lines and ``#`` comments skipped, repeated words kept once."""
-    pairs: dict[str, float] = {}
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        word, _, weight = line.rpartition(" ")
-        try:
-            word, value = (word.strip(), float(weight)) if word.strip() else (line, 1.0)
-        except ValueError:  # the last part is not a number: a phrase with spaces
-            word, value = line, 1.0
-        pairs.setdefault(word, value)
-    return tuple(pairs.items())
+def read_hotword_list(path: Path) -> tuple[tuple[str, float], ...]:
+    """A set's list file, read as ``--hotwords FILE`` reads one (fireredasr_engine.hotwords); a list that
+    cannot be used is a ``UserError`` naming the file."""
+    try:
+        return load_hotwords(Path(path))
+    except HotwordError as error:
+        raise UserError(str(error)) from None
 
 
 def split_hotwords(value) -> tuple[str, ...] | None:

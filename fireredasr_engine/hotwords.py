@@ -1,7 +1,8 @@
 """Hotword lists as users give them: inline text or a file (docs/hotwords.md).
 
     load_hotwords("张三,李四:2")        # inline: comma- or newline-separated, optional weight as word:2
-    load_hotwords("names.txt")          # a file: one word a line, optional weight after a space (word 2.5)
+    load_hotwords("names.txt")          # a file: one word a line, optional weight after a space (word 2.5),
+                                        # lines starting with # skipped
 
 Both give ``DecodingOptions.hotwords``: ((word, relative weight), ...). The text format, its limits and
 the biasing itself live in the plugin (fireredasr_vllm.hotwords), shared with the server.
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from fireredasr_vllm.hotwords import HotwordError, parse_hotwords
 
+COMMENT = "#"  # a list file's line starting with it is skipped
 MAX_LIST_FILE_BYTES = 1 << 20  # a list of the longest allowed length is a few tens of KB
 
 
@@ -28,6 +30,7 @@ def load_hotwords(spec: str | Path | None) -> tuple[tuple[str, float], ...]:
                 raise HotwordError(f"hotword file {path} is over {MAX_LIST_FILE_BYTES >> 20} MB: "
                                    "a list holds at most a thousand words, one a line")
             text = path.read_text(encoding="utf-8-sig")
+            text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith(COMMENT))
         except UnicodeDecodeError:
             raise HotwordError(f"hotword file {path} is not UTF-8 text: save it as UTF-8, one word a line") from None
         except OSError as error:

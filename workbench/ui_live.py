@@ -138,7 +138,8 @@ def build_live_tab(engine, *, export_dir: Path, concurrency: int) -> None:
         close_session(session)
         try:
             options = replace(decoding_from_controls(*values), no_speech=LIVE.no_speech)
-        except ControlError as error:
+            engine.check_supported(options)  # e.g. a hotword the model cannot spell
+        except ValueError as error:  # a ControlError too
             gr.Warning(str(error), duration=TOAST_SECONDS)
             return None, f'<p class="live-error">{html.escape(str(error))}</p>', None
         session = LiveSession(engine, options)
