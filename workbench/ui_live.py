@@ -1,16 +1,19 @@
 """Live tab: speak into the microphone and watch the sentences come (fireredasr_engine.stream).
 
 The browser sends the microphone in chunks (Gradio's streaming audio); each browser session has its own
-``LiveSession`` (in a ``gr.State``) over the one shared engine. Committed sentences are shown with their
-times, the open one greyed; at Stop the open sentence is finished and the session can be downloaded as
-SRT, VTT and TXT.
+``LiveSession`` (in a ``gr.State``) over the one shared engine. The chunks reach it through ``MicrophoneTap``,
+an ASGI middleware that ``workbench.app.launch`` installs: Gradio itself drops the chunks that come while the
+page's handler runs. Committed sentences are shown with their times, the open one greyed; at Stop the open
+sentence is finished and the session can be downloaded as SRT, VTT and TXT.
 """
 
 from __future__ import annotations
 
 import asyncio
 import html
+import json
 import queue
+import re
 import threading
 import time
 from dataclasses import replace
@@ -18,6 +21,7 @@ from pathlib import Path
 
 import gradio as gr
 import soundfile as sf
+from gradio.utils import get_upload_folder, is_in_or_equal
 
 from fireredasr_engine.options import Segment
 from fireredasr_engine.stream import LIVE, Final, Partial, SentenceStream, StreamOptions
@@ -36,6 +40,10 @@ CSS = """
 .live-error { color: var(--error-text-color); }
 """
 TRANSCRIPT_MAX_HEIGHT = 480  # px; scrolls, following the newest sentence
+# The posts that carry a chunk: the one that starts the stream (the first chunk), then one a chunk
+CHUNK_POST = re.compile(r"/gradio_api/(queue/join|stream/[^/]+)$")
+# The sessions listening now, by (Gradio session hash, the microphone stream's fn_index): where chunks go
+SESSIONS: dict[tuple[str, int], LiveSession] = {}
 
 
 def clock(seconds: float) -> str:
@@ -46,11 +54,10 @@ def clock(seconds: float) -> str:
 class LiveSession:
     """One browser session's stream: the sentences committed so far and the open one.
 
-    The page's handler only posts each chunk's file here and returns: Gradio 6.31 sends the microphone every
-    0.1 s and keeps only the newest chunk that arrives while the handler runs, so a slow handler loses audio.
-    A thread of the session's own reads and feeds the chunks in order."""
+    Listed in ``SESSIONS`` under ``key`` until it stops: ``MicrophoneTap`` posts each chunk's file to its
+    ``inbox``, and a thread of the session's own reads and feeds the chunks in order."""
 
-    def __init__(self, engine, options):
+    def __init__(self, engine, options, key: tuple[str, int]):
         self.finals: list[Segment] = []
         self.partial: Partial | None = None
         self.error: str | None = None
@@ -59,6 +66,8 @@ class LiveSession:
         self.inbox: queue.Queue[str | None] = queue.Queue()  # chunk files; None: the end
         self.stopped = False
         self.shown = ""  # the transcript as the page last got it
+        self.key = key
+        SESSIONS[key] = self
         threading.Thread(target=self.listen, name="fireredasr-live-session", daemon=True).start()
 
     def on_event(self, event) -> None:
@@ -95,13 +104,58 @@ class LiveSession:
     def finish(self) -> None:
         """Stop listening once the chunks already posted are fed; ``ended`` is set after the last final."""
         self.stopped = True
+        self.unlist()
         self.inbox.put(None)
 
     def close(self) -> None:
         self.stopped = True
+        self.unlist()
         self.stream.stop()
         self.inbox.put(None)
         self.ended.set()
+
+    def unlist(self) -> None:
+        if SESSIONS.get(self.key) is self:  # not a newer recording's session of the same browser session
+            del SESSIONS[self.key]
+
+
+class MicrophoneTap:
+    """ASGI middleware: every microphone chunk the page posts reaches its browser session's ``LiveSession``.
+
+    Gradio 6.31's ``POST /gradio_api/stream/{event_id}`` overwrites the chunk waiting for the ``.stream``
+    handler, so the chunks posted (every 0.1 s) while the handler runs were lost: on a loaded machine the page
+    heard 12 s of a 57 s recording. This reads each chunk post before Gradio does, in arrival order (the first
+    chunk comes with the ``queue/join`` that starts the stream), puts the chunk's uploaded file in its session's
+    inbox, and passes the request on unchanged."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST" or not CHUNK_POST.search(scope["path"]):
+            return await self.app(scope, receive, send)
+        messages = [await receive()]
+        while messages[-1]["type"] == "http.request" and messages[-1].get("more_body"):
+            messages.append(await receive())
+        deliver_chunk(b"".join(message.get("body", b"") for message in messages))
+
+        async def replay():
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+
+def deliver_chunk(body: bytes) -> None:
+    """A chunk post's file to its session's inbox; any other post (another event, a stopped session, a file
+    that was not uploaded to Gradio, a malformed body: Gradio answers it) is left alone."""
+    try:
+        post = json.loads(body)
+        session = SESSIONS.get((post["session_hash"], post["fn_index"]))
+        path = post["data"][0]["path"]
+    except (ValueError, TypeError, KeyError, IndexError):
+        return
+    if session is not None and isinstance(path, str) and is_in_or_equal(path, get_upload_folder()):
+        session.inbox.put(path)
 
 
 def write_session(session: LiveSession, export_dir: Path) -> list[str]:
@@ -133,7 +187,7 @@ def build_live_tab(engine, *, export_dir: Path, concurrency: int) -> None:
                         interactive=False, elem_id="live-downloads")
     state = gr.State(None, delete_callback=close_session)
 
-    def start(session, *values):
+    def start(request: gr.Request, session, *values):
         """Record: a new session with the decoding controls' values (the no-speech gate on)."""
         close_session(session)
         try:
@@ -142,15 +196,13 @@ def build_live_tab(engine, *, export_dir: Path, concurrency: int) -> None:
         except ValueError as error:  # a ControlError too
             gr.Warning(str(error), duration=TOAST_SECONDS)
             return None, f'<p class="live-error">{html.escape(str(error))}</p>', None
-        session = LiveSession(engine, options)
+        session = LiveSession(engine, options, key=(request.session_hash, streaming["id"]))
         return session, session.html(), None
 
     async def hear(chunk: str | None, session):
-        """A chunk (a WAV file) from the microphone; ignored once the session has stopped (the last may come late)."""
+        """The page's turn after a chunk: show what changed (``MicrophoneTap`` has given the session the chunk)."""
         if session is None or session.stopped:
             return gr.skip()
-        if chunk is not None:
-            session.inbox.put(chunk)
         shown, session.shown = session.shown, session.html()
         return gr.skip() if session.shown == shown else session.shown  # less to send: the loop turns faster
 
@@ -163,6 +215,6 @@ def build_live_tab(engine, *, export_dir: Path, concurrency: int) -> None:
         return session.html(), write_session(session, export_dir)
 
     microphone.start_recording(start, [state, *controls.inputs], [state, transcript, downloads], queue=False)
-    microphone.stream(hear, [microphone, state], [transcript], stream_every=STREAM_EVERY_S,
+    streaming = microphone.stream(hear, [microphone, state], [transcript], stream_every=STREAM_EVERY_S,
                       time_limit=TIME_LIMIT_S, concurrency_limit=concurrency, show_progress="hidden")
     microphone.stop_recording(stop, [state], [transcript, downloads], concurrency_limit=None)
