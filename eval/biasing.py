@@ -19,7 +19,7 @@ counts), their harmonic mean (0 when either side has occurrences but none match)
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 from eval.metrics import UtteranceScore, score_units
 from eval.normalize import NormalizerOptions, to_units
@@ -44,24 +44,14 @@ class BiasingScore:
 
 
 @dataclass(frozen=True)
-class BiasingSummary:
-    """Corpus figures (rates as fractions; None where their denominator is 0) and the counts behind them."""
+class BiasingSummary(BiasingScore):
+    """Corpus figures (rates as fractions; None where their denominator is 0) beside the summed counts."""
 
     b_cer: float | None
     u_cer: float | None
     hotword_recall: float | None
     hotword_precision: float | None
     hotword_f1: float | None
-    b_n: int
-    b_errors: int
-    u_n: int
-    u_errors: int
-    ref_occurrences: int
-    hyp_occurrences: int
-    hits: int
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def word_units(words, options: NormalizerOptions = NormalizerOptions(), metric: str = "cer") -> list[tuple[str, ...]]:
@@ -133,7 +123,7 @@ def ratio(numerator: int, denominator: int) -> float | None:
 
 def summarize_biasing(scores) -> BiasingSummary:
     """Corpus B-CER, U-CER, recall, precision and F1 from utterance ``BiasingScore``s (or their dicts)."""
-    keys = ("b_n", "b_errors", "u_n", "u_errors", "ref_occurrences", "hyp_occurrences", "hits")
+    keys = [count.name for count in fields(BiasingScore)]
     totals = {key: 0 for key in keys}
     for score in scores:
         values = score if isinstance(score, dict) else score.to_dict()
