@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -43,13 +44,14 @@ from fireredasr_vllm.penalty import HISTORY_KEY, PENALTY_KEY, PROCESSOR_FQCN
 from fireredasr_vllm.cpu_backend import CPU_ENGINE_ARGS, cpu_environment
 from fireredasr_vllm.engine_death import ENGINE_STOPPED
 from fireredasr_vllm.resolve import is_cpu, resolve_dtype, resolve_model
-from fireredasr_engine.beam_search import BeamSearch
+from fireredasr_engine.beam_search import BeamSearch, search_greedy_paths
 from fireredasr_engine.client import RemoteEngine
 from fireredasr_engine.facade import GREEDY, Facade, default_id  # noqa: F401  (default_id: re-exported)
 from fireredasr_engine.options import DecodingOptions, EngineOptions, PreparedAudio, Segment, Transcript
 from fireredasr_engine.processes import StartedProcesses, exit_on_sigterm, script_not_rerun
 
 UNDECODABLE = "\ufffd"  # what the tokenizer puts for bytes that are no UTF-8 character
+AUDIO_ID_PREFIX = "fireredasr-beam-"  # multi_modal_uuids of a beam search's clip (vLLM hashes the others)
 
 
 class Engine(Facade):
@@ -228,34 +230,31 @@ class Engine(Facade):
         return tokens, finish
 
     async def _beam_search(self, samples, options: DecodingOptions, result: Transcript, started: float):
-        """Beam search as the official decoder runs it (``BeamSearch``: the bookkeeping), over one-token
-        vLLM steps. Each step re-sends the audio: vLLM's processor and encoder caches make that cheap."""
+        """Beam search as the official decoder runs it (``BeamSearch``: the bookkeeping) on greedy paths
+        (``search_greedy_paths``): a request per path, not per beam and step. The clip goes with an id of
+        this search, so that vLLM neither hashes nor processes it again for each request."""
         penalty = options.repetition_penalty if options.penalty_scope != "vllm" else 1.0
         search = BeamSearch(options.beam_size, self.max_tokens_for(samples, options),
                             eos=None if options.ignore_eos else self.eos_token_id, penalty=penalty,
                             length_penalty=options.length_penalty)
-        step_options = replace(options, beam_size=1, temperature=0.0, max_tokens=1, min_tokens=0,
+        path_options = replace(options, beam_size=1, temperature=0.0, min_tokens=0,
                                repetition_penalty=options.repetition_penalty if penalty == 1.0 else 1.0)
-        while not search.done:
-            outputs = await asyncio.gather(*[
-                self._one_step(samples, step_options, tokens, search.num_logprobs(tokens))
-                for tokens, _ in search.beams])
-            if search.steps == 0:
-                result.ttft_s = time.perf_counter() - started
-                result.prompt_tokens = outputs[0][1]
-            search.advance([top for top, _ in outputs])
-        return search.result()
+        audio_id = f"{AUDIO_ID_PREFIX}{uuid.uuid4().hex}"  # this clip's requests only: never another clip's
 
-    async def _one_step(self, samples, options, history, num_logprobs: int):
-        params = self.sampling_params(samples, options, history=history, logprobs=num_logprobs,
-                                      detokenize=False)
-        top, prompt_len = [], 0
-        async for output in self._llm.generate(self.request(samples, history), params, f"beam-{next(self._ids)}"):
-            prompt_len = len(output.prompt_token_ids or [])
-            for step in output.outputs[0].logprobs or []:
-                top = [(tok, lp.logprob) for tok, lp in step.items()]
-        top = sorted(top, key=lambda t: -t[1])[:num_logprobs]
-        return top, prompt_len - len(history)
+        async def greedy_path(history: list[int], num_logprobs: int):
+            params = self.sampling_params(samples, path_options, history=history, logprobs=num_logprobs,
+                                          detokenize=False, max_tokens=search.max_tokens - len(history))
+            request = self.request(samples, history) | {"multi_modal_uuids": {"audio": [audio_id]}}
+            async for output in self._llm.generate(request, params, f"beam-{next(self._ids)}"):
+                if not history and not result.ttft_s:
+                    result.ttft_s = time.perf_counter() - started
+                    result.prompt_tokens = len(output.prompt_token_ids or [])
+                step = output.outputs[0]
+                for token, top in zip(step.token_ids, step.logprobs or []):
+                    yield sorted(((tok, lp.logprob) for tok, lp in top.items()), key=lambda t: -t[1]), token
+
+        await search_greedy_paths(search, greedy_path)
+        return search.result()
 
     def decode(self, token_ids: Sequence[int]) -> str:
         """The finished token ids as text. Byte-level tokens that form no complete UTF-8 character (a stray
