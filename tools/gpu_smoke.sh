@@ -10,7 +10,9 @@
 #             clips of 25-30 s at 256, one clip at a time; ours also runs the main job (eval.run over the
 #             2,000 clips, rows scored and written) on the same engine
 #   served    fireredasr-serve with two API processes, two client processes, 256 in flight (its log kept)
-#   eval      python -m eval.run demo and a small python -m eval.sweep on the trained model
+#   eval      python -m eval.run demo on the trained model (its CER, as on the CPU)
+#   sweep     a small python -m eval.sweep on the trained model
+#   hotwords  bench.hotword_cost: greedy throughput with a 100-word hotword list against none, side by side
 #   profile   one pass under vLLM's torch profiler; bench.profile_trace's breakdown
 # Each step's peak GPU memory (nvidia-smi, every 0.5 s) goes to OUT_DIR/memory.txt; everything else
 # (benchmark files, logs, run folders) to OUT_DIR, packed into OUT_DIR/smoke.tar.gz at the end.
@@ -18,7 +20,7 @@ set -uo pipefail
 out=$1 machine=$2
 shift 2
 steps=("$@")
-[ ${#steps[@]} -eq 0 ] && steps=(stress served eval profile)
+[ ${#steps[@]} -eq 0 ] && steps=(stress served eval sweep hotwords profile)
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >> "$out/gpu.txt"
 
@@ -52,8 +54,13 @@ for step in "${steps[@]}"; do
  ;;
     eval)
       measured eval_run python3 -m eval.run demo --model trained --output-dir "$out/eval_demo"
+      grep -h "CER" "$out/eval_run.log" | tail -n 3 ;;
+    sweep)
       measured eval_sweep python3 -m eval.sweep demo --model trained --grid max_num_seqs=8,64 \
         --grid decoding=greedy,official --concurrency 1,16 --output-dir "$out/eval_sweep" ;;
+    hotwords)
+      measured hotword_cost python3 -m bench.hotword_cost --rounds 9 --clips 2000 --out "$out/hotword_cost"
+      sed -n 3p "$out/hotword_cost/hotword_cost.md" ;;
     profile)
       measured profile bench --system ours --in-flight 256 --long-clips 0 --latency "" \
         --profile /tmp/gpu_smoke/profile --output "$out/gpu_profiled.json"
