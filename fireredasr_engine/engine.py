@@ -5,6 +5,7 @@
     engine.transcribe("clip.wav").text                     # one input: path, bytes, numpy, tensor, (array, sr)
     engine.transcribe_many(paths, parse_decoding("beam3")) # a batch, continuously batched by vLLM
     await engine.transcribe_async(audio)                   # from any asyncio loop (Jupyter, Gradio)
+    await engine.decode(engine.prepare(audio), options)    # the one decoding path all of these end in
 
 The engine runs on a private event loop in a background thread, so the sync methods work anywhere
 and the async ones from any other loop. Nothing else in the project constructs an ``AsyncLLM`` (the

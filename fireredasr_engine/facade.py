@@ -27,7 +27,8 @@ from tqdm import tqdm
 from fireredasr_vllm import audio as audio_lib
 from fireredasr_vllm.constants import DOWNSAMPLE_RATE
 from fireredasr_vllm.vad import has_speech
-from fireredasr_engine import long_audio, stream
+from fireredasr_engine import long_audio as long_audio_lib
+from fireredasr_engine import stream
 from fireredasr_engine.options import DecodingOptions, PreparedAudio, Transcript
 
 GREEDY = DecodingOptions()
@@ -146,12 +147,12 @@ class Facade:
         """Split at pauses (the VAD in a worker thread, so other requests keep flowing), decode every piece at
         once, stitch them in order (fireredasr_engine.long_audio)."""
         started = time.perf_counter()
-        pieces = await asyncio.to_thread(long_audio.split, prepared, self.max_audio_seconds)
+        pieces = await asyncio.to_thread(long_audio_lib.split, prepared, self.max_audio_seconds)
         split_s = time.perf_counter() - started
         speech = replace(options, no_speech="keep")  # every piece is speech: no second look for the gate
         transcripts = await asyncio.gather(*(self._decode(piece.audio, speech) for piece in pieces))
-        return long_audio.stitch(prepared, pieces, transcripts, latency_s=time.perf_counter() - started,
-                                 ttft_s=split_s + (transcripts[0].ttft_s if transcripts else 0.0))
+        return long_audio_lib.stitch(prepared, pieces, transcripts, latency_s=time.perf_counter() - started,
+                                     ttft_s=split_s + (transcripts[0].ttft_s if transcripts else 0.0))
 
     async def _transcribe(self, prepared: PreparedAudio, options: DecodingOptions) -> Transcript:
         raise NotImplementedError
