@@ -37,6 +37,7 @@ from vllm.v1.engine.exceptions import EngineDeadError
 
 from fireredasr_vllm import DEFAULT_MODEL
 from fireredasr_vllm import audio as audio_lib
+from fireredasr_vllm.cli_args import vllm_flags
 from fireredasr_vllm.compat import installed_versions, vllm_distribution
 from fireredasr_vllm.constants import ModelSettings
 from fireredasr_vllm.model import build_prompt
@@ -293,20 +294,11 @@ def engine_arguments(options: EngineOptions, model_dir, dtype: str) -> dict:
 
 
 def server_flags(options: EngineOptions) -> list[str]:
-    """``engine_arguments`` as vLLM's command-line flags, for a fireredasr-serve with the engine settings of an
-    in-process ``Engine(model, options)``: ``--name value``, booleans ``--name`` / ``--no-name``, lists and
-    dicts as JSON. Left out: what fireredasr-serve sets itself (the model, its logits processors) and what only
-    the in-process engine uses (``IN_PROCESS_ONLY``)."""
-    flags = []
-    for key, value in engine_arguments(options, None, options.dtype).items():
-        if key in IN_PROCESS_ONLY or value is None:
-            continue
-        flag = "--" + key.replace("_", "-")
-        if isinstance(value, bool):
-            flags.append(flag if value else flag.replace("--", "--no-", 1))
-        else:
-            flags += [flag, json.dumps(value) if isinstance(value, (dict, list)) else str(value)]
-    return flags
+    """``engine_arguments`` as vLLM's command-line flags (``vllm_flags``), for a fireredasr-serve with the engine
+    settings of an in-process ``Engine(model, options)``. Left out: what fireredasr-serve sets itself (the model,
+    its logits processors) and what only the in-process engine uses (``IN_PROCESS_ONLY``)."""
+    arguments = engine_arguments(options, None, options.dtype)
+    return vllm_flags({key: value for key, value in arguments.items() if key not in IN_PROCESS_ONLY})
 
 
 def device_name() -> str:
