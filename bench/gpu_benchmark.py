@@ -48,22 +48,23 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from bench.memory_probe import WORKER_EXTENSION
 from eval.bundled import DEMO_CLIPS
+from eval.official import OfficialModel
 from eval.run import evaluate
 from eval.records import Benchmark, Measurement, Summary, load_benchmark, speed, write_benchmark
 from eval.sweep.runners import VllmRunner, online_load
 from fireredasr_engine.client import RemoteEngine
-from fireredasr_engine.engine import device_name
+from fireredasr_engine.engine import device_name, server_flags
 from fireredasr_engine.facade import run_in_thread
-from fireredasr_engine.official import OfficialModel
 from fireredasr_engine.options import PRESETS, EngineOptions
 from fireredasr_vllm import BUILTIN_ARCHITECTURE, LLM_DIR
 from fireredasr_vllm.audio import SAMPLE_RATE
 from fireredasr_vllm.cli_args import (DEFAULT_MAX_MODEL_LEN, CliError, add_max_model_len_argument,
                                       add_parallel_arguments, add_renamed_argument, exit_codes)
+from fireredasr_vllm.constants import CHAT_TOKENS, DEFAULT_MAX_SECONDS, DEFAULT_SPEECH_TOKEN
 from fireredasr_vllm.convert import build_config, read_cmvn
 from fireredasr_vllm.encoder_graphs import DISABLE_ENV
 from fireredasr_vllm.engine_death import ENGINE_STOPPED
-from fireredasr_vllm.model import DEFAULT_SPEECH_TOKEN, FireRedFrontend
+from fireredasr_vllm.model import FireRedFrontend
 from fireredasr_vllm.resolve import resolve_model
 from testkit.servers import free_port, start_server, stop_server, wait_healthy
 from testkit.tiny import TinySpec, encoder_args, llm_args, tiny_model_dir
@@ -123,7 +124,7 @@ def build_model_dirs(size: str, work: Path) -> tuple[Path, Path]:
         "*.safetensors", "model.safetensors.index.json", "conversion.json"))
     tokenizer = AutoTokenizer.from_pretrained(str(converted))
     ids = {t: tokenizer.convert_tokens_to_ids(t)
-           for t in ("<|endoftext|>", "<|im_start|>", "<|im_end|>", DEFAULT_SPEECH_TOKEN)}
+           for t in (*CHAT_TOKENS, DEFAULT_SPEECH_TOKEN)}
     ids["__len__"] = len(tokenizer)
     means, istd = read_cmvn(official / "cmvn.ark")
     config = build_config(llm_dir, encoder_args(spec), llm_args(spec), means, istd, ids, "bfloat16")
@@ -179,7 +180,7 @@ def aishell_like(n: int, seed: int = 0) -> Workload:
 
 def long_clips(n: int, seed: int = 100) -> Workload:
     """Clips of 25-30 s, near the model's 30 s limit."""
-    return make_workload(np.random.default_rng(seed).uniform(25.0, 30.0, n), seed + 1)
+    return make_workload(np.random.default_rng(seed).uniform(DEFAULT_MAX_SECONDS - 5.0, DEFAULT_MAX_SECONDS, n), seed + 1)
 
 
 # ------------------------------------------------------------------------------------------ metrics
@@ -475,31 +476,6 @@ def run_vllm_system(system: str, model_dir: Path, plan: Plan, *, tp: int, dp: in
 
 
 # ------------------------------------------------------------------------------------------ served (HTTP)
-def server_flags(options) -> list[str]:
-    """fireredasr-serve flags for the engine settings ``engine_options`` gives the in-process facade."""
-    extra = dict(options.extra)
-    flags = ["--dtype", options.dtype, "--max-model-len", str(options.max_model_len),
-             *(["--max-num-seqs", str(options.max_num_seqs)] if options.max_num_seqs else []),
-             *(["--max-num-batched-tokens", str(options.max_num_batched_tokens)]
-               if options.max_num_batched_tokens else []),
-             "--data-parallel-size", str(options.data_parallel_size),
-             "--tensor-parallel-size", str(options.tensor_parallel_size), "--seed", str(options.seed),
-             "--limit-mm-per-prompt", json.dumps({"audio": 1}),
-             "--enable-prefix-caching" if options.enable_prefix_caching else "--no-enable-prefix-caching",
-             "--mm-processor-cache-gb", str(extra.get("mm_processor_cache_gb", 0))]
-    if not is_cpu():
-        flags += ["--gpu-memory-utilization", str(options.gpu_memory_utilization)]
-    if "load_format" in extra:
-        flags += ["--load-format", extra["load_format"]]
-    if "compilation_config" in extra:
-        flags += ["--compilation-config", json.dumps(extra["compilation_config"])]
-    if "renderer_num_workers" in extra:
-        flags += ["--renderer-num-workers", str(extra["renderer_num_workers"])]
-    if options.architecture:
-        flags += ["--hf-overrides", json.dumps({"architectures": [options.architecture]})]
-    return flags
-
-
 @contextlib.contextmanager
 def served(model_dir: Path, options, frontends: int, log_path: Path):
     """fireredasr-serve on a free local port with ``frontends`` API processes; yields its URL."""
@@ -626,7 +602,7 @@ def random_llm_weights(dtype):
 
 
 def load_official(official_dir: Path, device: str, dtype: str = "bfloat16"):
-    """``fireredasr_engine.official.OfficialModel`` (the official classes) built on ``device``, all in ``dtype``.
+    """``eval.official.OfficialModel`` (the official classes) built on ``device``, all in ``dtype``.
     Not ``eval.sweep.runners.OfficialRunner``: that one loads real weights from disk, these are random."""
     started = time.perf_counter()
     with random_llm_weights(getattr(torch, dtype)), torch.device(device):

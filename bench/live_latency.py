@@ -25,6 +25,7 @@ from eval.bundled import long_recording
 from eval.live import CHUNK_S, final_text, play, sentence_latencies, speech_regions
 from fireredasr_engine.cli import add_model_argument
 from fireredasr_engine.engine import Engine
+from fireredasr_vllm.audio import SAMPLE_RATE
 
 MB = 1 << 20
 
@@ -45,7 +46,7 @@ def measure(engine, minutes: float = 0.0, speed: float = 1.0, chunk_s: float = C
     reference = "".join(sentences)
     regions = speech_regions(samples)
     offline = engine.transcribe(samples, long_audio=True).text
-    engine.transcribe_many([samples[:5 * 16000]] * 2)  # warm
+    engine.transcribe_many([samples[:5 * SAMPLE_RATE]] * 2)  # warm
     passes, started = [], time.perf_counter()
     while not passes or time.perf_counter() - started < 60 * minutes:
         error = None

@@ -1,6 +1,6 @@
 """``python -m eval.run ... --bench``: this project's speed next to the official PyTorch code.
 
-Runs the official implementation (fireredasr_engine/official.py, batch size 1 as its README recommends) on the same
+Runs the official implementation (eval/official.py, batch size 1 as its README recommends) on the same
 clips and weights right after the vLLM run, and reports RTFx and utts/s side by side as a ratio.
 """
 
@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 from eval.datasets import load_test_set
+from eval.official import OfficialModel
 from eval.records import Measurement, Run, Summary, speed, write_benchmark
 from eval.tables import cell
-from fireredasr_engine.official import OfficialModel
 from fireredasr_engine.options import DecodingOptions
 from fireredasr_vllm.audio import SAMPLE_RATE, load_audio
 from fireredasr_vllm.convert import is_official_dir

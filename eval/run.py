@@ -42,6 +42,7 @@ from eval.scoring import Tally, score_columns
 from eval.tables import cell
 from eval.records import ROWS, SUMMARY, Run, RunWriter, load_run, per_second, provenance, read_rows
 from fireredasr_vllm import DEFAULT_MODEL
+from fireredasr_vllm.audio import DEFAULT_MAX_SECONDS
 from fireredasr_vllm.convert import sha256
 from fireredasr_engine.cli import (add_decoding_argument, add_engine_arguments, add_model_argument, add_no_speech_argument,
                                    add_server_argument, decoding_options, engine_options, exit_codes, model_spec, parse,
@@ -296,7 +297,8 @@ def parse_args(argv):
     parser.add_argument("--limit", type=int)
     parser.add_argument("--shuffle-seed", type=int)
     parser.add_argument("--max-duration", type=float, help="skip utterances longer than this (s)")
-    parser.add_argument("--long-audio", action="store_true", help="split audio longer than 30 s at pauses")
+    parser.add_argument("--long-audio", action="store_true",
+                        help=f"split audio longer than {DEFAULT_MAX_SECONDS:g} s at pauses")
     add_server_argument(parser, help="send the utterances to running fireredasr-serve servers instead of a local "
                                      "engine")
     parser.add_argument("--t2s", action="store_true", help="traditional -> simplified before scoring")

@@ -9,7 +9,6 @@ requests in flight, as a server's worker pool would.
 import argparse
 import asyncio
 import time
-from contextlib import nullcontext
 
 from eval.bundled import DEMO_CLIPS as DEMO_DIR
 from fireredasr_engine import Engine
@@ -30,17 +29,16 @@ async def transcribe_all(engine: Engine, paths, concurrency: int):
     return await asyncio.gather(*(one(path) for path in paths))
 
 
-def main(engine: Engine | None = None, paths=DEMO_CLIPS, concurrency: int = 16, model: str = DEFAULT_MODEL):
-    """Run the concurrent requests; builds an engine on ``model`` only when none is passed."""
-    with Engine(model) if engine is None else nullcontext(engine) as engine:
-        started = time.perf_counter()
-        results = asyncio.run(transcribe_all(engine, paths, concurrency))
-        elapsed = time.perf_counter() - started
-        for result in results:
-            print(f"{result.id}: {result.text if result.ok else 'FAILED ' + result.error}")
-        print(f"{len(results)} requests in {elapsed:.2f} s ({len(results) / elapsed:.1f} requests/s, "
-              f"mean latency {sum(r.latency_s for r in results) / len(results):.2f} s)")
-        return results
+def main(engine: Engine, paths=DEMO_CLIPS, concurrency: int = 16):
+    """Run the concurrent requests."""
+    started = time.perf_counter()
+    results = asyncio.run(transcribe_all(engine, paths, concurrency))
+    elapsed = time.perf_counter() - started
+    for result in results:
+        print(f"{result.id}: {result.text if result.ok else 'FAILED ' + result.error}")
+    print(f"{len(results)} requests in {elapsed:.2f} s ({len(results) / elapsed:.1f} requests/s, "
+          f"mean latency {sum(r.latency_s for r in results) / len(results):.2f} s)")
+    return results
 
 
 if __name__ == "__main__":
@@ -49,4 +47,5 @@ if __name__ == "__main__":
     add_model_argument(parser, default=DEFAULT_MODEL)
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
-    main(paths=args.paths, concurrency=args.concurrency, model=args.model)
+    with Engine(args.model) as engine:
+        main(engine, args.paths, args.concurrency)

@@ -6,7 +6,6 @@ A file that cannot be read comes back with ``error`` set; the others are still t
 """
 
 import argparse
-from contextlib import nullcontext
 
 from eval.bundled import DEMO_CLIPS as DEMO_DIR
 from fireredasr_engine import Engine, parse_decoding
@@ -16,13 +15,12 @@ from fireredasr_vllm import DEFAULT_MODEL
 DEMO_CLIPS = sorted(DEMO_DIR.glob("*.flac"))[:8]
 
 
-def main(engine: Engine | None = None, paths=DEMO_CLIPS, model: str = DEFAULT_MODEL, decoding: str = "greedy"):
-    """Transcribe ``paths`` together; builds an engine on ``model`` only when none is passed."""
-    with Engine(model) if engine is None else nullcontext(engine) as engine:
-        results = engine.transcribe_many(paths, parse_decoding(decoding))
-        for path, result in zip(paths, results):
-            print(f"{path}: {result.text if result.ok else 'FAILED ' + result.error}")
-        return results
+def main(engine: Engine, paths=DEMO_CLIPS, decoding: str = "greedy"):
+    """Transcribe ``paths`` together."""
+    results = engine.transcribe_many(paths, parse_decoding(decoding))
+    for path, result in zip(paths, results):
+        print(f"{path}: {result.text if result.ok else 'FAILED ' + result.error}")
+    return results
 
 
 if __name__ == "__main__":
@@ -31,4 +29,5 @@ if __name__ == "__main__":
     add_model_argument(parser, default=DEFAULT_MODEL)
     add_decoding_argument(parser)
     args = parser.parse_args()
-    main(paths=args.paths, model=args.model, decoding=args.decoding)
+    with Engine(args.model) as engine:
+        main(engine, args.paths, args.decoding)

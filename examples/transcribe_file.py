@@ -6,7 +6,6 @@ Any format soundfile or PyAV reads, any sample rate or channel count: the engine
 """
 
 import argparse
-from contextlib import nullcontext
 from pathlib import Path
 
 from eval.bundled import DEMO_CLIPS
@@ -17,12 +16,11 @@ from fireredasr_vllm import DEFAULT_MODEL
 DEMO_CLIP = DEMO_CLIPS / "demo_000.flac"
 
 
-def main(engine: Engine | None = None, audio: str | Path = DEMO_CLIP, model: str = DEFAULT_MODEL):
-    """Transcribe ``audio``; builds an engine on ``model`` only when none is passed."""
-    with Engine(model) if engine is None else nullcontext(engine) as engine:
-        result = engine.transcribe(audio)  # raises AudioError naming the problem for unusable input
-        print(f"{result.id}\t{result.text}")
-        return result
+def main(engine: Engine, audio: str | Path = DEMO_CLIP):
+    """Transcribe ``audio``."""
+    result = engine.transcribe(audio)  # raises AudioError naming the problem for unusable input
+    print(f"{result.id}\t{result.text}")
+    return result
 
 
 if __name__ == "__main__":
@@ -30,4 +28,5 @@ if __name__ == "__main__":
     parser.add_argument("audio", nargs="?", default=DEMO_CLIP)
     add_model_argument(parser, default=DEFAULT_MODEL)
     args = parser.parse_args()
-    main(audio=args.audio, model=args.model)
+    with Engine(args.model) as engine:
+        main(engine, args.audio)

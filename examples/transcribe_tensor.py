@@ -7,7 +7,6 @@ Tensors and numpy arrays of float samples in [-1, 1] (or int16) are taken as the
 """
 
 import argparse
-from contextlib import nullcontext
 
 import torch
 
@@ -29,12 +28,11 @@ def stream_chunk(seconds: float = 5.0) -> torch.Tensor:
     return chunk
 
 
-def main(engine: Engine | None = None, seconds: float = 5.0, model: str = DEFAULT_MODEL):
-    """Transcribe a ``seconds`` long tensor; builds an engine on ``model`` only when none is passed."""
-    with Engine(model) if engine is None else nullcontext(engine) as engine:
-        result = engine.transcribe(stream_chunk(seconds), sample_rate=SAMPLE_RATE, id="stream")
-        print(f"{result.duration_s:.1f} s -> {result.text}")
-        return result
+def main(engine: Engine, seconds: float = 5.0):
+    """Transcribe a ``seconds`` long tensor."""
+    result = engine.transcribe(stream_chunk(seconds), sample_rate=SAMPLE_RATE, id="stream")
+    print(f"{result.duration_s:.1f} s -> {result.text}")
+    return result
 
 
 if __name__ == "__main__":
@@ -42,4 +40,5 @@ if __name__ == "__main__":
     add_model_argument(parser, default=DEFAULT_MODEL)
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args()
-    main(seconds=args.seconds, model=args.model)
+    with Engine(args.model) as engine:
+        main(engine, args.seconds)

@@ -37,7 +37,7 @@ from fireredasr_vllm.constants import ModelSettings
 from fireredasr_vllm.engine_death import ENGINE_STOPPED
 from fireredasr_vllm.hotwords import HOTWORD_WEIGHT_KEY, HOTWORDS_KEY, check_hotwords, format_hotwords
 from fireredasr_engine.facade import Facade
-from fireredasr_engine.options import DecodingOptions, EngineOptions, PreparedAudio, Segment, Transcript
+from fireredasr_engine.options import DecodingOptions, EngineOptions, PreparedAudio, Transcript
 
 TRANSCRIPTIONS = "/v1/audio/transcriptions"
 MAX_IN_FLIGHT = 32  # requests per server at once
@@ -202,11 +202,10 @@ class RemoteEngine(Facade):
     def _requeue(self, job: PendingRequest) -> None:
         if all(server.down for server in self.servers):
             self.dead = f"no server answered ({'; '.join(job.failures) or 'all are down'})"
-            self._finish(job, Transcript(id=job.prepared.id, duration_s=job.prepared.duration_s,
-                                         error=f"{job.prepared.id}: {self.dead}"))
+            self._finish(job, Transcript.failed(job.prepared, f"{job.prepared.id}: {self.dead}"))
         elif job.attempts >= MAX_ATTEMPTS:
-            self._finish(job, Transcript(id=job.prepared.id, duration_s=job.prepared.duration_s, error=(
-                f"{job.prepared.id}: failed {job.attempts} times ({job.failures[-1]})")))
+            self._finish(job, Transcript.failed(
+                job.prepared, f"{job.prepared.id}: failed {job.attempts} times ({job.failures[-1]})"))
         else:
             self._queue.put_nowait(job)
 
@@ -244,8 +243,7 @@ class RemoteEngine(Facade):
                 await asyncio.sleep(RETRY_PAUSE_S * 2 ** (server.failures - 1))
                 continue
             except Exception as error:  # anything else is this request's own failure
-                transcript = Transcript(id=job.prepared.id, duration_s=job.prepared.duration_s,
-                                        error=f"{job.prepared.id}: {type(error).__name__}: {error}")
+                transcript = Transcript.failed(job.prepared, f"{job.prepared.id}: {type(error).__name__}: {error}")
             finally:
                 server.in_flight -= 1
             server.failures = 0
@@ -267,7 +265,6 @@ class RemoteEngine(Facade):
                 self._requeue(self._queue.get_nowait())
 
     async def _post(self, server: Server, prepared: PreparedAudio, options: DecodingOptions) -> Transcript:
-        result = Transcript(id=prepared.id, duration_s=prepared.duration_s)
         form = {"model": server.model, "stream": "true", "stream_include_usage": "true",
                 "max_completion_tokens": str(self.max_tokens_for(prepared.samples, options)),
                 "temperature": str(options.temperature), "top_p": str(options.top_p)}
@@ -282,7 +279,7 @@ class RemoteEngine(Facade):
                                              HOTWORD_WEIGHT_KEY: options.hotword_weight}, ensure_ascii=False)
         files = {"file": (f"{prepared.id}.wav", audio_lib.wav_bytes(prepared.samples), "audio/wav")}
         started = time.perf_counter()
-        text = []
+        text, ttft_s, finish_reason, usage = [], 0.0, None, {}
         try:
             async with self._http.stream("POST", server.url + TRANSCRIPTIONS, data=form, files=files) as response:
                 if response.status_code >= 500:
@@ -292,8 +289,7 @@ class RemoteEngine(Facade):
                     raise RetryableFailure(f"HTTP {response.status_code}")
                 if response.status_code >= 400:
                     await response.aread()
-                    result.error = f"{prepared.id}: {error_message(response)}"
-                    return result
+                    return Transcript.failed(prepared, f"{prepared.id}: {error_message(response)}")
                 async for line in response.aiter_lines():
                     if not line.startswith("data: ") or line == "data: [DONE]":
                         continue
@@ -303,22 +299,21 @@ class RemoteEngine(Facade):
                     for choice in chunk.get("choices", []):
                         delta = choice.get("delta", {}).get("content") or ""
                         if delta and not text:
-                            result.ttft_s = time.perf_counter() - started
+                            ttft_s = time.perf_counter() - started
                         text.append(delta)
-                        result.finish_reason = choice.get("finish_reason") or result.finish_reason
-                    usage = chunk.get("usage") or {}
-                    result.prompt_tokens = usage.get("prompt_tokens", result.prompt_tokens)
-                    result.output_tokens = usage.get("completion_tokens", result.output_tokens)
+                        finish_reason = choice.get("finish_reason") or finish_reason
+                    usage |= chunk.get("usage") or {}
         except httpx.TransportError as error:
             raise RetryableFailure(f"{type(error).__name__}: {error}"[:200]) from None
-        if result.finish_reason is None:
+        if finish_reason is None:
             raise RetryableFailure("the stream ended before the transcription finished")
-        result.latency_s = time.perf_counter() - started
+        latency_s = time.perf_counter() - started
         # vLLM 0.32's streamed usage counts the audio placeholders twice (the prompt already holds them)
-        result.prompt_tokens -= audio_lib.num_speech_tokens(len(prepared.samples), self.downsample_rate)
-        result.text = "".join(text)
-        result.segments = [Segment(0.0, prepared.duration_s, result.text)]
-        return result
+        prompt_tokens = (usage.get("prompt_tokens", 0)
+                         - audio_lib.num_speech_tokens(len(prepared.samples), self.downsample_rate))
+        return Transcript.decoded(prepared, "".join(text), prompt_tokens=prompt_tokens,
+                                  output_tokens=usage.get("completion_tokens", 0), latency_s=latency_s,
+                                  ttft_s=ttft_s, finish_reason=finish_reason)
 
     def describe(self) -> dict:
         """What ``Engine.describe`` gives, for the servers: their URLs, models and vLLM versions."""

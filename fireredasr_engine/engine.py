@@ -5,6 +5,7 @@
     engine.transcribe("clip.wav").text                     # one input: path, bytes, numpy, tensor, (array, sr)
     engine.transcribe_many(paths, parse_decoding("beam3")) # a batch, continuously batched by vLLM
     await engine.transcribe_async(audio)                   # from any asyncio loop (Jupyter, Gradio)
+    await engine.decode(engine.prepare(audio), options)    # the one decoding path all of these end in
 
 The engine runs on a private event loop in a background thread, so the sync methods work anywhere
 and the async ones from any other loop. Nothing else in the project constructs an ``AsyncLLM`` (the
@@ -24,7 +25,7 @@ import platform
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -36,6 +37,7 @@ from vllm.v1.engine.exceptions import EngineDeadError
 
 from fireredasr_vllm import DEFAULT_MODEL
 from fireredasr_vllm import audio as audio_lib
+from fireredasr_vllm.cli_args import vllm_flags
 from fireredasr_vllm.compat import installed_versions, vllm_distribution
 from fireredasr_vllm.constants import ModelSettings
 from fireredasr_vllm.model import build_prompt
@@ -47,11 +49,29 @@ from fireredasr_vllm.resolve import is_cpu, resolve_dtype, resolve_model
 from fireredasr_engine.beam_search import BeamSearch, search_greedy_paths
 from fireredasr_engine.client import RemoteEngine
 from fireredasr_engine.facade import GREEDY, Facade, default_id  # noqa: F401  (default_id: re-exported)
-from fireredasr_engine.options import DecodingOptions, EngineOptions, PreparedAudio, Segment, Transcript
+from fireredasr_engine.options import DecodingOptions, EngineOptions, PreparedAudio, Transcript
 from fireredasr_engine.processes import StartedProcesses, exit_on_sigterm, script_not_rerun
 
 UNDECODABLE = "\ufffd"  # what the tokenizer puts for bytes that are no UTF-8 character
 AUDIO_ID_PREFIX = "fireredasr-beam-"  # multi_modal_uuids of a beam search's clip (vLLM hashes the others)
+# Engine arguments a fireredasr-serve does not take from server_flags: the model and the logits processors (it
+# sets them itself), what only the facade's requests use (logprobs for beam search, per-request stats), and
+# the in-process extras of bench/gpu_benchmark.py (its memory probe's worker extension, a profiler).
+IN_PROCESS_ONLY = frozenset({"model", "logits_processors", "logprobs_mode", "max_logprobs", "disable_log_stats",
+                             "worker_extension_cls", "profiler_config"})
+
+
+@dataclass
+class Measured:
+    """What a request's outputs tell as they stream in, read once into its ``Transcript``."""
+
+    started: float = field(default_factory=time.perf_counter)
+    ttft_s: float = 0.0
+    prompt_tokens: int = 0
+    queue_s: float | None = None
+
+    def first_token(self) -> None:
+        self.ttft_s = time.perf_counter() - self.started
 
 
 class Engine(Facade):
@@ -84,34 +104,8 @@ class Engine(Facade):
         return RemoteEngine(urls, **kwargs)
 
     # ----------------------------------------------------------------- engine lifecycle
-    def engine_args(self):
-        o = self.options
-        cpu = is_cpu()
-        kwargs = dict(
-            model=str(self.model_dir), dtype=self.dtype, max_model_len=o.max_model_len, seed=o.seed,
-            tensor_parallel_size=o.tensor_parallel_size, data_parallel_size=o.data_parallel_size,
-            limit_mm_per_prompt={"audio": 1},
-            logits_processors=[fqcn for fqcn, wanted in ((PROCESSOR_FQCN, o.official_penalty),
-                                                         (hotword_lib.PROCESSOR_FQCN, o.hotword_biasing))
-                               if wanted] or None,
-            logprobs_mode="processed_logprobs", disable_log_stats=False,
-            max_logprobs=-1,  # beam search with the official penalty needs top (2N + seen tokens)
-        )
-        if not cpu:
-            kwargs["gpu_memory_utilization"] = o.gpu_memory_utilization
-        for key in ("max_num_seqs", "max_num_batched_tokens", "enable_prefix_caching"):
-            if getattr(o, key) is not None:
-                kwargs[key] = getattr(o, key)
-        if o.architecture:
-            kwargs["hf_overrides"] = {"architectures": [o.architecture]}
-        kwargs.update(dict(o.extra))
-        if o.enforce_eager is not None:
-            kwargs["enforce_eager"] = o.enforce_eager
-        if cpu:
-            kwargs = {**CPU_ENGINE_ARGS, **kwargs, "enable_chunked_prefill": False}  # every request is seeded
-            if kwargs.get("max_num_batched_tokens"):  # unsplit, the longest prompt must fit in one step
-                kwargs["max_num_batched_tokens"] = max(kwargs["max_num_batched_tokens"], kwargs["max_model_len"])
-        return AsyncEngineArgs(**kwargs)
+    def engine_args(self) -> AsyncEngineArgs:
+        return AsyncEngineArgs(**engine_arguments(self.options, self.model_dir, self.dtype))
 
     async def _build(self):
         started = time.perf_counter()
@@ -191,45 +185,38 @@ class Engine(Facade):
 
     # ----------------------------------------------------------------- decoding (engine loop)
     async def _transcribe(self, prepared: PreparedAudio, options: DecodingOptions) -> Transcript:
-        result = Transcript(id=prepared.id, duration_s=prepared.duration_s)
-        started = time.perf_counter()
+        measured = Measured()
         try:
-            if options.beam_size > 1:
-                tokens, finish = await self._beam_search(prepared.samples, options, result, started)
-            else:
-                tokens, finish = await self._sample(prepared.samples, options, result, started)
+            search = self._beam_search if options.beam_size > 1 else self._sample
+            tokens, finish = await search(prepared.samples, options, measured)
         except EngineDeadError:  # every later request would fail the same way: say why once, and the fix
             self.dead = ENGINE_STOPPED
-            result.error = f"{prepared.id}: {ENGINE_STOPPED}"
-            return result
+            return Transcript.failed(prepared, f"{prepared.id}: {ENGINE_STOPPED}")
         except Exception as error:  # the request failed; the engine is still up
-            result.error = f"{prepared.id}: {type(error).__name__}: {error}"
-            return result
-        result.latency_s = time.perf_counter() - started
-        result.token_ids = [t for t in tokens if t != self.eos_token_id]
-        result.output_tokens = len(tokens)
-        result.finish_reason = finish
-        result.text = self.decode(result.token_ids)
-        result.segments = [Segment(0.0, prepared.duration_s, result.text)]
-        return result
+            return Transcript.failed(prepared, f"{prepared.id}: {type(error).__name__}: {error}")
+        latency_s = time.perf_counter() - measured.started
+        token_ids = [t for t in tokens if t != self.eos_token_id]
+        return Transcript.decoded(prepared, self.detokenize(token_ids), token_ids, output_tokens=len(tokens),
+                                  finish_reason=finish, latency_s=latency_s, ttft_s=measured.ttft_s,
+                                  prompt_tokens=measured.prompt_tokens, queue_s=measured.queue_s)
 
-    async def _sample(self, samples, options, result: Transcript, started: float):
+    async def _sample(self, samples, options, measured: Measured):
         tokens: list[int] = []
         finish = None
         request_id = f"req-{next(self._ids)}"
         async for output in self._llm.generate(self.request(samples), self.sampling_params(samples, options),
                                                request_id):
             if not tokens and output.outputs[0].token_ids:
-                result.ttft_s = time.perf_counter() - started
+                measured.first_token()
             tokens.extend(output.outputs[0].token_ids)
             finish = output.outputs[0].finish_reason or finish
-            result.prompt_tokens = len(output.prompt_token_ids or []) or result.prompt_tokens
+            measured.prompt_tokens = len(output.prompt_token_ids or []) or measured.prompt_tokens
             metrics = getattr(output, "metrics", None)
             if metrics is not None and getattr(metrics, "scheduled_ts", 0) and getattr(metrics, "queued_ts", 0):
-                result.queue_s = max(0.0, metrics.scheduled_ts - metrics.queued_ts)
+                measured.queue_s = max(0.0, metrics.scheduled_ts - metrics.queued_ts)
         return tokens, finish
 
-    async def _beam_search(self, samples, options: DecodingOptions, result: Transcript, started: float):
+    async def _beam_search(self, samples, options: DecodingOptions, measured: Measured):
         """Beam search as the official decoder runs it (``BeamSearch``: the bookkeeping) on greedy paths
         (``search_greedy_paths``): a request per path, not per beam and step. The clip goes with an id of
         this search, so that vLLM neither hashes nor processes it again for each request."""
@@ -246,9 +233,9 @@ class Engine(Facade):
                                           detokenize=False, max_tokens=search.max_tokens - len(history))
             request = self.request(samples, history) | {"multi_modal_uuids": {"audio": [audio_id]}}
             async for output in self._llm.generate(request, params, f"beam-{next(self._ids)}"):
-                if not history and not result.ttft_s:
-                    result.ttft_s = time.perf_counter() - started
-                    result.prompt_tokens = len(output.prompt_token_ids or [])
+                if not history and not measured.ttft_s:
+                    measured.first_token()
+                    measured.prompt_tokens = len(output.prompt_token_ids or [])
                 step = output.outputs[0]
                 for token, top in zip(step.token_ids, step.logprobs or []):
                     yield sorted(((tok, lp.logprob) for tok, lp in top.items()), key=lambda t: -t[1]), token
@@ -256,7 +243,7 @@ class Engine(Facade):
         await search_greedy_paths(search, greedy_path)
         return search.result()
 
-    def decode(self, token_ids: Sequence[int]) -> str:
+    def detokenize(self, token_ids: Sequence[int]) -> str:
         """The finished token ids as text. Byte-level tokens that form no complete UTF-8 character (a stray
         byte token sampled, or a character cut by ``max_tokens``) are dropped, never shown as U+FFFD."""
         return self.tokenizer.decode(list(token_ids), skip_special_tokens=True).replace(UNDECODABLE, "")
@@ -272,6 +259,46 @@ class Engine(Facade):
             "vllm_distribution": vllm_distribution(), "versions": versions, "device": device_name(),
             "max_audio_seconds": self.max_audio_seconds,
         }
+
+
+def engine_arguments(options: EngineOptions, model_dir, dtype: str) -> dict:
+    """The ``AsyncEngineArgs`` keywords of an engine with ``options`` on ``model_dir`` in ``dtype``: the one
+    place the facade's engine settings become vLLM's (``server_flags`` gives the same to fireredasr-serve)."""
+    o = options
+    cpu = is_cpu()
+    kwargs = dict(
+        model=str(model_dir), dtype=dtype, max_model_len=o.max_model_len, seed=o.seed,
+        tensor_parallel_size=o.tensor_parallel_size, data_parallel_size=o.data_parallel_size,
+        limit_mm_per_prompt={"audio": 1},
+        logits_processors=[fqcn for fqcn, wanted in ((PROCESSOR_FQCN, o.official_penalty),
+                                                     (hotword_lib.PROCESSOR_FQCN, o.hotword_biasing))
+                           if wanted] or None,
+        logprobs_mode="processed_logprobs", disable_log_stats=False,
+        max_logprobs=-1,  # beam search with the official penalty needs top (2N + seen tokens)
+    )
+    if not cpu:
+        kwargs["gpu_memory_utilization"] = o.gpu_memory_utilization
+    for key in ("max_num_seqs", "max_num_batched_tokens", "enable_prefix_caching"):
+        if getattr(o, key) is not None:
+            kwargs[key] = getattr(o, key)
+    if o.architecture:
+        kwargs["hf_overrides"] = {"architectures": [o.architecture]}
+    kwargs.update(dict(o.extra))
+    if o.enforce_eager is not None:
+        kwargs["enforce_eager"] = o.enforce_eager
+    if cpu:
+        kwargs = {**CPU_ENGINE_ARGS, **kwargs, "enable_chunked_prefill": False}  # every request is seeded
+        if kwargs.get("max_num_batched_tokens"):  # unsplit, the longest prompt must fit in one step
+            kwargs["max_num_batched_tokens"] = max(kwargs["max_num_batched_tokens"], kwargs["max_model_len"])
+    return kwargs
+
+
+def server_flags(options: EngineOptions) -> list[str]:
+    """``engine_arguments`` as vLLM's command-line flags (``vllm_flags``), for a fireredasr-serve with the engine
+    settings of an in-process ``Engine(model, options)``. Left out: what fireredasr-serve sets itself (the model,
+    its logits processors) and what only the in-process engine uses (``IN_PROCESS_ONLY``)."""
+    arguments = engine_arguments(options, None, options.dtype)
+    return vllm_flags({key: value for key, value in arguments.items() if key not in IN_PROCESS_ONLY})
 
 
 def device_name() -> str:

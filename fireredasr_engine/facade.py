@@ -3,8 +3,9 @@
 ``fireredasr_engine.engine.Engine`` (an in-process vLLM ``AsyncLLM``) and ``fireredasr_engine.client.RemoteEngine``
 (running ``fireredasr-serve`` servers) both build on ``Facade``; each supplies ``_transcribe`` (one
 prepared clip within the model's limit) and ``_shutdown``, and may refuse decodings in ``check_supported``.
-What happens before ``_transcribe`` is here, so both fronts do it alike: long audio is split at pauses
-(long_audio.py) and, with ``DecodingOptions(no_speech="skip")``, a clip in which voice activity detection
+Every public method ends in one decoding path, ``decode`` (``submit`` from any thread), so both fronts do
+alike what happens before ``_transcribe``: long audio is split at pauses and its pieces decoded at once
+(long_audio.py), and, with ``DecodingOptions(no_speech="skip")``, a clip in which voice activity detection
 finds no speech gets an empty transcript (``finish_reason="no_speech"``) instead of a decode.
 The loop runs in a background thread, so the sync methods work anywhere and the async ones from any
 other loop (Jupyter, Gradio).
@@ -14,18 +15,21 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, as_completed
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from fireredasr_vllm import audio as audio_lib
+from fireredasr_vllm.constants import DOWNSAMPLE_RATE
 from fireredasr_vllm.vad import has_speech
+from fireredasr_engine import long_audio as long_audio_lib
 from fireredasr_engine import stream
-from fireredasr_engine.long_audio import transcribe_long
-from fireredasr_engine.options import NO_SPEECH, DecodingOptions, PreparedAudio, Transcript
+from fireredasr_engine.options import DecodingOptions, PreparedAudio, Transcript
 
 GREEDY = DecodingOptions()
 
@@ -61,7 +65,7 @@ class Facade:
 
     max_audio_seconds: float = audio_lib.DEFAULT_MAX_SECONDS
     max_long_audio_seconds: float = audio_lib.DEFAULT_MAX_LONG_AUDIO_SECONDS  # the app sets --max-audio-minutes
-    downsample_rate: int = 2
+    downsample_rate: int = DOWNSAMPLE_RATE
     dead: str | None = None  # set once the engine (every server) has stopped: why, and the fix
 
     # ----------------------------------------------------------------- loop
@@ -115,17 +119,40 @@ class Facade:
     def check_supported(self, options: DecodingOptions) -> None:
         """Raise one clear sentence for a decoding this front cannot run (all run in-process)."""
 
-    # ----------------------------------------------------------------- decoding (on the loop)
-    async def _generate(self, prepared: PreparedAudio, options: DecodingOptions) -> Transcript:
+    # ----------------------------------------------------------------- decoding
+    async def decode(self, prepared: PreparedAudio, options: DecodingOptions = GREEDY) -> Transcript:
+        """The one decoding path: a prepared input (``prepare``) to its ``Transcript``, awaitable from any
+        event loop. Raises for a decoding this front cannot run (``check_supported``); every other failure
+        comes back in ``Transcript.error``."""
+        return await asyncio.wrap_future(self.submit(prepared, options))
+
+    def submit(self, prepared: PreparedAudio, options: DecodingOptions = GREEDY) -> Future:
+        """``decode`` from any thread: queue one prepared input; returns a concurrent Future of its Transcript."""
+        self.check_supported(options)
+        return asyncio.run_coroutine_threadsafe(self._decode(prepared, options), self._loop)
+
+    async def _decode(self, prepared: PreparedAudio, options: DecodingOptions) -> Transcript:
+        """``decode`` on the engine's loop: the checks every front shares, then ``_transcribe``."""
         if prepared.error:
-            return Transcript(id=prepared.id, duration_s=prepared.duration_s, error=prepared.error)
+            return Transcript.failed(prepared, prepared.error)
         if self.dead:
-            return Transcript(id=prepared.id, duration_s=prepared.duration_s, error=f"{prepared.id}: {self.dead}")
+            return Transcript.failed(prepared, f"{prepared.id}: {self.dead}")
         if prepared.duration_s > self.max_audio_seconds:  # only prepare(long_audio=True) lets these in
-            return await transcribe_long(self, prepared, options)
+            return await self._decode_long(prepared, options)
         if options.no_speech == "skip" and not await asyncio.to_thread(has_speech, prepared.samples):
-            return Transcript(id=prepared.id, duration_s=prepared.duration_s, finish_reason=NO_SPEECH)
+            return Transcript.no_speech(prepared)
         return await self._transcribe(prepared, options)
+
+    async def _decode_long(self, prepared: PreparedAudio, options: DecodingOptions) -> Transcript:
+        """Split at pauses (the VAD in a worker thread, so other requests keep flowing), decode every piece at
+        once, stitch them in order (fireredasr_engine.long_audio)."""
+        started = time.perf_counter()
+        pieces = await asyncio.to_thread(long_audio_lib.split, prepared, self.max_audio_seconds)
+        split_s = time.perf_counter() - started
+        speech = replace(options, no_speech="keep")  # every piece is speech: no second look for the gate
+        transcripts = await asyncio.gather(*(self._decode(piece.audio, speech) for piece in pieces))
+        return long_audio_lib.stitch(prepared, pieces, transcripts, latency_s=time.perf_counter() - started,
+                                     ttft_s=split_s + (transcripts[0].ttft_s if transcripts else 0.0))
 
     async def _transcribe(self, prepared: PreparedAudio, options: DecodingOptions) -> Transcript:
         raise NotImplementedError
@@ -140,7 +167,7 @@ class Facade:
         prepared = self.prepare(audio, id=id, sample_rate=sample_rate, long_audio=long_audio)
         if prepared.error:
             raise audio_lib.AudioError(prepared.error)
-        return self._call(self._generate(prepared, options))
+        return self.submit(prepared, options).result()
 
     async def transcribe_async(self, audio, options: DecodingOptions = GREEDY, *, id: str | None = None,
                                sample_rate: int | None = None, long_audio: bool = False) -> Transcript:
@@ -148,13 +175,7 @@ class Facade:
         self.check_supported(options)
         prepared = await asyncio.to_thread(self.prepare, audio, id=id, sample_rate=sample_rate,
                                            long_audio=long_audio)
-        future = asyncio.run_coroutine_threadsafe(self._generate(prepared, options), self._loop)
-        return await asyncio.wrap_future(future)
-
-    def submit(self, prepared: PreparedAudio, options: DecodingOptions = GREEDY) -> Future:
-        """Queue one prepared input; returns a concurrent Future of its Transcript."""
-        self.check_supported(options)
-        return asyncio.run_coroutine_threadsafe(self._generate(prepared, options), self._loop)
+        return await self.decode(prepared, options)
 
     def transcribe_many(self, items: Iterable, options: DecodingOptions = GREEDY, *,
                         ids: Sequence[str] | None = None,

@@ -147,9 +147,10 @@ class PreparedAudio:
         return 0.0 if self.samples is None else len(self.samples) / SAMPLE_RATE
 
 
-@dataclass
+@dataclass(frozen=True)
 class Transcript:
-    """One utterance's result. ``error`` is set (and ``text`` empty) when it failed.
+    """One utterance's result, built once from what its request returned: ``decoded``, ``failed`` (``error``
+    set, ``text`` empty) or ``no_speech``.
 
     ``segments``: timed pieces of ``text`` (long audio: one per VAD segment; otherwise the whole clip).
     No speech found (``no_speech="skip"``, or long audio of silence): ``text`` and ``segments`` empty,
@@ -157,7 +158,7 @@ class Transcript:
 
     id: str
     text: str = ""
-    token_ids: list[int] = field(default_factory=list)
+    token_ids: tuple[int, ...] = ()
     duration_s: float = 0.0
     prompt_tokens: int = 0
     output_tokens: int = 0
@@ -166,7 +167,29 @@ class Transcript:
     queue_s: float | None = None  # engine queue -> scheduled, when vLLM reports it
     finish_reason: str | None = None
     error: str | None = None
-    segments: list[Segment] = field(default_factory=list)
+    segments: tuple[Segment, ...] = ()
+
+    def __post_init__(self):  # lists given (token ids of a request, a record's segments) are kept as tuples
+        object.__setattr__(self, "token_ids", tuple(self.token_ids))
+        object.__setattr__(self, "segments", tuple(self.segments))
+
+    @classmethod
+    def decoded(cls, prepared: PreparedAudio, text: str, token_ids=(), **measured) -> Transcript:
+        """A clip decoded in one request: its text is one segment over the whole clip; ``measured``: the
+        request's counts and times (``prompt_tokens``, ``output_tokens``, ``latency_s``, ``ttft_s``,
+        ``queue_s``, ``finish_reason``)."""
+        return cls(id=prepared.id, text=text, token_ids=token_ids, duration_s=prepared.duration_s,
+                   segments=(Segment(0.0, prepared.duration_s, text),), **measured)
+
+    @classmethod
+    def failed(cls, prepared: PreparedAudio, error: str) -> Transcript:
+        """``prepared`` could not be transcribed: ``error`` says why, in one sentence."""
+        return cls(id=prepared.id, duration_s=prepared.duration_s, error=error)
+
+    @classmethod
+    def no_speech(cls, prepared: PreparedAudio) -> Transcript:
+        """Voice activity detection found no speech in ``prepared``: nothing was decoded."""
+        return cls(id=prepared.id, duration_s=prepared.duration_s, finish_reason=NO_SPEECH)
 
     @property
     def ok(self) -> bool:
@@ -177,4 +200,6 @@ class Transcript:
         return self.latency_s / self.duration_s if self.duration_s else 0.0
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The JSON record (``token_ids`` and ``segments`` as lists), fields in their order."""
+        record = asdict(self)
+        return record | {"token_ids": list(self.token_ids), "segments": [asdict(s) for s in self.segments]}

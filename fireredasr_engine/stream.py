@@ -200,7 +200,7 @@ class SentenceStream:
     def decode(self, kind: str, sentence: Sentence, samples: np.ndarray) -> Future:
         """``kind`` (partial or final) names the request: ``partial-3@12.30`` (sentence 3, from 12.30 s)."""
         prepared = PreparedAudio(f"{kind}-{sentence.number}@{sentence.start / SAMPLE_RATE:.2f}", samples)
-        return asyncio.run_coroutine_threadsafe(self.engine._generate(prepared, self.options), self.engine._loop)
+        return self.engine.submit(prepared, self.options)
 
     def ask_partial(self, sentence: Sentence, samples: np.ndarray) -> None:
         if self.partial_running:

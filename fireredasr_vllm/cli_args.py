@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import sys
+from collections.abc import Mapping
 
 from fireredasr_vllm import DEFAULT_MODEL, MODEL_HELP
 
@@ -33,6 +35,19 @@ CONVERT_COMMAND = "python -m fireredasr_vllm.convert OFFICIAL_DIR OUT_DIR"
 DEFAULT_MAX_MODEL_LEN = 1024  # prompt + output tokens; 30 s of audio is ~390 prompt tokens
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def vllm_flags(arguments: Mapping[str, object]) -> list[str]:
+    """Engine arguments (``AsyncEngineArgs`` keywords) as vLLM's command-line flags: ``--name value``, booleans
+    ``--name`` / ``--no-name``, lists and dicts as JSON; None left out (vLLM's default)."""
+    flags = []
+    for name, value in arguments.items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            flags.append(flag if value else "--no-" + flag[2:])
+        elif value is not None:
+            flags += [flag, json.dumps(value) if isinstance(value, (dict, list)) else str(value)]
+    return flags
 
 
 class CliError(Exception):

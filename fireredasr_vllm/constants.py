@@ -20,7 +20,8 @@ DEFAULT_MAX_SECONDS = 30.0  # the model's clip limit (the official input_length_
 DOWNSAMPLE_RATE = 2  # encoder frames per speech token (the adapter's encoder_downsample_rate)
 DEFAULT_SPEECH_TOKEN = "<|AUDIO|>"  # the placeholder the converter adds; it expands to the adapter frames
 INSTRUCTION = "请转写音频为文字"
-CHAT_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")  # Qwen2's specials, in id order
+END_OF_TEXT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"  # Qwen2's chat specials: pad, bos, eos
+CHAT_TOKENS = (END_OF_TEXT, IM_START, IM_END)  # in id order
 LORA_RANK, LORA_ALPHA = 64, 16  # the official LoraConfig (r, lora_alpha)
 
 

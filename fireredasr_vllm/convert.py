@@ -38,8 +38,8 @@ from fireredasr_vllm.audio import cmvn_from_stats
 from fireredasr_vllm.cli_args import (  # WEIGHT_DTYPES: the files do not depend on the machine, so no auto
     EXIT_OK, WEIGHT_DTYPES, add_dtype_argument, checked_dtype, exit_codes)
 from fireredasr_vllm.constants import (CHAT_TOKENS, DEFAULT_MAX_SECONDS, DEFAULT_SPEECH_TOKEN, DOWNSAMPLE_RATE,
-                                       FRAME_LENGTH_MS, FRAME_SHIFT_MS, INSTRUCTION, LORA_ALPHA, LORA_RANK,
-                                       NUM_MEL_BINS, SAMPLE_RATE)
+                                       END_OF_TEXT, FRAME_LENGTH_MS, FRAME_SHIFT_MS, IM_END, IM_START, INSTRUCTION,
+                                       LORA_ALPHA, LORA_RANK, NUM_MEL_BINS, SAMPLE_RATE)
 
 LORA_SCALE = LORA_ALPHA / LORA_RANK
 OFFICIAL_FILES = ("model.pth.tar", "asr_encoder.pth.tar", "cmvn.ark", LLM_DIR)
@@ -203,9 +203,9 @@ def build_config(llm_dir: Path, encoder_args, llm_args, means, istd, ids: dict, 
         "model_type": "qwen2",
         "vocab_size": vocab,
         "torch_dtype": dtype,
-        "eos_token_id": ids["<|im_end|>"],
-        "bos_token_id": ids["<|im_start|>"],
-        "pad_token_id": ids["<|endoftext|>"],
+        "eos_token_id": ids[IM_END],
+        "bos_token_id": ids[IM_START],
+        "pad_token_id": ids[END_OF_TEXT],
         "audio_encoder_conf": {
             "idim": int(encoder_args.idim), "n_layers_enc": int(encoder_args.n_layers_enc),
             "n_head": int(encoder_args.n_head), "d_model": int(encoder_args.d_model),
@@ -243,8 +243,7 @@ def preprocessor_config(means, istd, max_seconds: float) -> dict:
 def generation_config(ids: dict) -> dict:
     """Greedy by default (the official ``do_sample=False``), stop on ``<|im_end|>``."""
     return {"do_sample": False, "temperature": 0.0, "top_p": 1.0, "repetition_penalty": 1.0,
-            "bos_token_id": ids["<|im_start|>"], "eos_token_id": [ids["<|im_end|>"]],
-            "pad_token_id": ids["<|endoftext|>"]}
+            "bos_token_id": ids[IM_START], "eos_token_id": [ids[IM_END]], "pad_token_id": ids[END_OF_TEXT]}
 
 
 def convert(src: str | Path, out: str | Path, *, dtype: str = "float32", force: bool = False,

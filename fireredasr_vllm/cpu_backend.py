@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from fireredasr_vllm.cli_args import vllm_flags
+
 THREADS_BIND = "VLLM_CPU_OMP_THREADS_BIND"
 KV_CACHE_SPACE = "VLLM_CPU_KVCACHE_SPACE"
 DEFAULT_KV_CACHE_GB = 1
@@ -37,9 +39,5 @@ def cpu_environment(workers: int = 1, kv_cache_gb: int = DEFAULT_KV_CACHE_GB,
 
 def cpu_server_flags(passthrough: list[str]) -> list[str]:
     """``CPU_ENGINE_ARGS`` as api_server flags, leaving out those the user gave either way."""
-    flags = []
-    for name, value in CPU_ENGINE_ARGS.items():
-        on, off = f"--{name.replace('_', '-')}", f"--no-{name.replace('_', '-')}"
-        if not {on, off} & set(passthrough):
-            flags.append(on if value else off)
-    return flags
+    given = {flag.removeprefix("--").removeprefix("no-") for flag in passthrough}
+    return vllm_flags({name: value for name, value in CPU_ENGINE_ARGS.items() if name.replace("_", "-") not in given})

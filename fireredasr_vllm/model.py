@@ -35,7 +35,8 @@ from vllm.multimodal.parse import MultiModalDataParser
 
 from fireredasr_vllm import audio as audio_lib
 from fireredasr_vllm.compat import frontend_processor_mixin, multimodal_items_as_list, multimodal_ints
-from fireredasr_vllm.constants import DEFAULT_MAX_SECONDS, DEFAULT_SPEECH_TOKEN, DOWNSAMPLE_RATE, INSTRUCTION
+from fireredasr_vllm.constants import (DEFAULT_MAX_SECONDS, DEFAULT_SPEECH_TOKEN, DOWNSAMPLE_RATE, IM_END, IM_START,
+                                       INSTRUCTION)
 from fireredasr_vllm.encoder_graphs import EncoderGraphs
 from fireredasr_vllm.features import KaldiFbank
 
@@ -44,7 +45,7 @@ PROFILE_FEATURES, PROFILE_ENCODER = "fireredasr.features", "fireredasr.encoder" 
 
 def build_prompt(speech_token: str = DEFAULT_SPEECH_TOKEN, instruction: str = INSTRUCTION) -> str:
     """The official decode prompt (no system message); the speech token expands to the adapter frames."""
-    return f"<|im_start|>user\n{speech_token}{instruction}<|im_end|>\n<|im_start|>assistant\n"
+    return f"{IM_START}user\n{speech_token}{instruction}{IM_END}\n{IM_START}assistant\n"
 
 
 def model_options(hf_config) -> dict:

@@ -29,7 +29,7 @@ from fireredasr_vllm import LLM_DIR
 from fireredasr_vllm.cli_args import CONVERT_COMMAND as CONVERT
 from fireredasr_vllm.cli_args import EXIT_FAILED, EXIT_OK, add_model_argument, exit_codes
 from fireredasr_vllm.compat import installed_versions, vllm_version
-from fireredasr_vllm.constants import CHAT_TOKENS, NUM_MEL_BINS, ModelSettings
+from fireredasr_vllm.constants import CHAT_TOKENS, END_OF_TEXT, IM_END, NUM_MEL_BINS, ModelSettings
 from fireredasr_vllm.cpu_backend import CPU_ENGINE_ARGS, cpu_environment
 from fireredasr_vllm.quiet import quiet_by_default, show_engine_log
 
@@ -318,19 +318,19 @@ def check_tokenizer_config(model_dir: Path) -> str:
     if missing:
         raise Problem(f"tokenizer lacks {', '.join(missing)} (not a Qwen2 chat tokenizer)", fix)
     if official:
-        return f"Qwen2 chat specials present (<|im_end|> = {vocab['<|im_end|>']})"
+        return f"Qwen2 chat specials present ({IM_END} = {vocab[IM_END]})"
     config = json.loads((model_dir / "config.json").read_text())
-    wanted = {"eos_token_id": "<|im_end|>", "pad_token_id": "<|endoftext|>"}
+    wanted = {"eos_token_id": IM_END, "pad_token_id": END_OF_TEXT}
     wrong = [f"{key} = {config.get(key)} but {tok} = {vocab[tok]}" for key, tok in wanted.items()
              if config.get(key) != vocab[tok]]
     gen_path = model_dir / "generation_config.json"
     if gen_path.exists():
         eos = json.loads(gen_path.read_text()).get("eos_token_id")
-        if vocab["<|im_end|>"] not in (eos if isinstance(eos, list) else [eos]):
-            wrong.append(f"generation_config eos_token_id = {eos} but <|im_end|> = {vocab['<|im_end|>']}")
+        if vocab[IM_END] not in (eos if isinstance(eos, list) else [eos]):
+            wrong.append(f"generation_config eos_token_id = {eos} but {IM_END} = {vocab[IM_END]}")
     if wrong:
         raise Problem("; ".join(wrong) + " (decoding would not stop at the end of the transcript)", fix)
-    return f"eos = <|im_end|> = {vocab['<|im_end|>']}, pad = <|endoftext|> = {vocab['<|endoftext|>']}"
+    return f"eos = {IM_END} = {vocab[IM_END]}, pad = {END_OF_TEXT} = {vocab[END_OF_TEXT]}"
 
 
 def token_check(clip: Path, token_ids, finish_reason: str | None, seconds: float, what: str) -> Check:

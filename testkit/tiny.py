@@ -34,8 +34,8 @@ from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 from eval.bundled import DEMO_DIR, read_sentences
 from fireredasr_vllm import LLM_DIR
 from fireredasr_vllm.audio import fbank
-from fireredasr_vllm.constants import (CHAT_TOKENS, DEFAULT_MAX_SECONDS, DOWNSAMPLE_RATE, INSTRUCTION, LORA_RANK,
-                                       NUM_MEL_BINS)
+from fireredasr_vllm.constants import (CHAT_TOKENS, DEFAULT_MAX_SECONDS, DOWNSAMPLE_RATE, END_OF_TEXT, IM_END,
+                                       INSTRUCTION, LORA_RANK, NUM_MEL_BINS)
 from fireredasr_vllm.resolve import cache_root
 from fireredasr_vllm.verify import conformer_shapes
 
@@ -156,7 +156,7 @@ def train_tokenizer(corpus: list[str], vocab_size: int):
     tok.train_from_iterator(corpus, trainer=trainer)
     tok.add_special_tokens(list(CHAT_TOKENS))  # ids in Qwen2's order: endoftext < im_start < im_end
     return PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=32768,
-                                   eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                   eos_token=IM_END, pad_token=END_OF_TEXT,
                                    additional_special_tokens=list(CHAT_TOKENS),
                                    clean_up_tokenization_spaces=False)
 
@@ -190,7 +190,7 @@ def save_qwen2(spec: TinySpec, llm_dir: Path, gen_seed: int) -> int:
         intermediate_size=spec.intermediate_size, num_hidden_layers=spec.num_hidden_layers,
         num_attention_heads=spec.num_attention_heads, num_key_value_heads=spec.num_key_value_heads,
         max_position_embeddings=32768, rope_theta=1000000.0, rms_norm_eps=1e-6,
-        tie_word_embeddings=False, bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
+        tie_word_embeddings=False, bos_token_id=ids[END_OF_TEXT], eos_token_id=ids[IM_END],
         initializer_range=spec.llm_init_range, torch_dtype="float32",
         architectures=["Qwen2ForCausalLM"],
     )
@@ -202,7 +202,7 @@ def save_qwen2(spec: TinySpec, llm_dir: Path, gen_seed: int) -> int:
             if param.ndim == 1:  # RMSNorm weights and q/k/v biases: make them non-trivial
                 param.add_(0.1 * torch.randn(param.shape, generator=gen))
         head = model.lm_head.weight
-        head[ids["<|im_end|>"]] = spec.eos_scale * head.mean(0)
+        head[ids[IM_END]] = spec.eos_scale * head.mean(0)
     model.save_pretrained(llm_dir, safe_serialization=True)
     return n_tok
 

@@ -44,11 +44,12 @@ from fireredasr.tokenizer.llm_tokenizer import LlmTokenizerWrapper
 from transformers import AutoTokenizer, Qwen2ForCausalLM
 
 from eval.bundled import DEMO_CLIPS, DEMO_DIR, read_sentences
-from fireredasr_engine.official import OfficialModel
+from eval.official import OfficialModel
 from fireredasr_vllm import LLM_DIR
 from fireredasr_vllm.audio import load_audio
 from fireredasr_vllm.cli_args import add_renamed_argument
-from fireredasr_vllm.constants import FRAME_LENGTH_MS, FRAME_SHIFT_MS, INSTRUCTION, NUM_MEL_BINS, SAMPLE_RATE
+from fireredasr_vllm.constants import (END_OF_TEXT, FRAME_LENGTH_MS, FRAME_SHIFT_MS, IM_END, IM_START, INSTRUCTION,
+                                       NUM_MEL_BINS, SAMPLE_RATE)
 from fireredasr_vllm.convert import OFFICIAL_FILES, load_package, sha256
 from fireredasr_vllm.resolve import TRAINED_DIR
 from testkit.synth import synthesize
@@ -243,10 +244,10 @@ def pretrain_llm(llm_dir: Path, sentences: list[str], recipe: Recipe) -> list[fl
     """Full-weight LM training of the tiny Qwen2 on ``<|im_start|>assistant\\n{text}<|im_end|>``."""
     tokenizer = AutoTokenizer.from_pretrained(str(llm_dir))
     model = Qwen2ForCausalLM.from_pretrained(str(llm_dir), dtype=torch.float32)
-    pad_id, eos_id = tokenizer.convert_tokens_to_ids("<|endoftext|>"), tokenizer.convert_tokens_to_ids("<|im_end|>")
+    pad_id, eos_id = tokenizer.convert_tokens_to_ids(END_OF_TEXT), tokenizer.convert_tokens_to_ids(IM_END)
     for config in (model.config, model.generation_config):  # Qwen2's convention, with our tokenizer's ids
         config.bos_token_id, config.pad_token_id, config.eos_token_id = pad_id, pad_id, eos_id
-    rows = [tokenizer.encode(f"<|im_start|>assistant\n{text}<|im_end|>") for text in sentences]
+    rows = [tokenizer.encode(f"{IM_START}assistant\n{text}{IM_END}") for text in sentences]
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lm_lr, weight_decay=0.01)
     rng = random.Random(recipe.seed + 1)
     losses = []

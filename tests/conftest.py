@@ -93,8 +93,8 @@ def clip_samples(demo_clips) -> list[np.ndarray]:
 
 @pytest.fixture(scope="session")
 def official(tiny_official_dir):
-    """The official PyTorch implementation (fireredasr_engine.official) on the tiny model."""
-    from fireredasr_engine.official import OfficialModel
+    """The official PyTorch implementation (eval.official) on the tiny model."""
+    from eval.official import OfficialModel
 
     return OfficialModel.load(tiny_official_dir)
 

@@ -63,7 +63,7 @@ def test_no_speech_gate_gives_silence_no_text_and_leaves_the_rest_as_it_was(name
     ungated, result = batch[0][name], gated[name]
     if name in SILENT:
         assert ungated.ok and ungated.text  # without the gate the model invents a sentence for silence
-        assert result.ok and (result.text, result.segments, result.output_tokens) == ("", [], 0)
+        assert result.ok and (result.text, result.segments, result.output_tokens) == ("", (), 0)
         assert result.finish_reason == NO_SPEECH and result.duration_s == ungated.duration_s
     elif ungated.ok:
         assert result.ok and result.text == ungated.text and result.finish_reason == ungated.finish_reason

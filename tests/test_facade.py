@@ -19,7 +19,7 @@ def near_silence() -> np.ndarray:
 
 def assert_no_speech(transcript, seconds: float) -> None:
     assert transcript.ok, transcript.error
-    assert (transcript.text, transcript.segments, transcript.output_tokens) == ("", [], 0)
+    assert (transcript.text, transcript.segments, transcript.output_tokens) == ("", (), 0)
     assert transcript.finish_reason == NO_SPEECH and transcript.duration_s == pytest.approx(seconds)
 
 

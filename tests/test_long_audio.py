@@ -11,7 +11,7 @@ from eval.records import load_run
 from eval.run import evaluate
 from fireredasr_vllm.audio import SAMPLE_RATE, AudioError
 from fireredasr_engine.long_audio import Piece, SplitOptions, join_texts, split_at_pauses, stitch
-from fireredasr_engine.options import Segment, Transcript
+from fireredasr_engine.options import PreparedAudio, Segment, Transcript
 from fireredasr_engine.subtitles import write_subtitles
 
 GAP_S = 0.6
@@ -57,18 +57,22 @@ def test_stitch_joins_in_order_and_keeps_segments_of_failed_pieces():
         return Transcript(id="x", text=text, token_ids=tokens, output_tokens=len(tokens), prompt_tokens=10,
                           finish_reason="stop", error=error)
 
-    ok = stitch("x", 70.0, [Piece(0, 20, part("你好", [1, 2])), Piece(21, 40, part("world", [3])),
-                            Piece(41, 60, part("again", [4]))])
-    assert (ok.text, ok.token_ids, ok.output_tokens, ok.prompt_tokens) == ("你好world again", [1, 2, 3, 4], 4, 30)
-    assert ok.segments == [Segment(0, 20, "你好"), Segment(21, 40, "world"), Segment(41, 60, "again")]
-    failed = stitch("x", 70.0, [Piece(0, 20, part("你好", [1, 2])), Piece(21, 40, part("", [], "boom"))])
-    assert not failed.ok and "21.0-40.0 s: boom" in failed.error and failed.segments == [Segment(0, 20, "你好")]
+    def stitched(*parts):
+        pieces = [Piece(start, end, PreparedAudio(f"x@{start}", None)) for start, end, _ in parts]
+        return stitch(PreparedAudio("x", np.zeros(70 * SAMPLE_RATE, np.float32)), pieces, [p for *_, p in parts])
+
+    ok = stitched((0, 20, part("你好", [1, 2])), (21, 40, part("world", [3])), (41, 60, part("again", [4])))
+    assert (ok.text, ok.token_ids, ok.output_tokens, ok.prompt_tokens) == ("你好world again", (1, 2, 3, 4), 4, 30)
+    assert ok.segments == (Segment(0, 20, "你好"), Segment(21, 40, "world"), Segment(41, 60, "again"))
+    assert ok.duration_s == 70.0 and ok.finish_reason == "stop"
+    failed = stitched((0, 20, part("你好", [1, 2])), (21, 40, part("", [], "boom")))
+    assert not failed.ok and "21.0-40.0 s: boom" in failed.error and failed.segments == (Segment(0, 20, "你好"),)
     assert join_texts(["", "a", "b", "。c"]) == "a b。c"
 
 
 def test_short_clip_is_one_segment(engine, demo_clips):
     result = engine.transcribe(demo_clips[0])
-    assert result.segments == [Segment(0.0, result.duration_s, result.text)] and result.text
+    assert result.segments == (Segment(0.0, result.duration_s, result.text),) and result.text
 
 
 @pytest.fixture(scope="module")

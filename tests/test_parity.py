@@ -1,6 +1,6 @@
 """Parity: the same random weights through the official PyTorch code and through vLLM.
 
-The official side is ``fireredasr_engine.official.OfficialModel`` (fireredasr 0.0.2, batch 1 unless stated);
+The official side is ``eval.official.OfficialModel`` (fireredasr 0.0.2, batch 1 unless stated);
 the vLLM side is the shared ``tiny_engine`` fixture (this project's model class) and, for the last test,
 vLLM's built-in ``FireRedASR2ForConditionalGeneration`` on the same converted directory.
 Nothing expected is stored: every reference is computed here.
@@ -32,7 +32,7 @@ def official_greedy(official, clip_samples) -> list[list[int]]:
 def engine_tokens(engine, clips, options) -> list[list[int]]:
     results = engine.transcribe_many(clips, options)
     assert all(r.ok for r in results), [r.error for r in results if not r.ok]
-    return [r.token_ids for r in results]
+    return [list(r.token_ids) for r in results]
 
 
 def vllm_greedy_with_logprobs(engine, samples) -> tuple[list[int], np.ndarray]:
@@ -61,7 +61,7 @@ def test_features_bit_exact(official, clip_samples, tiny_converted_dir):
 def test_greedy_tokens_equal_official_on_every_clip(engine, clip_samples, official_greedy):
     results = engine.transcribe_many(clip_samples, DecodingOptions())
     assert all(r.ok for r in results), [r.error for r in results if not r.ok]
-    differing = [i for i, (r, ref) in enumerate(zip(results, official_greedy)) if r.token_ids != ref]
+    differing = [i for i, (r, ref) in enumerate(zip(results, official_greedy)) if list(r.token_ids) != ref]
     assert not differing, f"clips {differing} differ from the official greedy output"
     limits = [audio.num_speech_tokens(len(s)) for s in clip_samples]
     stopped = [len(ref) < limit for ref, limit in zip(official_greedy, limits)]
@@ -110,7 +110,7 @@ def test_beam3_with_repetition_penalty_equals_official(engine, official, clip_sa
 def test_batch_equals_one_by_one(engine, clip_samples, official, official_greedy):
     chosen = np.argsort([len(c) for c in clip_samples])[::5]  # different lengths
     subset = [clip_samples[i] for i in chosen]
-    one_by_one = [engine.transcribe(samples).token_ids for samples in subset]
+    one_by_one = [list(engine.transcribe(samples).token_ids) for samples in subset]
     assert all(one_by_one)
     assert engine_tokens(engine, subset, DecodingOptions()) == one_by_one
     # the official padded batch does not reproduce its own batch-1 output (fireredasr 0.0.2 bug),

@@ -104,7 +104,7 @@ def test_client_gives_the_engines_records(asr_servers, engine, demo_clips):
         assert remote.text == local.text.rstrip("\ufffd") and remote.finish_reason == local.finish_reason == "stop"
         assert (remote.output_tokens, remote.prompt_tokens, remote.duration_s) == (
             local.output_tokens, local.prompt_tokens, local.duration_s)
-        assert 0 < remote.ttft_s <= remote.latency_s and remote.token_ids == [] and remote.queue_s is None
+        assert 0 < remote.ttft_s <= remote.latency_s and remote.token_ids == () and remote.queue_s is None
         assert [s.text for s in remote.segments] == [remote.text]
         sampled = client.transcribe(demo_clips[1], parse_decoding("t0.7"))  # seeded: repeatable
         assert sampled.ok and sampled.text == client.transcribe(demo_clips[1], parse_decoding("t0.7")).text

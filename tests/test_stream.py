@@ -100,7 +100,7 @@ class Counting:
     def __getattr__(self, name):
         return getattr(self.engine, name)
 
-    async def _generate(self, prepared, options):
+    def submit(self, prepared, options):
         partial = prepared.id.startswith("partial")
         with self.lock:
             if partial:
@@ -109,12 +109,14 @@ class Counting:
                 self.most_partials_running = max(self.most_partials_running, self.partials_running)
             else:
                 self.finals.append(prepared.id)
-        try:
-            return await self.engine._generate(prepared, options)
-        finally:
-            if partial:
-                with self.lock:
-                    self.partials_running -= 1
+        future = self.engine.submit(prepared, options)
+        if partial:
+            future.add_done_callback(lambda _: self.finished_partial())
+        return future
+
+    def finished_partial(self):
+        with self.lock:
+            self.partials_running -= 1
 
 
 def test_partials_never_queue_and_finals_are_never_lost(engine, recording):

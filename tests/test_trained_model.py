@@ -56,7 +56,7 @@ def test_vllm_transcribes_bundled_set(engine, demo_clips, references):
 
 
 def test_official_pytorch_transcribes_bundled_set(demo_clips, clip_samples, references):
-    from fireredasr_engine.official import OfficialModel
+    from eval.official import OfficialModel
 
     official = OfficialModel.load(TRAINED_DIR)
     assert not official.load_result.unexpected_keys

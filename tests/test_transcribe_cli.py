@@ -94,7 +94,7 @@ def test_jsonl_has_tokens_and_timings(engine, clips, reference, tmp_path):
     assert sorted(r["id"] for r in records) == sorted(reference)
     for record in records:
         expected = reference[record["id"]]
-        assert record["text"] == expected.text and record["token_ids"] == expected.token_ids
+        assert record["text"] == expected.text and record["token_ids"] == list(expected.token_ids)
         assert record["duration_s"] == pytest.approx(expected.duration_s)
         assert 0 < record["ttft_s"] <= record["latency_s"]
         assert record["output_tokens"] >= len(record["token_ids"]) > 0

@@ -1,19 +1,102 @@
-"""The Benchmark tab in a real headless Chromium on the shared app and engine (tests/conftest.py): a 2x2
-sweep on the bundled set draws its figures and leaves a sweep folder that the Runs tab and eval.report list;
+"""The Benchmark tab. Its sweep protocol (``SweepRun``: start, a message per pass, stop, the result) on its own,
+without a browser; then the page in a real headless Chromium on the shared app and engine (tests/conftest.py): a
+2x2 sweep on the bundled set draws its figures and leaves a sweep folder that the Runs tab and eval.report list;
 Stop keeps the finished points; engine settings become a command line, never a restart."""
 
 import json
 import shutil
+import threading
 import time
 
 import pandas as pd
+import pytest
 from playwright.sync_api import expect
 
 from eval import report
+from eval.sweep import SweepConfig, run_sweep
 from testkit.pages import reveal, select
-from workbench.ui_benchmark import DECODING_CHOICES, FIGURES
+from workbench.ui_benchmark import DECODING_CHOICES, FIGURES, SweepRun, SweepRunFailed
 
 LIMIT = 3  # clips per pass: enough for 2 in flight, small for CI
+
+
+class ScriptedSweep:
+    """A sweep of ``points`` x ``repeats`` passes that only reports them, as ``run_sweep`` does: ``on_pass`` after
+    each, the stop looked at after each pass; ``measured`` counts the passes begun (the page must hold it back)."""
+
+    def __init__(self, points: int, repeats: int, stop: threading.Event, fail_after: int | None = None):
+        self.points, self.repeats, self.stop, self.fail_after = points, repeats, stop, fail_after
+        self.measured = 0
+        self.ended = threading.Event()
+
+    def __call__(self, on_pass) -> int:
+        try:
+            total = self.points * self.repeats
+            for done in range(1, total + 1):
+                if done == self.fail_after:
+                    raise ValueError("demo: no such test set")
+                self.measured += 1
+                on_pass(done, total, list(range(done // self.repeats)), f"greedy x{done}")
+                if self.stop.is_set():
+                    return done // self.repeats
+            return self.points
+        finally:
+            self.ended.set()
+
+
+def test_sweep_run_hands_over_every_pass_and_holds_the_sweep_until_it_is_shown():
+    stop = threading.Event()
+    sweep = ScriptedSweep(points=3, repeats=2, stop=stop)
+    run = SweepRun(sweep, stop)
+    run.start()
+    seen = []
+    for update in run.passes(repeats=2):
+        assert sweep.measured == update.done  # the next pass waits for the page
+        seen.append((update.done, update.total, len(update.finished), update.label))
+    assert seen == [(done, 6, done // 2, f"greedy x{done}") for done in range(1, 7)]
+    assert (run.points, run.kept, run.stopped) == (3, 3, False)
+
+
+def test_sweep_run_stop_keeps_the_finished_points():
+    stop = threading.Event()
+    run = SweepRun(ScriptedSweep(points=3, repeats=2, stop=stop), stop)
+    run.start()
+    for update in run.passes(repeats=2):
+        if update.done == 3:
+            stop.set()  # Stop clicked while pass 3 is shown: the sweep ends after it, keeping point 1
+    assert (run.points, run.kept, run.stopped) == (3, 1, True)
+
+
+def test_sweep_run_failure_is_one_sentence_and_a_page_that_leaves_stops_the_sweep():
+    stop = threading.Event()
+    run = SweepRun(ScriptedSweep(points=2, repeats=1, stop=stop, fail_after=2), stop)
+    run.start()
+    with pytest.raises(SweepRunFailed, match="^demo: no such test set$"):
+        for _ in run.passes(repeats=1):
+            pass
+    assert stop.is_set()
+
+    stop = threading.Event()
+    sweep = ScriptedSweep(points=5, repeats=1, stop=stop)
+    run = SweepRun(sweep, stop)
+    run.start()
+    passes = run.passes(repeats=1)
+    assert next(passes).done == 1
+    passes.close()  # the page went away while pass 1 was shown
+    assert sweep.ended.wait(10) and stop.is_set() and sweep.measured == 1
+
+
+def test_sweep_run_of_a_real_sweep_on_the_engine(engine, tmp_path):
+    stop = threading.Event()
+    config = SweepConfig(test_set="demo", model=engine.model_spec, limit=2, grid={"decoding": ["greedy"]},
+                         concurrency=[1, 2], repeats=1, modes=["online"], output_dir=str(tmp_path / "sweep"))
+    run = SweepRun(lambda on_pass: len(run_sweep(config, engine=engine, progress=False, new_engines=False,
+                                                 stop=stop, on_pass=on_pass)), stop)
+    run.start()
+    updates = list(run.passes(config.repeats))
+    assert [(u.done, u.total, len(u.finished)) for u in updates] == [(1, 2, 1), (2, 2, 2)]
+    assert (run.kept, run.stopped) == (2, False)
+    assert len(pd.read_parquet(tmp_path / "sweep" / "sweep.parquet")) == 2
 
 
 def open_tab(page) -> None:

@@ -197,7 +197,7 @@ def build_transcribe_tab(engine, *, max_upload_mb: float, export_dir: Path, conc
                 result = Transcript(id=path.name, error=f"{path.name}: transcription failed unexpectedly "
                                                         "(the server log has the details); try again")
             if not result.ok and not result.duration_s:
-                result.duration_s = await asyncio.to_thread(file_duration, path)
+                result = replace(result, duration_s=await asyncio.to_thread(file_duration, path))
             return result
 
         tasks = [asyncio.ensure_future(one(path)) for path in items]

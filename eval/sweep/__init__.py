@@ -16,7 +16,7 @@ timed ``--repeats`` times (speed figures: the median pass; ``spread``: (max - mi
 times, warned about above 20 %); the configurations of each engine run in a seeded random order
 (``--order-seed``, recorded in sweep.json) so that slow drift of the machine does not favour one of them.
 Baselines add rows: ``builtin`` = vLLM's own FireRedASR2 model class on the same converted weights,
-``official`` = the official PyTorch code (fireredasr_engine/official.py) at batch 1 and its static batches.
+``official`` = the official PyTorch code (eval/official.py) at batch 1 and its static batches.
 
 Engine flags (``--max-num-seqs 8``, ``--dtype``, ``-dp 2``, ...) are one-value grid entries; ``--grid`` wins.
 Writes a sweep folder (eval/sweep/store.py): sweep.parquet/csv (one row per configuration, the results schema of

@@ -17,6 +17,7 @@ import psutil
 from eval.bench import official_dir_for
 from eval.errors import UserError
 from eval.normalize import NormalizerOptions
+from eval.official import OfficialModel
 from eval.records import SPEED_FIELDS
 from eval.scoring import SCORE_COLUMNS, Tally, score_columns
 from eval.sweep.config import Job
@@ -24,7 +25,6 @@ from fireredasr_vllm.audio import SAMPLE_RATE
 from fireredasr_vllm.resolve import resolve_dtype, resolve_model
 from fireredasr_engine.cli import start_engine
 from fireredasr_engine.facade import run_in_thread
-from fireredasr_engine.official import OfficialModel
 from fireredasr_engine.options import DecodingOptions, EngineOptions, Transcript
 
 
