@@ -13,6 +13,7 @@ import pytest
 import soundfile as sf
 import srt
 import webvtt
+from playwright.sync_api import expect
 
 from eval.bundled import DEMO_CLIPS, DEMO_DIR, LONG_RECORDING_PAUSE_S, long_recording, read_sentences
 from fireredasr_engine.stream import LIVE
@@ -107,6 +108,23 @@ def test_two_live_sessions_each_get_their_own_sentences(launch_chromium, open_ap
         assert jiwer.cer(other, "".join(texts)) > 0.5, (name, texts)  # none of the other session's speech
         assert re.search(rf"stopped · \d+ s heard · {len(sentences)} sentences", status)
         assert page.locator("#live-recorder .live-error").count() == 0  # no post failed
+
+
+def test_the_page_says_why_it_cannot_record(browser, open_app):
+    """No microphone (the shared Chromium has neither a fake one nor the permission), and a browser that offers
+    none at all (as on plain http from another address): one sentence each, and the session ends empty."""
+    pages = [open_app(browser) for _ in range(2)]
+    pages[1].evaluate("Object.defineProperty(navigator, 'mediaDevices', {value: undefined})")
+    for page in pages:
+        reveal(page, page.get_by_role("tab", name="Live"), "#live-record")
+        page.locator("#live-record").click()
+    for page, expected in zip(pages, (["press Record again"], ["https or from localhost", "--share", "ssh -L"])):
+        problem = page.locator("#live-recorder .live-error")
+        problem.wait_for()
+        assert problem.count() == 1 and all(words in problem.inner_text() for words in expected), problem.inner_text()
+        expect(page.locator("#live-transcript .live-status")).to_have_text("stopped · 0 s heard · 0 sentences")
+        expect(page.locator("#live-record")).to_be_enabled()
+        page.close()
 
 
 def pcm(seconds: float, rate: int) -> bytes:
