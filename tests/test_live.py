@@ -21,7 +21,7 @@ from eval.bundled import DEMO_CLIPS, DEMO_DIR, LONG_RECORDING_PAUSE_S, long_reco
 from fireredasr_engine.stream import LIVE, SentenceStream
 from fireredasr_vllm.audio import SAMPLE_RATE
 from testkit.pages import reveal
-from workbench.ui_live import MAX_POST_S, SESSIONS, LiveSession
+from workbench.ui_live import MAX_POST_S, SESSIONS, TIME_LIMIT_S, LiveSession
 
 OTHER_CLIPS = slice(10, 14)  # the second page's recording: 4 sentences the long recording does not say
 AFTER_PLAYBACK_S = 1.0  # Stop is pressed this long after the recording has played
@@ -122,7 +122,8 @@ def test_two_live_sessions_each_get_their_own_sentences(launch_chromium, open_ap
 
 def test_the_page_says_why_it_cannot_record(browser, open_app):
     """No microphone (the shared Chromium has neither a fake one nor the permission), and a browser that offers
-    none at all (as on plain http from another address): one sentence each, and the session ends empty."""
+    none at all (as on plain http from another address): one sentence each, and the session ends empty, with no
+    files to download."""
     pages = [open_app(browser) for _ in range(2)]
     pages[1].evaluate("Object.defineProperty(navigator, 'mediaDevices', {value: undefined})")
     for page in pages:
@@ -134,6 +135,7 @@ def test_the_page_says_why_it_cannot_record(browser, open_app):
         assert problem.count() == 1 and all(words in problem.inner_text() for words in expected), problem.inner_text()
         expect(page.locator("#live-transcript .live-status")).to_have_text("stopped · 0 s heard · 0 sentences")
         expect(page.locator("#live-record")).to_be_enabled()
+        assert page.locator("#live-downloads a").count() == 0  # nothing to download
         page.close()
 
 
@@ -144,8 +146,9 @@ def pcm(seconds: float, rate: int) -> bytes:
 
 def test_the_audio_route_takes_posts_in_order_and_refuses_the_rest(server, engine):
     """``POST /live/{token}/audio``: a session's samples go to its stream; an unknown or stopped token is 404, a
-    body that is not 16-bit PCM or is over ``MAX_POST_S``, or a missing rate, is 400, each with a sentence; a
-    repeated post is not heard twice, and a gap in the sequence numbers is said on the page."""
+    body that is not 16-bit PCM or is over ``MAX_POST_S``, or a missing rate, is 400, a session past its time
+    limit 409, each with a sentence; a repeated post is not heard twice, and a gap in the sequence numbers is
+    said on the page."""
     session = LiveSession(engine, LIVE)
     url = f"{server.rstrip('/')}/live/{session.token}/audio"
     with httpx.Client(timeout=30) as client:
@@ -161,10 +164,14 @@ def test_the_audio_route_takes_posts_in_order_and_refuses_the_rest(server, engin
         assert [status for status, _ in refused] == [400] * 5, refused
         assert all(answer["detail"].endswith(".") and "Traceback" not in answer["detail"] for _, answer in refused)
         assert "at most 5 s of audio" in refused[0][1]["detail"] and "2-byte samples" in refused[1][1]["detail"]
+        session.posted_s = TIME_LIMIT_S  # an hour recorded
+        over = post(pcm(0.25, 16000), seq=4, rate=16000)
+        session.posted_s = 0.5
         session.finish()
         stopped = post(pcm(0.25, 16000), seq=4, rate=16000)
         unknown = client.post(url.replace(session.token, "not-a-session"), params={"seq": 0, "rate": 16000},
                               content=pcm(0.25, 16000))
+    assert over[0] == 409 and "60-minute limit" in over[1]["detail"], over
     assert stopped[0] == unknown.status_code == 404 and "press Record" in unknown.json()["detail"]
     assert session.ended.wait(30) and session.token not in SESSIONS
     assert session.posted_s == pytest.approx(0.5)  # the repeat not counted, the refused posts neither

@@ -238,12 +238,12 @@ def build_live_tab(engine, *, export_dir: Path) -> None:
 
     async def finish(session):
         """Stop (the page has posted all it recorded): the open sentence becomes the last final; then the
-        session's files."""
+        session's files, if it has a sentence."""
         if session is None:
             return gr.skip(), gr.skip(), *buttons(False)
         session.finish()
         await asyncio.to_thread(session.ended.wait, FINISH_TIMEOUT_S)
-        return session.html(), write_session(session, export_dir), *buttons(False)
+        return session.html(), write_session(session, export_dir) if session.finals else None, *buttons(False)
 
     record.click(start, [state, *controls.inputs], [state, token, transcript, downloads, *recording], queue=False,
                  js="(...values) => { window.fireredasrLive.open(); return values; }").then(
