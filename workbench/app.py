@@ -19,12 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
-from starlette.middleware import Middleware
 
 from workbench.ui_about import build_about_tab
 from workbench.ui_benchmark import build_benchmark_tab
 from workbench.ui_evaluate import build_evaluate_tab
-from workbench.ui_live import MicrophoneTap, build_live_tab
+from workbench.ui_live import LIVE_ROUTES, build_live_tab
 from workbench.ui_runs import build_runs_tab
 from workbench.ui_transcribe import MB, build_transcribe_tab
 
@@ -93,7 +92,7 @@ def build_app(engine, options: AppOptions = AppOptions()) -> gr.Blocks:
             build_transcribe_tab(engine, max_upload_mb=options.max_upload_mb, export_dir=export_dir,
                                  concurrency=options.concurrency)
         with gr.Tab("Live", id="live"):
-            build_live_tab(engine, export_dir=export_dir, concurrency=options.concurrency)
+            build_live_tab(engine, export_dir=export_dir)
         with gr.Tab("Evaluate", id="evaluate"):
             build_evaluate_tab(engine, results_dir=options.results_dir, data_dirs=options.data_dirs)
         with gr.Tab("Benchmark", id="benchmark"):
@@ -108,8 +107,8 @@ def build_app(engine, options: AppOptions = AppOptions()) -> gr.Blocks:
 
 def launch(app: gr.Blocks, options: AppOptions = AppOptions(), **kwargs):
     """``app.launch`` with the upload limit and the login applied, the results folder servable (plots) and
-    the Live tab's microphone chunks tapped; ``kwargs`` go to Gradio (server_port, ...)."""
+    the Live tab's audio route added; ``kwargs`` go to Gradio (server_port, ...)."""
     options.results_dir.mkdir(parents=True, exist_ok=True)
     return app.launch(max_file_size=int(options.max_upload_mb * MB), auth=list(options.auth) or None,
                       allowed_paths=[str(options.results_dir.resolve())],
-                      app_kwargs={"middleware": [Middleware(MicrophoneTap)]}, **kwargs)
+                      app_kwargs={"routes": LIVE_ROUTES}, **kwargs)

@@ -1,38 +1,45 @@
 """Live tab: speak into the microphone and watch the sentences come (fireredasr_engine.stream).
 
-The browser sends the microphone in chunks (Gradio's streaming audio); each browser session has its own
-``LiveSession`` (in a ``gr.State``) over the one shared engine. The chunks reach it through ``MicrophoneTap``,
-an ASGI middleware that ``workbench.app.launch`` installs: Gradio itself drops the chunks that come while the
-page's handler runs. Committed sentences are shown with their times, the open one greyed; at Stop the open
-sentence is finished and the session can be downloaded as SRT, VTT and TXT.
+The page records the microphone itself (``live_recorder.js``: an AudioWorklet collects the samples, and every
+``POST_EVERY_S`` the page posts them, in order and one post at a time, to ``AUDIO_ROUTE``): a page starved of
+CPU posts late, never less. Record gives each browser session a new ``LiveSession`` (in a ``gr.State``) over the
+one shared engine, listed in ``SESSIONS`` under an unguessable token that only the page that pressed Record gets
+(so a login, when set, guards the route too). Committed sentences are shown with their times, the open one
+greyed; at Stop the page sends what it still holds, the open sentence is finished, and the session can be
+downloaded as SRT, VTT and TXT.
 """
 
 from __future__ import annotations
 
 import asyncio
 import html
-import json
 import queue
-import re
+import secrets
 import threading
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import gradio as gr
-import soundfile as sf
-from gradio.utils import get_upload_folder, is_in_or_equal
+import numpy as np
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from fireredasr_engine.options import Segment
 from fireredasr_engine.stream import LIVE, Final, Partial, SentenceStream, StreamOptions
 from fireredasr_engine.subtitles import write_subtitles
 from fireredasr_vllm.audio import SAMPLE_RATE, AudioError
-from workbench.ui_decoding import ControlError, decoding_controls, decoding_from_controls
+from workbench.ui_decoding import decoding_controls, decoding_from_controls
 from workbench.ui_transcribe import TOAST_SECONDS, prune
 
-STREAM_EVERY_S = 0.25  # how often the browser sends what the microphone heard
+POST_EVERY_S = 0.25  # how often the page posts what the microphone recorded (and refreshes the transcript)
+MAX_POST_S = 5.0  # the most audio one post may carry (a page that fell behind sends its backlog in such posts)
+RATES = (8000, 192_000)  # the sample rates a post may declare (the browser's audio context's rate)
 TIME_LIMIT_S = 3600  # longest live session; Record again for another
 FINISH_TIMEOUT_S = 120.0  # how long Stop waits for the last sentences' decodes
+AUDIO_ROUTE = "/live/{token}/audio"  # POST ?seq=N&rate=R, body: 16-bit little-endian mono PCM
+RECORDER_JS = (Path(__file__).parent / "live_recorder.js").read_text(encoding="utf-8")
 PLACEHOLDER = "Press Record and speak: each sentence appears when you pause, the one you are saying in grey."
 CSS = """
 .live-time { color: var(--body-text-color-subdued); font-family: var(--font-mono); margin-right: .6em; }
@@ -40,10 +47,7 @@ CSS = """
 .live-error { color: var(--error-text-color); }
 """
 TRANSCRIPT_MAX_HEIGHT = 480  # px; scrolls, following the newest sentence
-# The posts that carry a chunk: the one that starts the stream (the first chunk), then one a chunk
-CHUNK_POST = re.compile(r"/gradio_api/(queue/join|stream/[^/]+)$")
-# The sessions listening now, by (Gradio session hash, the microphone stream's fn_index): where chunks go
-SESSIONS: dict[tuple[str, int], LiveSession] = {}
+SESSIONS: dict[str, LiveSession] = {}  # the sessions recording now, by token
 
 
 def clock(seconds: float) -> str:
@@ -54,20 +58,23 @@ def clock(seconds: float) -> str:
 class LiveSession:
     """One browser session's stream: the sentences committed so far and the open one.
 
-    Listed in ``SESSIONS`` under ``key`` until it stops: ``MicrophoneTap`` posts each chunk's file to its
-    ``inbox``, and a thread of the session's own reads and feeds the chunks in order."""
+    Listed in ``SESSIONS`` under ``token`` until it stops: ``receive_audio`` puts each post's samples in its
+    ``inbox``, and a thread of the session's own feeds them to the stream in order."""
 
-    def __init__(self, engine, options, key: tuple[str, int]):
+    def __init__(self, engine, options):
         self.finals: list[Segment] = []
         self.partial: Partial | None = None
         self.error: str | None = None
+        self.missing: list[str] = []  # the posts that never came, e.g. "3-4"
         self.ended = threading.Event()
         self.stream = SentenceStream(engine, options, StreamOptions(), self.on_event)
-        self.inbox: queue.Queue[str | None] = queue.Queue()  # chunk files; None: the end
+        self.inbox: queue.Queue[tuple[np.ndarray, int] | None] = queue.Queue()  # (samples, rate); None: the end
+        self.next_post = 0  # the sequence number the next post should carry
+        self.posted_s = 0.0  # seconds of audio the page has posted
         self.stopped = False
         self.shown = ""  # the transcript as the page last got it
-        self.key = key
-        SESSIONS[key] = self
+        self.token = secrets.token_urlsafe(24)
+        SESSIONS[self.token] = self
         threading.Thread(target=self.listen, name="fireredasr-live-session", daemon=True).start()
 
     def on_event(self, event) -> None:
@@ -80,12 +87,27 @@ class LiveSession:
             self.error = str(event) if event is not None else None
             self.ended.set()
 
+    def hear(self, seq: int, samples: np.ndarray, rate: int) -> dict:
+        """One post of the page: its samples to the stream, unless it repeats one already heard (a retry whose
+        answer was lost). A gap in the numbers is noted on the page. The answer's JSON says which."""
+        if seq < self.next_post:
+            return {"seq": seq, "repeat": True}
+        answer = {"seq": seq}
+        if seq > self.next_post:
+            gap = f"{self.next_post}-{seq - 1}" if seq - 1 > self.next_post else str(self.next_post)
+            self.missing.append(gap)
+            answer["missing"] = gap
+        self.next_post = seq + 1
+        self.posted_s += len(samples) / rate
+        self.inbox.put((samples, rate))
+        return answer
+
     def listen(self) -> None:
-        while (path := self.inbox.get()) is not None:
+        while (post := self.inbox.get()) is not None:
             try:
-                self.stream.feed(*sf.read(path, dtype="float32"))
-            except (AudioError, sf.LibsndfileError) as error:  # not audio: said on the page, the session goes on
-                self.error = f"a microphone chunk could not be read ({error})"
+                self.stream.feed(*post)
+            except AudioError as error:  # not audio: said on the page, the session goes on
+                self.error = f"a microphone post could not be read ({error})"
         self.stream.finish()
 
     def html(self) -> str:
@@ -94,68 +116,67 @@ class LiveSession:
         if self.partial is not None:
             lines.append(f'<p class="live-partial"><span class="live-time">{clock(self.partial.start_s)}–</span>'
                          f"{html.escape(self.partial.text)}</p>")
+        if self.missing:
+            lines.append(f'<p class="live-error">the page\'s posts {", ".join(self.missing)} never came: that '
+                         "audio is missing from the transcript</p>")
         if self.error:
             lines.append(f'<p class="live-error">{html.escape(self.error)}</p>')
         status = "stopped" if self.stopped else "listening"
-        heard = int(self.stream.received / SAMPLE_RATE)  # whole seconds: most chunks change nothing shown
+        heard = int(self.stream.received / SAMPLE_RATE)  # whole seconds: most posts change nothing shown
         return (f'<p class="live-status">{status} · {heard} s heard · {len(self.finals)} sentences</p>'
                 + "".join(lines))
 
     def finish(self) -> None:
-        """Stop listening once the chunks already posted are fed; ``ended`` is set after the last final."""
+        """Stop listening once the posts already received are fed; ``ended`` is set after the last final."""
         self.stopped = True
-        self.unlist()
+        SESSIONS.pop(self.token, None)
         self.inbox.put(None)
 
     def close(self) -> None:
         self.stopped = True
-        self.unlist()
+        SESSIONS.pop(self.token, None)
         self.stream.stop()
         self.inbox.put(None)
         self.ended.set()
 
-    def unlist(self) -> None:
-        if SESSIONS.get(self.key) is self:  # not a newer recording's session of the same browser session
-            del SESSIONS[self.key]
+
+def refusal(status: int, sentence: str) -> JSONResponse:
+    return JSONResponse({"detail": sentence}, status_code=status)
 
 
-class MicrophoneTap:
-    """ASGI middleware: every microphone chunk the page posts reaches its browser session's ``LiveSession``.
-
-    Gradio 6.31's ``POST /gradio_api/stream/{event_id}`` overwrites the chunk waiting for the ``.stream``
-    handler, so the chunks posted (every 0.1 s) while the handler runs were lost: on a loaded machine the page
-    heard 12 s of a 57 s recording. This reads each chunk post before Gradio does, in arrival order (the first
-    chunk comes with the ``queue/join`` that starts the stream), puts the chunk's uploaded file in its session's
-    inbox, and passes the request on unchanged."""
-
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] != "POST" or not CHUNK_POST.search(scope["path"]):
-            return await self.app(scope, receive, send)
-        messages = [await receive()]
-        while messages[-1]["type"] == "http.request" and messages[-1].get("more_body"):
-            messages.append(await receive())
-        deliver_chunk(b"".join(message.get("body", b"") for message in messages))
-
-        async def replay():
-            return messages.pop(0) if messages else await receive()
-
-        await self.app(scope, replay, send)
-
-
-def deliver_chunk(body: bytes) -> None:
-    """A chunk post's file to its session's inbox; any other post (another event, a stopped session, a file
-    that was not uploaded to Gradio, a malformed body: Gradio answers it) is left alone."""
+async def receive_audio(request: Request) -> JSONResponse:
+    """``POST /live/{token}/audio?seq=N&rate=R``: the page's next samples (16-bit little-endian mono PCM) for
+    the session holding ``token``. Refuses with one sentence: an unknown or stopped session (404), a post that
+    is not such audio or is longer than ``MAX_POST_S`` (400), a session past ``TIME_LIMIT_S`` (409)."""
+    session = SESSIONS.get(request.path_params["token"])
+    if session is None:
+        return refusal(404, "This live session is not recording (it was stopped, or the page was reloaded): "
+                            "press Record to start another.")
     try:
-        post = json.loads(body)
-        session = SESSIONS.get((post["session_hash"], post["fn_index"]))
-        path = post["data"][0]["path"]
-    except (ValueError, TypeError, KeyError, IndexError):
-        return
-    if session is not None and isinstance(path, str) and is_in_or_equal(path, get_upload_folder()):
-        session.inbox.put(path)
+        seq, rate = int(request.query_params["seq"]), int(request.query_params["rate"])
+    except (KeyError, ValueError):
+        return refusal(400, "A post names its place and sample rate as whole numbers: ?seq=N&rate=R.")
+    if seq < 0 or not RATES[0] <= rate <= RATES[1]:
+        return refusal(400, f"A post needs seq >= 0 and a rate of {RATES[0]}-{RATES[1]} Hz (got seq={seq}, "
+                            f"rate={rate}).")
+    limit = 2 * int(MAX_POST_S * rate)
+    body = bytearray()
+    async for part in request.stream():
+        body += part
+        if len(body) > limit:
+            return refusal(400, f"A post carries at most {MAX_POST_S:g} s of audio ({limit} bytes at {rate} Hz): "
+                                "send longer audio in several posts.")
+    if not body or len(body) % 2:
+        return refusal(400, "A post's body is 16-bit little-endian mono PCM: a whole, non-zero number of "
+                            f"2-byte samples (got {len(body)} bytes).")
+    if session.posted_s >= TIME_LIMIT_S:
+        return refusal(409, f"This live session reached its {TIME_LIMIT_S // 60}-minute limit: press Stop, "
+                            "then Record for another.")
+    samples = np.frombuffer(bytes(body), "<i2").astype(np.float32) / 32768
+    return JSONResponse(session.hear(seq, samples, rate))
+
+
+LIVE_ROUTES = [Route(AUDIO_ROUTE, receive_audio, methods=["POST"])]
 
 
 def write_session(session: LiveSession, export_dir: Path) -> list[str]:
@@ -176,18 +197,26 @@ def close_session(session: LiveSession | None) -> None:
         session.close()
 
 
-def build_live_tab(engine, *, export_dir: Path, concurrency: int) -> None:
-    """Render the tab's components inside the current ``gr.Tab``; up to ``concurrency`` sessions stream at once."""
-    microphone = gr.Audio(sources=["microphone"], streaming=True, type="filepath", label="microphone",
-                          elem_id="live-microphone")
+def build_live_tab(engine, *, export_dir: Path) -> None:
+    """Render the tab's components inside the current ``gr.Tab``; the page posts its audio to ``LIVE_ROUTES``."""
+    with gr.Row():
+        record = gr.Button("Record", variant="primary", elem_id="live-record")
+        stop = gr.Button("Stop", interactive=False, elem_id="live-stop")
+    gr.HTML("", js_on_load=RECORDER_JS, css_template=CSS, elem_id="live-recorder")  # its problems
     controls = decoding_controls("live")
     transcript = gr.HTML(f'<p class="live-status">{PLACEHOLDER}</p>', css_template=CSS, autoscroll=True,
                          max_height=TRANSCRIPT_MAX_HEIGHT, elem_id="live-transcript")
     downloads = gr.File(label="download the session (SRT, VTT, TXT; after Stop)", file_count="multiple",
                         interactive=False, elem_id="live-downloads")
     state = gr.State(None, delete_callback=close_session)
+    token = gr.Textbox(visible=False)  # the session's, for the page's recorder
+    refresh = gr.Timer(POST_EVERY_S, active=False)  # ticks while a session records
+    recording = [refresh, record, stop]
 
-    def start(request: gr.Request, session, *values):
+    def buttons(on: bool) -> list:
+        return [gr.Timer(active=on), gr.Button(interactive=not on), gr.Button(interactive=on)]
+
+    def start(session, *values):
         """Record: a new session with the decoding controls' values (the no-speech gate on)."""
         close_session(session)
         try:
@@ -195,26 +224,30 @@ def build_live_tab(engine, *, export_dir: Path, concurrency: int) -> None:
             engine.check_supported(options)  # e.g. a hotword the model cannot spell
         except ValueError as error:  # a ControlError too
             gr.Warning(str(error), duration=TOAST_SECONDS)
-            return None, f'<p class="live-error">{html.escape(str(error))}</p>', None
-        session = LiveSession(engine, options, key=(request.session_hash, streaming["id"]))
-        return session, session.html(), None
+            return None, "", f'<p class="live-error">{html.escape(str(error))}</p>', None, *buttons(False)
+        session = LiveSession(engine, options)
+        session.shown = session.html()
+        return session, session.token, session.shown, None, *buttons(True)
 
-    async def hear(chunk: str | None, session):
-        """The page's turn after a chunk: show what changed (``MicrophoneTap`` has given the session the chunk)."""
-        if session is None or session.stopped:
+    def show(session):
+        """A tick while recording: the transcript, when it changed."""
+        if session is None:
             return gr.skip()
         shown, session.shown = session.shown, session.html()
-        return gr.skip() if session.shown == shown else session.shown  # less to send: the loop turns faster
+        return gr.skip() if session.shown == shown else session.shown
 
-    async def stop(session):
-        """Stop: the open sentence becomes the last final; then the session's files."""
+    async def finish(session):
+        """Stop (the page has posted all it recorded): the open sentence becomes the last final; then the
+        session's files, if it has a sentence."""
         if session is None:
-            return gr.skip(), gr.skip()
+            return gr.skip(), gr.skip(), *buttons(False)
         session.finish()
         await asyncio.to_thread(session.ended.wait, FINISH_TIMEOUT_S)
-        return session.html(), write_session(session, export_dir)
+        return session.html(), write_session(session, export_dir) if session.finals else None, *buttons(False)
 
-    microphone.start_recording(start, [state, *controls.inputs], [state, transcript, downloads], queue=False)
-    streaming = microphone.stream(hear, [microphone, state], [transcript], stream_every=STREAM_EVERY_S,
-                      time_limit=TIME_LIMIT_S, concurrency_limit=concurrency, show_progress="hidden")
-    microphone.stop_recording(stop, [state], [transcript, downloads], concurrency_limit=None)
+    record.click(start, [state, *controls.inputs], [state, token, transcript, downloads, *recording], queue=False,
+                 js="(...values) => { window.fireredasrLive.open(); return values; }").then(
+        None, [token], None, js="(token) => window.fireredasrLive.start(token)")
+    refresh.tick(show, [state], [transcript], queue=False, show_progress="hidden")
+    stop.click(finish, [state], [transcript, downloads, *recording], concurrency_limit=None,
+               js="async (...values) => { await window.fireredasrLive.stop(); return values; }")
