@@ -73,6 +73,10 @@ class Measured:
     def first_token(self) -> None:
         self.ttft_s = time.perf_counter() - self.started
 
+    def so_far(self) -> dict:
+        """The fields a ``Transcript`` takes from it (a failed request's too)."""
+        return {"ttft_s": self.ttft_s, "prompt_tokens": self.prompt_tokens, "queue_s": self.queue_s}
+
 
 class Engine(Facade):
     """Build once; share between eval, the UI, notebooks and the server helpers."""
@@ -191,14 +195,13 @@ class Engine(Facade):
             tokens, finish = await search(prepared.samples, options, measured)
         except EngineDeadError:  # every later request would fail the same way: say why once, and the fix
             self.dead = ENGINE_STOPPED
-            return Transcript.failed(prepared, f"{prepared.id}: {ENGINE_STOPPED}")
+            return Transcript.failed(prepared, f"{prepared.id}: {ENGINE_STOPPED}", **measured.so_far())
         except Exception as error:  # the request failed; the engine is still up
-            return Transcript.failed(prepared, f"{prepared.id}: {type(error).__name__}: {error}")
+            return Transcript.failed(prepared, f"{prepared.id}: {type(error).__name__}: {error}", **measured.so_far())
         latency_s = time.perf_counter() - measured.started
         token_ids = [t for t in tokens if t != self.eos_token_id]
         return Transcript.decoded(prepared, self.detokenize(token_ids), token_ids, output_tokens=len(tokens),
-                                  finish_reason=finish, latency_s=latency_s, ttft_s=measured.ttft_s,
-                                  prompt_tokens=measured.prompt_tokens, queue_s=measured.queue_s)
+                                  finish_reason=finish, latency_s=latency_s, **measured.so_far())
 
     async def _sample(self, samples, options, measured: Measured):
         tokens: list[int] = []

@@ -182,9 +182,10 @@ class Transcript:
                    segments=(Segment(0.0, prepared.duration_s, text),), **measured)
 
     @classmethod
-    def failed(cls, prepared: PreparedAudio, error: str) -> Transcript:
-        """``prepared`` could not be transcribed: ``error`` says why, in one sentence."""
-        return cls(id=prepared.id, duration_s=prepared.duration_s, error=error)
+    def failed(cls, prepared: PreparedAudio, error: str, **measured) -> Transcript:
+        """``prepared`` could not be transcribed: ``error`` says why, in one sentence; ``measured``: what the
+        request had measured before it failed (``ttft_s``, ``prompt_tokens``, ``queue_s``)."""
+        return cls(id=prepared.id, duration_s=prepared.duration_s, error=error, **measured)
 
     @classmethod
     def no_speech(cls, prepared: PreparedAudio) -> Transcript:
